@@ -1,0 +1,230 @@
+"""``HarkBot``: the discord.py bot that hosts plugins.
+
+It opens the runtime (database, plugin state), instantiates every loaded plugin's
+Cogs, keeps each plugin's slash commands per server (synced only where the plugin
+is enabled), gates prefix commands and listeners by the same switch, and turns
+expected command mistakes into one short reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from hark.cog import PluginCog, PluginDisabled
+from hark.plugins import PluginInfo
+from hark.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_SYNC_NAMESPACE = "core"
+
+
+def point_discord_at(api_base: str, gateway_url: str | None) -> None:
+    """Aim discord.py at a Discord-compatible API (a REST proxy, or the test kit's server).
+
+    discord.py keeps these as class attributes; there is no per-client option.
+    """
+    discord.http.Route.BASE = api_base.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+class HarkTree(app_commands.CommandTree):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        command = interaction.command
+        cog = getattr(command, "binding", None)
+        if isinstance(cog, PluginCog) and not cog.enabled_in(interaction.guild_id):
+            # Discord may still show a command briefly after it was removed.
+            await interaction.response.send_message(
+                f"The `{cog.plugin_id}` plugin is disabled in this server.", ephemeral=True
+            )
+            return False
+        return True
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            text = str(error) or "You can't use this command here."
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("slash command /%s failed", command, exc_info=error)
+            text = "Something went wrong running that command."
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+
+def default_intents() -> discord.Intents:
+    intents = discord.Intents.default()
+    intents.message_content = True
+    intents.members = True
+    intents.voice_states = True
+    return intents
+
+
+class HarkBot(commands.Bot):
+    def __init__(self, runtime: Runtime, **options: Any) -> None:
+        config = runtime.config
+        owner_ids = {int(x) for x in config.owner_ids if str(x).isdigit()}
+        options.setdefault("intents", default_intents())
+        # Nothing the bot sends pings anyone unless a call opts in explicitly.
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        options.setdefault("tree_cls", HarkTree)
+        if owner_ids:
+            options.setdefault("owner_ids", owner_ids)
+        super().__init__(command_prefix=config.prefix, **options)
+        self.runtime = runtime
+        self.control = runtime.control
+        # plugin id -> its top-level app commands, kept out of the global tree
+        self.plugin_app_commands: dict[str, list[Any]] = {}
+        self._sync_locks: dict[int, asyncio.Lock] = {}
+        self.add_check(self._plugin_enabled_check)
+
+    @property
+    def config(self):  # -> hark.config.Config
+        return self.runtime.config
+
+    # -- start-up --------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        await self.runtime.open()
+        for info in self.runtime.manager.loaded():
+            await self._add_plugin_cogs(info)
+        if self.config.sync_commands:
+            await self._sync_if_changed(None)
+
+    async def _add_plugin_cogs(self, info: PluginInfo) -> None:
+        for cog_cls in info.cogs:
+            before = {(c.name, c.type) for c in self.tree.get_commands()}
+            try:
+                if not issubclass(cog_cls, PluginCog):
+                    raise TypeError(f"{cog_cls.__name__} must subclass hark.PluginCog")
+                cog = cog_cls(self)
+                cog.plugin_id = info.id
+                await self.add_cog(cog)
+            except Exception as exc:
+                log.error(
+                    "plugin %s: cog %s failed to load", info.id, cog_cls.__name__, exc_info=exc
+                )
+                info.status, info.error = "error", f"cog {cog_cls.__name__} failed: {exc!r}"
+                return
+            if info.protected:
+                continue  # core commands are global and can't be disabled
+            added = [c for c in self.tree.get_commands() if (c.name, c.type) not in before]
+            for command in added:
+                self.tree.remove_command(command.name, type=command.type)
+            self.plugin_app_commands.setdefault(info.id, []).extend(added)
+
+    async def _plugin_enabled_check(self, ctx: commands.Context[Any]) -> bool:
+        cog = ctx.cog
+        if (
+            isinstance(cog, PluginCog)
+            and ctx.guild is not None
+            and not cog.enabled_in(ctx.guild.id)
+        ):
+            raise PluginDisabled(f"{cog.plugin_id} is disabled here")
+        return True
+
+    # -- slash command sync ----------------------------------------------
+
+    def _commands_digest(self, guild: discord.abc.Snowflake | None) -> str:
+        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        blob = json.dumps(
+            sorted(payload, key=lambda d: (d.get("type", 1), d["name"])), sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def _sync_if_changed(self, guild_id: int | None, *, force: bool = False) -> None:
+        """Sync the global (None) or one guild's commands when they differ from the last sync.
+
+        Discord rate-limits command syncs, so unchanged sets are not sent again.
+        """
+        settings = self.runtime.settings.for_plugin(_SYNC_NAMESPACE)
+        scope = settings.global_() if guild_id is None else settings.guild(guild_id)
+        guild = None if guild_id is None else discord.Object(guild_id)
+        digest = self._commands_digest(guild)
+        if not force and scope.get("commands_digest", None) == digest:
+            return
+        try:
+            await self.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            log.warning("could not sync slash commands for %s: %s", guild_id or "global", exc)
+            return
+        await scope.set("commands_digest", digest)
+
+    async def sync_guild_commands(self, guild_id: int, *, force: bool = False) -> None:
+        """Offer in this guild exactly the slash commands of the plugins enabled there."""
+        lock = self._sync_locks.setdefault(guild_id, asyncio.Lock())
+        async with lock:
+            guild = discord.Object(guild_id)
+            self.tree.clear_commands(guild=guild)
+            for plugin_id, app_cmds in self.plugin_app_commands.items():
+                if self.control.is_enabled(plugin_id, guild_id):
+                    for command in app_cmds:
+                        self.tree.add_command(command, guild=guild, override=True)
+            if self.config.sync_commands:
+                await self._sync_if_changed(guild_id, force=force)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self.sync_guild_commands(guild.id)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.sync_guild_commands(guild.id)
+
+    async def plugins_changed(self, guild_id: int | None) -> None:
+        """Call after a plugin switch changed: re-offer slash commands where it matters."""
+        targets = [guild_id] if guild_id else [g.id for g in self.guilds]
+        for gid in targets:
+            await self.sync_guild_commands(gid)
+
+    # -- errors ----------------------------------------------------------
+
+    async def on_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
+        if isinstance(error, commands.CommandNotFound | PluginDisabled):
+            return
+        if ctx.command is not None and ctx.command.has_error_handler():
+            return
+        if isinstance(error, commands.UserInputError):
+            usage = (
+                f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
+            )
+            await ctx.reply(f"{error} Usage: `{usage}`", mention_author=False)
+        elif isinstance(error, commands.NotOwner):
+            await ctx.reply("Only the bot's owner can do that.", mention_author=False)
+        elif isinstance(error, commands.MissingPermissions):
+            perms = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+            await ctx.reply(f"You need the {perms} permission to do that.", mention_author=False)
+        elif isinstance(error, commands.NoPrivateMessage):
+            await ctx.reply("That command only works in a server.", mention_author=False)
+        elif isinstance(error, commands.CommandOnCooldown):
+            await ctx.reply(
+                f"Slow down: try again in {error.retry_after:.0f}s.", mention_author=False
+            )
+        elif isinstance(error, commands.CheckFailure):
+            await ctx.reply(str(error) or "You can't use that command here.", mention_author=False)
+        else:
+            original = getattr(error, "original", error)
+            log.error("command %s failed", ctx.command, exc_info=original)
+            await ctx.reply("Something went wrong running that command.", mention_author=False)
+
+    # -- shutdown --------------------------------------------------------
+
+    async def close(self) -> None:
+        for voice in list(self.voice_clients):
+            try:
+                await voice.disconnect(force=True)
+            except Exception:  # leaving is best effort at shutdown
+                log.debug("voice disconnect failed", exc_info=True)
+        await super().close()
+        await self.runtime.close()

@@ -1,0 +1,1 @@
+"""Plugins that ship inside the core and use the same hooks as any other plugin."""

@@ -1,0 +1,10 @@
+"""Core: plugin management (`!plugins`, `/plugins`). Always on."""
+
+from hark.hookspecs import hookimpl
+
+
+@hookimpl
+def register_cogs(register):
+    from hark.cogs.plugins import PluginsCog
+
+    register(PluginsCog)

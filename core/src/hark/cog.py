@@ -1,0 +1,82 @@
+"""``PluginCog``: the base class for a plugin's commands and listeners.
+
+The core gates everything a PluginCog offers by the per-server switch: while its
+plugin is disabled in a server, its prefix commands act as if they did not exist,
+its slash commands are not offered there, and its listeners are not called for
+events from that server. Events with no server (DMs, on_ready) always reach it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from hark.bot import HarkBot
+
+
+class PluginDisabled(commands.CheckFailure):
+    """Raised by the global check for a disabled plugin's command; handled silently."""
+
+
+def guild_id_of(args: tuple[Any, ...]) -> int | None:
+    """The server an event belongs to, from its arguments (None when it has none)."""
+    for arg in args:
+        if isinstance(arg, discord.Guild):
+            return arg.id
+        gid = getattr(arg, "guild_id", None)  # Interaction, raw event payloads
+        if isinstance(gid, int):
+            return gid
+        guild = getattr(arg, "guild", None)  # Message, Member, channels, VoiceState owners
+        if isinstance(guild, discord.Guild):
+            return guild.id
+        message = getattr(arg, "message", None)  # Reaction
+        guild = getattr(message, "guild", None)
+        if isinstance(guild, discord.Guild):
+            return guild.id
+    return None
+
+
+class PluginCog(commands.Cog):
+    """Subclass this (instead of ``commands.Cog``) in a plugin; construct with ``(bot)``."""
+
+    # Filled in by the core before the cog is added to the bot.
+    plugin_id: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PluginCog:
+        self = super().__new__(cls, *args, **kwargs)
+        # Cog._inject registers `getattr(self, name)` for each listener, so an
+        # instance attribute here is what the bot will call (and later remove).
+        for _event, method_name in cls.__cog_listeners__:
+            setattr(self, method_name, self._gate(getattr(self, method_name)))
+        return self
+
+    def __init__(self, bot: HarkBot) -> None:
+        self.bot = bot
+
+    def _gate(
+        self, listener: Callable[..., Coroutine[Any, Any, Any]]
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        @functools.wraps(listener)
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            guild_id = guild_id_of(args)
+            if guild_id is not None and not self.enabled_in(guild_id):
+                return None
+            return await listener(*args, **kwargs)
+
+        return gated
+
+    def enabled_in(self, guild_id: int | None) -> bool:
+        control = getattr(self.bot, "control", None)
+        if control is None or not self.plugin_id:
+            return True
+        return control.is_enabled(self.plugin_id, guild_id)
+
+    @property
+    def settings(self):  # -> hark.store.PluginSettings
+        """This plugin's settings namespace (see :mod:`hark.store.settings`)."""
+        return self.bot.runtime.settings.for_plugin(self.plugin_id)

@@ -1,0 +1,209 @@
+"""Bot settings: defaults < ``bot.toml`` < environment (``.env`` included).
+
+Every setting has a default, so ``bot.toml`` is optional. Secrets (tokens, keys)
+belong in the environment or ``.env``; they are held in :class:`Secret` so that
+printing or logging a config never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. The message is one readable line, secret-free."""
+
+
+class Secret:
+    """A string that does not reveal itself in ``repr``/``str``/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def _split_list(value: str | list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    env: str
+    toml: str  # dotted path in bot.toml
+    kind: str = "str"  # str | int | float | bool | list | secret | path
+
+
+# attribute name -> where it comes from. One table, so docs/configuration.md and
+# the loader cannot drift apart silently (a test checks the docs mention each env name).
+FIELDS: dict[str, _Field] = {
+    "token": _Field("DISCORD_BOT_TOKEN", "discord.token", "secret"),
+    "api_base": _Field("DISCORD_API_BASE", "discord.api_base"),
+    "gateway_url": _Field("DISCORD_GATEWAY_URL", "discord.gateway_url"),
+    "prefix": _Field("BOT_PREFIX", "bot.prefix"),
+    "owner_ids": _Field("HARK_OWNER_IDS", "bot.owner_ids", "list"),
+    "data_dir": _Field("HARK_DATA_DIR", "bot.data_dir", "path"),
+    "log_level": _Field("HARK_LOG_LEVEL", "bot.log_level"),
+    "load_plugins": _Field("HARK_LOAD_PLUGINS", "plugins.load", "list"),
+    "block_plugins": _Field("HARK_BLOCK_PLUGINS", "plugins.block", "list"),
+    "sync_commands": _Field("HARK_SYNC_COMMANDS", "bot.sync_commands", "bool"),
+}
+
+
+@dataclass(slots=True)
+class Config:
+    token: Secret = field(default_factory=lambda: Secret(""))
+    api_base: str = DISCORD_API_BASE
+    gateway_url: str | None = None
+    prefix: str = "!"
+    owner_ids: list[str] = field(default_factory=list)
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    # None: load every installed plugin; []: load none.
+    load_plugins: list[str] | None = None
+    block_plugins: list[str] = field(default_factory=list)
+    sync_commands: bool = True
+    # [providers] capability = "plugin id": the default provider per capability.
+    default_providers: dict[str, str] = field(default_factory=dict)
+    # [plugin.<id>] tables: global defaults for that plugin's settings.
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Everything bot.toml held, for settings added by later features.
+    raw: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "hark.sqlite3"
+
+    def require_token(self) -> str:
+        token = self.token.get().strip()
+        if not token:
+            raise ConfigError(
+                "DISCORD_BOT_TOKEN is not set: put it in .env or the environment "
+                "(see docs/configuration.md)."
+            )
+        return token
+
+
+def _lookup(table: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = table
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _convert(name: str, spec: _Field, value: Any, origin: str) -> Any:
+    try:
+        if spec.kind == "secret":
+            return Secret(str(value).strip())
+        if spec.kind == "list":
+            return _split_list(value)
+        if spec.kind == "bool":
+            return _bool(value)
+        if spec.kind == "int":
+            return int(value)
+        if spec.kind == "float":
+            return float(value)
+        if spec.kind == "path":
+            return Path(str(value)).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: invalid value for {name}: {exc}") from None
+
+
+def load_config(
+    toml_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    dotenv: str | Path | None = ".env",
+) -> Config:
+    """Build the config. ``.env`` fills only variables the environment lacks."""
+    if environ is None:
+        if dotenv is not None and Path(dotenv).is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(dotenv, override=False)
+        environ = os.environ
+
+    path = Path(toml_path) if toml_path else Path(environ.get("HARK_CONFIG", "bot.toml"))
+    table: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    elif toml_path:
+        raise ConfigError(f"{path}: config file not found")
+
+    config = Config(raw=table, source=path if path.is_file() else None)
+    for name, spec in FIELDS.items():
+        value = _lookup(table, spec.toml)
+        origin = f"{path}"
+        if spec.env in environ:
+            value, origin = environ[spec.env], f"environment variable {spec.env}"
+        if value is not None:
+            setattr(config, name, _convert(name, spec, value, origin))
+
+    providers = table.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigError(f"{path}: [providers] must be a table")
+    config.default_providers = {str(k): str(v) for k, v in providers.items()}
+    for capability in ("transcribe", "generate", "synthesize"):
+        env_name = f"HARK_DEFAULT_{capability.upper()}"
+        if environ.get(env_name):
+            config.default_providers[capability] = environ[env_name].strip()
+
+    plugin_tables = table.get("plugin", {})
+    if not isinstance(plugin_tables, dict):
+        raise ConfigError(f"{path}: [plugin.<id>] sections must be tables")
+    config.plugin_settings = {
+        str(k): dict(v) for k, v in plugin_tables.items() if isinstance(v, dict)
+    }
+    config.api_base = config.api_base.rstrip("/")
+    return config
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The config as plain data, secrets masked (for `bot run --check` and debugging)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        if f.name == "raw":
+            continue
+        value = getattr(config, f.name)
+        out[f.name] = repr(value) if isinstance(value, Secret) else value
+    return out

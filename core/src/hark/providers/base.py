@@ -1,0 +1,147 @@
+"""The provider base class: the core owns the public call, the plugin the ``_impl``.
+
+Every public provider method (``transcribe``, ``generate``, ``synthesize``,
+``provide``) goes through :meth:`Provider._call` or :meth:`Provider._stream`,
+which apply the deadline, retry retryable errors with backoff (honouring
+Retry-After), record latency, and log with the plugin id. Anything the plugin
+raises that is not a :class:`ProviderError` becomes one, so callers handle a
+single hierarchy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from hark.providers.errors import ProviderError, ProviderTimeoutError
+from hark.providers.policy import LatencyStats, RetryPolicy
+from hark.providers.types import Capability
+
+if TYPE_CHECKING:
+    from hark.store.settings import PluginSettings
+
+T = TypeVar("T")
+
+
+class Provider:
+    """Base of Transcriber, Generator, Synthesizer and ContextProvider.
+
+    Subclasses set ``name`` (unique within the plugin; defaults to the plugin id),
+    and may override ``timeout`` and ``retry``. ``plugin_id`` is filled in by the
+    core when the plugin registers the object.
+    """
+
+    capability: ClassVar[Capability]
+    name: str = ""
+    timeout: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+    # Among several enabled providers with no explicit choice, the highest wins
+    # (e.g. a local fallback voice ranks below a configured cloud one).
+    default_priority: int = 0
+
+    def __init__(self) -> None:
+        self.plugin_id: str = ""
+        self.stats = LatencyStats()
+        # The plugin's settings namespace; bound by the core once the database is open.
+        self.settings: PluginSettings | None = None
+
+    @property
+    def id(self) -> str:
+        """``plugin`` or ``plugin:name``: how commands and logs refer to this provider."""
+        if not self.name or self.name == self.plugin_id:
+            return self.plugin_id or self.name or type(self).__name__
+        return f"{self.plugin_id}:{self.name}" if self.plugin_id else self.name
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"hark.provider.{self.id}")
+
+    def unavailable_reason(self) -> str | None:
+        """Why this provider can't work as configured (e.g. "OPENROUTER_API_KEY is not set"),
+        or None when it looks usable. Shown in listings and used to pick defaults."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    def _wrap(self, exc: BaseException) -> ProviderError:
+        if isinstance(exc, ProviderError):
+            if exc.provider is None:
+                exc.provider = self.id
+            return exc
+        if isinstance(exc, TimeoutError):
+            return ProviderTimeoutError(f"no answer within {self.timeout:g}s", provider=self.id)
+        # A plugin bug or an untranslated library error: keep the type, not the text,
+        # because library messages can carry URLs or request details.
+        self.log.error("unexpected %s from %s", type(exc).__name__, self.id, exc_info=exc)
+        return ProviderError(f"internal error ({type(exc).__name__})", provider=self.id)
+
+    async def _backoff(self, attempt: int, error: ProviderError, op: str) -> bool:
+        delay = self.retry.delay(attempt, error)
+        if delay is None:
+            return False
+        self.stats.retries += 1
+        self.log.warning("%s %s failed (%s); retry %d in %.2fs", self.id, op, error, attempt, delay)
+        await asyncio.sleep(delay)
+        return True
+
+    async def _call(self, op: str, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` with deadline, retries and metrics."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    result = await make()
+            except Exception as exc:
+                error = self._wrap(exc)
+                self.stats.record(time.perf_counter() - started, ok=False)
+                if await self._backoff(attempt, error, op):
+                    continue
+                self.log.warning("%s %s failed: %s", self.id, op, error)
+                raise error from exc
+            elapsed = time.perf_counter() - started
+            self.stats.record(elapsed, ok=True)
+            self.log.debug("%s %s ok in %.3fs", self.id, op, elapsed)
+            return result
+
+    async def _stream(self, op: str, make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+        """Iterate ``make()`` with a per-item deadline, retries and metrics.
+
+        A stream is retried only while it has produced nothing: once output has
+        been handed on, replaying it would duplicate what the user already saw.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            produced = False
+            stream = make()
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            item = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    produced = True
+                    yield item
+            except Exception as exc:
+                error = self._wrap(exc)
+                self.stats.record(time.perf_counter() - started, ok=False)
+                if not produced and await self._backoff(attempt, error, op):
+                    continue
+                self.log.warning("%s %s failed: %s", self.id, op, error)
+                raise error from exc
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            elapsed = time.perf_counter() - started
+            self.stats.record(elapsed, ok=True)
+            self.log.debug("%s %s streamed in %.3fs", self.id, op, elapsed)
+            return

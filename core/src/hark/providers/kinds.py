@@ -1,0 +1,177 @@
+"""The four provider kinds. Plugins subclass one and implement ``_impl``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hark.providers.base import Provider
+from hark.providers.errors import BadOutputError
+from hark.providers.policy import RetryPolicy
+from hark.providers.types import (
+    AudioClip,
+    Capability,
+    ContextPart,
+    ContextRequest,
+    PromptMessage,
+    Transcript,
+)
+
+
+class Transcriber(Provider):
+    """Speech to text. ``_impl`` gets a mono or stereo s16le clip at any rate."""
+
+    capability: ClassVar[Capability] = Capability.TRANSCRIBE
+    # The rate the model wants; callers may resample to it to save the provider work.
+    preferred_sample_rate: int = 16_000
+    timeout = 120.0
+
+    async def transcribe(
+        self,
+        clip: AudioClip,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        guild_id: int | None = None,
+    ) -> Transcript:
+        """Transcribe ``clip``. ``prompt`` primes vocabulary (e.g. member names)."""
+        result = await self._call(
+            "transcribe",
+            lambda: self._impl(clip, language=language, prompt=prompt, guild_id=guild_id),
+        )
+        if not isinstance(result, Transcript):
+            raise BadOutputError(f"_impl returned {type(result).__name__}", provider=self.id)
+        return result
+
+    async def _impl(
+        self, clip: AudioClip, *, language: str | None, prompt: str | None, guild_id: int | None
+    ) -> Transcript:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """Everything a generator needs for one reply."""
+
+    messages: list[PromptMessage]
+    model: str | None = None
+    guild_id: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Generator(Provider):
+    """An LLM that streams its reply as text deltas."""
+
+    capability: ClassVar[Capability] = Capability.GENERATE
+    # Capability flag: list_models() is implemented.
+    supports_model_listing: bool = False
+    default_model: str | None = None
+
+    def generate(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        model: str | None = None,
+        guild_id: int | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **options: Any,
+    ) -> AsyncIterator[str]:
+        """Stream the reply to ``messages`` as text deltas."""
+        request = GenerationRequest(
+            messages=list(messages),
+            model=model or self.default_model,
+            guild_id=guild_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            options=options,
+        )
+        return self._stream("generate", lambda: self._checked(request))
+
+    async def _checked(self, request: GenerationRequest) -> AsyncIterator[str]:
+        async for delta in self._impl(request):
+            if not isinstance(delta, str):
+                raise BadOutputError(f"yielded {type(delta).__name__}, not str", provider=self.id)
+            if delta:
+                yield delta
+
+    async def complete(self, messages: Sequence[PromptMessage], **kwargs: Any) -> str:
+        """The whole reply as one string (for callers that do not stream)."""
+        return "".join([delta async for delta in self.generate(messages, **kwargs)])
+
+    def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    async def list_models(self) -> list[str]:
+        """Models the backend offers (only when ``supports_model_listing``)."""
+        return await self._call("list_models", self._list_models_impl)
+
+    async def _list_models_impl(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Synthesizer(Provider):
+    """Text to speech, streamed as s16le PCM clips as they are produced."""
+
+    capability: ClassVar[Capability] = Capability.SYNTHESIZE
+    # The format this provider yields; consumers resample/remix when they need another.
+    sample_rate: int = 48_000
+    channels: int = 1
+    # Longest text accepted in one call; the core splits longer text at sentences.
+    max_text_length: int = 5_000
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, guild_id: int | None = None
+    ) -> AsyncIterator[AudioClip]:
+        """Stream speech for ``text``."""
+        return self._stream("synthesize", lambda: self._checked(text, voice, guild_id))
+
+    async def _checked(
+        self, text: str, voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        produced = False
+        async for clip in self._impl(text, voice=voice, guild_id=guild_id):
+            if not isinstance(clip, AudioClip):
+                raise BadOutputError(
+                    f"yielded {type(clip).__name__}, not AudioClip", provider=self.id
+                )
+            if clip.pcm:
+                produced = True
+                yield clip
+        if not produced and text.strip():
+            raise BadOutputError("no audio for non-empty text", provider=self.id)
+
+    def _impl(
+        self, text: str, *, voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        raise NotImplementedError
+
+
+class ContextProvider(Provider):
+    """Contributes a part of the prompt. Runs concurrently with the others.
+
+    ``timeout`` is the provider's deadline: a late provider is skipped for that
+    turn, never fatal. Context is not retried (a retry would miss the deadline).
+    """
+
+    capability: ClassVar[Capability] = Capability.CONTEXT
+    timeout = 2.0
+    retry = RetryPolicy(attempts=1)
+
+    async def provide(self, request: ContextRequest) -> ContextPart | None:
+        part = await self._call("provide", lambda: self._impl(request))
+        if part is not None and not isinstance(part, ContextPart):
+            raise BadOutputError(f"_impl returned {type(part).__name__}", provider=self.id)
+        if part is not None and not part.source:
+            part.source = self.id
+        return part
+
+    async def _impl(self, request: ContextRequest) -> ContextPart | None:
+        raise NotImplementedError
+
+    # Hooks for providers that keep state (history): told about finished exchanges.
+    async def record(self, request: ContextRequest, reply: str) -> None:
+        """Called after a reply was delivered in full or in part (``reply`` is what was said)."""

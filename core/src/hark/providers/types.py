@@ -1,0 +1,96 @@
+"""Small data types passed between the core and providers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Capability(StrEnum):
+    """What a provider does. The first three have exactly one provider per server."""
+
+    TRANSCRIBE = "transcribe"
+    GENERATE = "generate"
+    SYNTHESIZE = "synthesize"
+    CONTEXT = "context"
+
+    @classmethod
+    def selectable(cls) -> tuple[Capability, ...]:
+        return (cls.TRANSCRIBE, cls.GENERATE, cls.SYNTHESIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClip:
+    """Signed 16-bit little-endian PCM. Also the unit a synthesizer streams."""
+
+    pcm: bytes
+    sample_rate: int
+    channels: int = 1
+
+    SAMPLE_WIDTH = 2
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.channels <= 0:
+            raise ValueError("sample_rate and channels must be positive")
+        if len(self.pcm) % (self.SAMPLE_WIDTH * self.channels):
+            raise ValueError("PCM length is not a whole number of frames")
+
+    @property
+    def frames(self) -> int:
+        return len(self.pcm) // (self.SAMPLE_WIDTH * self.channels)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+
+# A synthesizer's stream is a sequence of clips; the alias reads better there.
+AudioChunk = AudioClip
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    confidence: float | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMessage:
+    role: Role
+    content: str
+    # The speaker's display name, so a multi-user channel stays legible to the model.
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ContextRequest:
+    """What a context provider knows about the turn being answered."""
+
+    text: str
+    guild_id: int | None = None
+    channel_id: int | None = None
+    user_id: int | None = None
+    user_name: str | None = None
+    bot_name: str | None = None
+    # "text", "voice", "event" (e.g. a Twitch raid) or "console".
+    kind: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ContextPart:
+    """A contribution to the prompt. Parts are ordered by ``order`` (lower first).
+
+    Conventional orders: persona/system 0, memory 20, live events 40, history 50.
+    The triggering message itself always comes last, after every part.
+    """
+
+    messages: list[PromptMessage]
+    order: int = 50
+    source: str = ""

@@ -1,0 +1,59 @@
+"""Everything the bot needs besides Discord: config, database, plugins, per-server control.
+
+Shared by ``bot run`` (through :class:`hark.bot.HarkBot`), ``bot console`` and tests,
+so each path loads plugins and state the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint
+
+from hark.config import Config
+from hark.control import PluginControl
+from hark.plugins import CORE_PLUGIN_ID, PluginManager
+from hark.store import Database, PluginState, SettingsStore
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        manager: PluginManager | None = None,
+        entry_points: Iterable[EntryPoint] | None = None,
+    ) -> None:
+        self.config = config
+        if manager is None:
+            manager = PluginManager(allow=config.load_plugins, block=config.block_plugins)
+            from hark.builtin import core
+
+            manager.add(core, CORE_PLUGIN_ID, protected=True, version=_core_version())
+            manager.load_entry_points(entry_points)
+        self.manager = manager
+        self.db = Database(config.database_path)
+        self.state = PluginState(self.db)
+        self.settings = SettingsStore(self.db)
+        self.control = PluginControl(manager, self.state, config)
+
+    async def open(self) -> None:
+        await self.db.open()
+        for plugin_id, values in self.config.plugin_settings.items():
+            self.settings.seed_globals(plugin_id, values)
+        await self.state.load()
+        await self.settings.load()
+        for info in self.manager.loaded():
+            for provider in info.providers:
+                provider.settings = self.settings.for_plugin(info.id)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def _core_version() -> str:
+    from hark import __version__
+
+    return __version__

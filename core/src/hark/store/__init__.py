@@ -1,0 +1,7 @@
+"""Persistent state in SQLite (aiosqlite), cached in memory."""
+
+from hark.store.database import Database
+from hark.store.plugin_state import GLOBAL, PluginState
+from hark.store.settings import PluginSettings, SettingsStore
+
+__all__ = ["GLOBAL", "Database", "PluginSettings", "PluginState", "SettingsStore"]

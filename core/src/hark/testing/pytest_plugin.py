@@ -1,0 +1,1 @@
+"""pytest fixtures for Hark and its plugins (registered through the ``pytest11`` entry point)."""

@@ -1,0 +1,56 @@
+"""Text helpers for Discord's limits."""
+
+from __future__ import annotations
+
+import re
+
+MESSAGE_LIMIT = 2000
+
+_FENCE = re.compile(r"^```(\S*)", re.MULTILINE)
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Best place to cut ``text`` at or before ``limit``: paragraph, line, sentence, word."""
+    window = text[:limit]
+    for pattern in ("\n\n", "\n"):
+        index = window.rfind(pattern)
+        if index > limit // 3:
+            return index + len(pattern)
+    sentence = max(window.rfind(mark) for mark in (". ", "! ", "? ", "; "))
+    if sentence > limit // 3:
+        return sentence + 2
+    space = window.rfind(" ")
+    if space > limit // 3:
+        return space + 1
+    return limit
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split ``text`` into parts of at most ``limit`` characters.
+
+    Cuts at paragraph, line, sentence or word boundaries, in that order of
+    preference. A code block open at a cut is closed in that part and reopened
+    (with its language) in the next, so each part renders on its own.
+    """
+    parts: list[str] = []
+    rest = text
+    reopen = ""
+    while rest:
+        rest = reopen + rest
+        if len(rest) <= limit:
+            parts.append(rest)
+            break
+        # Leave room to close a fence ("\n```" is 4 characters).
+        cut = _cut_point(rest, limit - 4)
+        head, rest = rest[:cut], rest[cut:]
+        fences = _FENCE.findall(head)
+        reopen = ""
+        if len(fences) % 2 == 1:  # a block is still open at the cut
+            language = fences[-1]
+            head = head.rstrip("\n") + "\n```"
+            reopen = f"```{language}\n"
+        head = head.rstrip()
+        if head:
+            parts.append(head)
+        rest = rest.lstrip("\n")
+    return [p for p in parts if p.strip()]
