@@ -6,6 +6,7 @@ and the provider base classes and data types are re-exported here.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hark.cog import PluginCog
 from hark.hookspecs import hookimpl
 from hark.providers import (
     AudioChunk,
@@ -43,6 +44,7 @@ __all__ = [
     "ContextProvider",
     "ContextRequest",
     "Generator",
+    "PluginCog",
     "PromptMessage",
     "Provider",
     "ProviderConnectionError",

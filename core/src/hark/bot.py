@@ -38,6 +38,17 @@ def point_discord_at(api_base: str, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+def _permission_label(name: str) -> str:
+    # The names Discord's own UI uses, which differ from the API's for a few.
+    labels = {"manage_guild": "Manage Server", "kick_members": "Kick Members"}
+    return labels.get(name, name.replace("_", " ").title())
+
+
+def _command_key(command: Any) -> tuple[str, discord.AppCommandType]:
+    # Slash commands and groups have no .type; context menus do.
+    return command.name, getattr(command, "type", discord.AppCommandType.chat_input)
+
+
 class HarkTree(app_commands.CommandTree):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         command = interaction.command
@@ -106,13 +117,11 @@ class HarkBot(commands.Bot):
 
     async def _add_plugin_cogs(self, info: PluginInfo) -> None:
         for cog_cls in info.cogs:
-            before = {(c.name, c.type) for c in self.tree.get_commands()}
+            before = {_command_key(c) for c in self.tree.get_commands()}
             try:
                 if not issubclass(cog_cls, PluginCog):
                     raise TypeError(f"{cog_cls.__name__} must subclass hark.PluginCog")
-                cog = cog_cls(self)
-                cog.plugin_id = info.id
-                await self.add_cog(cog)
+                await self.add_cog(cog_cls.instantiate(self, info.id))
             except Exception as exc:
                 log.error(
                     "plugin %s: cog %s failed to load", info.id, cog_cls.__name__, exc_info=exc
@@ -121,9 +130,9 @@ class HarkBot(commands.Bot):
                 return
             if info.protected:
                 continue  # core commands are global and can't be disabled
-            added = [c for c in self.tree.get_commands() if (c.name, c.type) not in before]
+            added = [c for c in self.tree.get_commands() if _command_key(c) not in before]
             for command in added:
-                self.tree.remove_command(command.name, type=command.type)
+                self.tree.remove_command(command.name, type=_command_key(command)[1])
             self.plugin_app_commands.setdefault(info.id, []).extend(added)
 
     async def _plugin_enabled_check(self, ctx: commands.Context[Any]) -> bool:
@@ -203,7 +212,7 @@ class HarkBot(commands.Bot):
         elif isinstance(error, commands.NotOwner):
             await ctx.reply("Only the bot's owner can do that.", mention_author=False)
         elif isinstance(error, commands.MissingPermissions):
-            perms = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+            perms = ", ".join(_permission_label(p) for p in error.missing_permissions)
             await ctx.reply(f"You need the {perms} permission to do that.", mention_author=False)
         elif isinstance(error, commands.NoPrivateMessage):
             await ctx.reply("That command only works in a server.", mention_author=False)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord.ext import commands
 
 if TYPE_CHECKING:
     from hark.bot import HarkBot
+    from hark.store.settings import PluginSettings
 
 
 class PluginDisabled(commands.CheckFailure):
@@ -44,8 +45,10 @@ def guild_id_of(args: tuple[Any, ...]) -> int | None:
 class PluginCog(commands.Cog):
     """Subclass this (instead of ``commands.Cog``) in a plugin; construct with ``(bot)``."""
 
-    # Filled in by the core before the cog is added to the bot.
+    # Filled in by the core before ``__init__`` runs (see :meth:`instantiate`).
     plugin_id: str = ""
+    # Defaults for this plugin's settings, registered before ``__init__`` runs.
+    default_settings: ClassVar[dict[str, Any]] = {}
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PluginCog:
         self = super().__new__(cls, *args, **kwargs)
@@ -57,6 +60,17 @@ class PluginCog(commands.Cog):
 
     def __init__(self, bot: HarkBot) -> None:
         self.bot = bot
+
+    @classmethod
+    def instantiate(cls, bot: HarkBot, plugin_id: str) -> PluginCog:
+        """Construct as ``cls(bot)`` would, with ``plugin_id`` and settings ready in __init__."""
+        self = cls.__new__(cls, bot)
+        self.plugin_id = plugin_id
+        self.bot = bot
+        if cls.default_settings:
+            self.settings.register(**cls.default_settings)
+        self.__init__(bot)
+        return self
 
     def _gate(
         self, listener: Callable[..., Coroutine[Any, Any, Any]]
@@ -77,6 +91,6 @@ class PluginCog(commands.Cog):
         return control.is_enabled(self.plugin_id, guild_id)
 
     @property
-    def settings(self):  # -> hark.store.PluginSettings
+    def settings(self) -> PluginSettings:
         """This plugin's settings namespace (see :mod:`hark.store.settings`)."""
         return self.bot.runtime.settings.for_plugin(self.plugin_id)

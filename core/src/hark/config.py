@@ -80,7 +80,20 @@ FIELDS: dict[str, _Field] = {
     "load_plugins": _Field("HARK_LOAD_PLUGINS", "plugins.load", "list"),
     "block_plugins": _Field("HARK_BLOCK_PLUGINS", "plugins.block", "list"),
     "sync_commands": _Field("HARK_SYNC_COMMANDS", "bot.sync_commands", "bool"),
+    # text conversation
+    "trigger_names": _Field("BOT_TRIGGER_NAMES", "chat.trigger_names", "list"),
+    "system_prompt": _Field("SYSTEM_PROMPT", "chat.system_prompt"),
+    "history_depth": _Field("HISTORY_DEPTH", "chat.history_depth", "int"),
+    "answer_dms": _Field("CHAT_ANSWER_DMS", "chat.answer_dms", "bool"),
+    "edit_interval": _Field("CHAT_EDIT_INTERVAL", "chat.edit_interval", "float"),
+    "rate_limit": _Field("CHAT_RATE_LIMIT", "chat.rate_limit"),
 }
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are {bot_name}, a friendly and helpful companion in a Discord server. "
+    "Several people may talk to you; each of their messages starts with their name. "
+    "Answer the latest message. Keep replies short and conversational unless asked for detail."
+)
 
 
 @dataclass(slots=True)
@@ -96,6 +109,14 @@ class Config:
     load_plugins: list[str] | None = None
     block_plugins: list[str] = field(default_factory=list)
     sync_commands: bool = True
+    # None: the bot's own name
+    trigger_names: list[str] | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_depth: int = 12
+    answer_dms: bool = True
+    edit_interval: float = 1.0
+    # "N/SECONDS" per user; "0" or "" turns the limit off
+    rate_limit: str = "8/60"
     # [providers] capability = "plugin id": the default provider per capability.
     default_providers: dict[str, str] = field(default_factory=dict)
     # [plugin.<id>] tables: global defaults for that plugin's settings.

@@ -50,6 +50,8 @@ class PluginInfo:
     error: str | None = None
     # Core plugins cannot be disabled in a server.
     protected: bool = False
+    # Shipped inside the core (not subject to the allow-list; still blockable).
+    builtin: bool = False
     default_enabled: bool = True
     hooks: list[str] = field(default_factory=list)
     providers: list[Provider] = field(default_factory=list)
@@ -78,6 +80,7 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "protected": self.protected,
+            "builtin": self.builtin,
             "default_enabled": self.default_enabled,
             "hooks": self.hooks,
             "provides": self.capabilities,
@@ -141,12 +144,13 @@ class PluginManager:
                 continue
             self.add(obj, ep.name, info=info)
 
-    def _permitted(self, plugin_id: str) -> bool:
+    def _permitted(self, plugin_id: str, *, builtin: bool = False) -> bool:
         if plugin_id == CORE_PLUGIN_ID:
             return True
         if plugin_id in self.block:
             return False
-        return self.allow is None or plugin_id in self.allow
+        # Built-in plugins are part of the core: the allow-list is for installed ones.
+        return builtin or self.allow is None or plugin_id in self.allow
 
     def add(
         self,
@@ -155,6 +159,7 @@ class PluginManager:
         *,
         info: PluginInfo | None = None,
         protected: bool = False,
+        builtin: bool = False,
         version: str | None = None,
     ) -> PluginInfo:
         """Register ``obj`` (module or object with hook implementations) as ``plugin_id``.
@@ -164,10 +169,11 @@ class PluginManager:
         info = info or PluginInfo(id=plugin_id, version=version)
         info.module = obj
         info.protected = protected
+        info.builtin = builtin or protected
         info.description = info.description or _first_line(getattr(obj, "__doc__", None))
         info.default_enabled = bool(getattr(obj, "DEFAULT_ENABLED", True))
         self.plugins[plugin_id] = info
-        if not self._permitted(plugin_id):
+        if not self._permitted(plugin_id, builtin=info.builtin):
             info.status = "blocked"
             return info
         try:

@@ -10,9 +10,11 @@ import logging
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint
 
+from hark.chat.history import HistoryStore
+from hark.chat.pipeline import Conversation
 from hark.config import Config
 from hark.control import PluginControl
-from hark.plugins import CORE_PLUGIN_ID, PluginManager
+from hark.plugins import PluginManager
 from hark.store import Database, PluginState, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -27,17 +29,19 @@ class Runtime:
         entry_points: Iterable[EntryPoint] | None = None,
     ) -> None:
         self.config = config
-        if manager is None:
-            manager = PluginManager(allow=config.load_plugins, block=config.block_plugins)
-            from hark.builtin import core
-
-            manager.add(core, CORE_PLUGIN_ID, protected=True, version=_core_version())
-            manager.load_entry_points(entry_points)
-        self.manager = manager
         self.db = Database(config.database_path)
         self.state = PluginState(self.db)
         self.settings = SettingsStore(self.db)
+        self.history = HistoryStore(self.db)
+        if manager is None:
+            manager = PluginManager(allow=config.load_plugins, block=config.block_plugins)
+            manager.load_entry_points(entry_points)
+        from hark.builtin import install_builtins
+
+        install_builtins(manager, self)
+        self.manager = manager
         self.control = PluginControl(manager, self.state, config)
+        self.conversation = Conversation(self.control)
 
     async def open(self) -> None:
         await self.db.open()
@@ -47,13 +51,7 @@ class Runtime:
         await self.settings.load()
         for info in self.manager.loaded():
             for provider in info.providers:
-                provider.settings = self.settings.for_plugin(info.id)
+                provider.bind(self.settings.for_plugin(info.id))
 
     async def close(self) -> None:
         await self.db.close()
-
-
-def _core_version() -> str:
-    from hark import __version__
-
-    return __version__

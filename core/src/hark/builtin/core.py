@@ -1,10 +1,11 @@
-"""Core: plugin management (`!plugins`, `/plugins`). Always on."""
-
 from hark.hookspecs import hookimpl
 
 
-@hookimpl
-def register_cogs(register):
-    from hark.cogs.plugins import PluginsCog
+class CorePlugin:
+    """Core: plugin management (`!plugins`, `/plugins`). Always on."""
 
-    register(PluginsCog)
+    @hookimpl
+    def register_cogs(self, register):
+        from hark.cogs.plugins import PluginsCog
+
+        register(PluginsCog)

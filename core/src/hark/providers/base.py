@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from hark.providers.errors import ProviderError, ProviderTimeoutError
 from hark.providers.policy import LatencyStats, RetryPolicy
@@ -41,6 +41,8 @@ class Provider:
     # Among several enabled providers with no explicit choice, the highest wins
     # (e.g. a local fallback voice ranks below a configured cloud one).
     default_priority: int = 0
+    # Defaults for settings in the plugin's namespace (registered when the bot binds it).
+    default_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         self.plugin_id: str = ""
@@ -54,6 +56,19 @@ class Provider:
         if not self.name or self.name == self.plugin_id:
             return self.plugin_id or self.name or type(self).__name__
         return f"{self.plugin_id}:{self.name}" if self.plugin_id else self.name
+
+    def bind(self, settings: PluginSettings) -> None:
+        """Attach the plugin's settings namespace (done by the core at start-up)."""
+        if self.default_settings:
+            settings.register(**self.default_settings)
+        self.settings = settings
+
+    def setting(self, key: str, guild_id: int | None = None, default: Any = None) -> Any:
+        """A setting for this server (falling back to global and defaults), or ``default``
+        when the provider is used outside a bot (tests, scripts)."""
+        if self.settings is None:
+            return self.default_settings.get(key, default)
+        return self.settings.guild(guild_id).get(key, self.default_settings.get(key, default))
 
     @property
     def log(self) -> logging.Logger:

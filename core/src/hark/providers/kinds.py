@@ -83,7 +83,7 @@ class Generator(Provider):
         """Stream the reply to ``messages`` as text deltas."""
         request = GenerationRequest(
             messages=list(messages),
-            model=model or self.default_model,
+            model=model or self.model_for(guild_id),
             guild_id=guild_id,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -104,6 +104,17 @@ class Generator(Provider):
 
     def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
         raise NotImplementedError
+
+    def model_for(self, guild_id: int | None) -> str | None:
+        """The model this server uses: its ``model`` setting (``!model``), else the
+        global one, else ``default_model``."""
+        return self.setting("model", guild_id) or self.default_model
+
+    async def set_model(self, guild_id: int | None, model: str | None) -> None:
+        if self.settings is None:
+            raise RuntimeError("provider is not bound to the bot's settings")
+        scope = self.settings.guild(guild_id)
+        await (scope.clear("model") if model is None else scope.set("model", model))
 
     async def list_models(self) -> list[str]:
         """Models the backend offers (only when ``supports_model_listing``)."""

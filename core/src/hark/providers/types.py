@@ -67,6 +67,14 @@ class PromptMessage:
     # The speaker's display name, so a multi-user channel stays legible to the model.
     name: str | None = None
 
+    def text(self) -> str:
+        """Content with the speaker's name in front (``"alice: hi"``) for user turns.
+
+        Few chat APIs accept a per-message name reliably, so generators send this."""
+        if self.role == "user" and self.name:
+            return f"{self.name}: {self.content}"
+        return self.content
+
 
 @dataclass(slots=True)
 class ContextRequest:
@@ -80,6 +88,8 @@ class ContextRequest:
     bot_name: str | None = None
     # "text", "voice", "event" (e.g. a Twitch raid) or "console".
     kind: str = "text"
+    # False for one-off questions (`!ask`): history is neither read nor written.
+    use_history: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 

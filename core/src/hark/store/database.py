@@ -38,6 +38,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (namespace, scope, key)
     );
     """,
+    # 2: per-channel conversation history (text and voice turns)
+    """
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id INTEGER NOT NULL,
+        guild_id INTEGER,
+        role TEXT NOT NULL,
+        author_id INTEGER,
+        author_name TEXT,
+        content TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX history_by_channel ON history (channel_id, id);
+    """,
 ]
 
 

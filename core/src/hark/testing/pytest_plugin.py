@@ -1,1 +1,53 @@
-"""pytest fixtures for Hark and its plugins (registered through the ``pytest11`` entry point)."""
+"""pytest fixtures for Hark and its plugins (registered through the ``pytest11`` entry point).
+
+- ``discord_server``: a started :class:`~hark.testing.discord.FakeDiscord`.
+- ``hark_harness_factory``: build :class:`~hark.testing.harness.BotHarness` objects
+  (each with its own loopback server and data dir); closed after the test.
+- ``hark_plugin_manager``: an isolated plugin manager (core plugin only; add yours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+async def discord_server() -> AsyncIterator[Any]:
+    from hark.testing.discord import FakeDiscord
+
+    server = FakeDiscord()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def hark_plugin_manager():
+    from hark.testing.harness import isolated_manager
+
+    return isolated_manager()
+
+
+@pytest.fixture
+async def hark_harness_factory(tmp_path) -> AsyncIterator[Callable[..., Any]]:
+    """``await factory(plugins={"id": module}, config={...})`` -> a started BotHarness."""
+    from hark.testing.harness import BotHarness
+
+    made: list[BotHarness] = []
+
+    async def factory(**kwargs: Any) -> BotHarness:
+        harness = BotHarness(tmp_path / f"data{len(made)}", **kwargs)
+        made.append(harness)
+        await harness.start()
+        return harness
+
+    try:
+        yield factory
+    finally:
+        for harness in reversed(made):
+            await harness.close()

@@ -1,0 +1,1 @@
+"""Text conversation: triggers, persona, history, the reply pipeline, streaming to Discord."""

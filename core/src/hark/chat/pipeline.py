@@ -1,0 +1,63 @@
+"""One conversational turn: context -> generator -> (delivery) -> record.
+
+Used by text chat, ``bot console`` and voice alike, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from hark.context import Prompt, assemble
+from hark.control import PluginControl
+from hark.providers import Capability, ContextRequest, Generator, PromptMessage
+from hark.providers.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+class NoGenerator(ConfigurationError):
+    def __init__(self) -> None:
+        super().__init__(
+            "no LLM is enabled here: install a generator plugin (e.g. llm_ollama) "
+            "and enable it with `plugins enable`."
+        )
+
+
+@dataclass(slots=True)
+class Turn:
+    request: ContextRequest
+    prompt: Prompt
+    generator: Generator
+
+    def stream(self) -> AsyncIterator[str]:
+        return self.generator.generate(self.prompt.messages, guild_id=self.request.guild_id)
+
+
+class Conversation:
+    def __init__(self, control: PluginControl) -> None:
+        self.control = control
+
+    async def prepare(self, request: ContextRequest) -> Turn:
+        generator = self.control.provider_for(Capability.GENERATE, request.guild_id)
+        if not isinstance(generator, Generator):
+            raise NoGenerator()
+        providers = self.control.context_providers(request.guild_id)
+        prompt = await assemble(
+            providers,
+            request,
+            user_message=PromptMessage("user", request.text, name=request.user_name),
+        )
+        return Turn(request, prompt, generator)
+
+    async def record(self, turn: Turn, reply: str) -> None:
+        """Tell every context provider what was actually said. Called only for delivered replies."""
+        providers = self.control.context_providers(turn.request.guild_id)
+        results = await asyncio.gather(
+            *(p.record(turn.request, reply) for p in providers), return_exceptions=True
+        )
+        for provider, result in zip(providers, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("context provider %s failed to record", provider.id, exc_info=result)

@@ -1,0 +1,131 @@
+"""Deliver a streamed reply to Discord: post, edit as it grows, split at the limit.
+
+Edits are throttled to one per ``interval`` seconds (Discord rate-limits edits).
+When the text outgrows one message it continues in the next; code fences stay
+balanced in each part (see :func:`hark.text.split_message`). Nothing sent ever
+pings anyone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import discord
+
+from hark.text import MESSAGE_LIMIT, split_message
+
+NO_PINGS = discord.AllowedMentions.none()
+PLACEHOLDER = "…"
+
+
+class ReplyTarget(Protocol):
+    async def send(self, content: str, *, first: bool) -> Any: ...
+    async def edit(self, handle: Any, content: str) -> None: ...
+
+
+class ChannelTarget:
+    """Replies to a message (the first part references it), or posts in a channel."""
+
+    def __init__(self, channel: discord.abc.Messageable, reference: discord.Message | None) -> None:
+        self.channel = channel
+        self.reference = reference
+
+    async def send(self, content: str, *, first: bool) -> discord.Message:
+        reference = self.reference if first else None
+        if reference is not None:
+            return await self.channel.send(
+                content,
+                reference=reference.to_reference(fail_if_not_exists=False),
+                allowed_mentions=NO_PINGS,
+                mention_author=False,
+            )
+        return await self.channel.send(content, allowed_mentions=NO_PINGS)
+
+    async def edit(self, handle: discord.Message, content: str) -> None:
+        await handle.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class InteractionTarget:
+    """A deferred interaction: the original response, then follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+
+    async def send(self, content: str, *, first: bool) -> Any:
+        if first:
+            await self.interaction.edit_original_response(
+                content=content, allowed_mentions=NO_PINGS
+            )
+            return None  # None stands for the original response
+        return await self.interaction.followup.send(content, allowed_mentions=NO_PINGS, wait=True)
+
+    async def edit(self, handle: Any, content: str) -> None:
+        if handle is None:
+            await self.interaction.edit_original_response(
+                content=content, allowed_mentions=NO_PINGS
+            )
+        else:
+            await handle.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class StreamingReply:
+    def __init__(
+        self, target: ReplyTarget, *, interval: float = 1.0, limit: int = MESSAGE_LIMIT
+    ) -> None:
+        self.target = target
+        self.interval = interval
+        self.limit = limit
+        self.text = ""
+        self.handles: list[Any] = []
+        self._shown: list[str] = []
+        self._last_flush = 0.0
+
+    @property
+    def started(self) -> bool:
+        return bool(self.handles)
+
+    async def feed(self, delta: str) -> None:
+        self.text += delta
+        if not self.handles or time.monotonic() - self._last_flush >= self.interval:
+            await self.flush(final=False)
+
+    async def flush(self, *, final: bool) -> None:
+        if not self.text.strip():
+            return
+        parts = split_message(self.text, self.limit)
+        if not final:
+            # The live (last) part shows it is still being written.
+            tail = parts[-1]
+            if len(tail) + len(PLACEHOLDER) + 1 <= self.limit:
+                parts[-1] = f"{tail} {PLACEHOLDER}"
+        for index, part in enumerate(parts):
+            if index < len(self.handles):
+                if self._shown[index] != part:
+                    await self.target.edit(self.handles[index], part)
+                    self._shown[index] = part
+            else:
+                self.handles.append(await self.target.send(part, first=index == 0))
+                self._shown.append(part)
+        # A re-split can shorten the list (rare): blank extra parts rather than leave stale text.
+        for index in range(len(parts), len(self.handles)):
+            if self._shown[index] != PLACEHOLDER:
+                await self.target.edit(self.handles[index], PLACEHOLDER)
+                self._shown[index] = PLACEHOLDER
+        self._last_flush = time.monotonic()
+
+    async def finish(self) -> str:
+        await self.flush(final=True)
+        return self.text
+
+    async def abandon(self, notice: str) -> None:
+        """The reply failed part-way: mark what was shown as cut off and say why, once."""
+        if self.handles:
+            shown = split_message(self.text, self.limit)
+            last = len(shown) - 1
+            cut = f"{shown[last]} [cut off]"
+            if len(cut) <= self.limit and last < len(self.handles):
+                await self.target.edit(self.handles[last], cut)
+            await self.target.send(notice, first=False)
+        else:
+            await self.target.send(notice, first=True)

@@ -1,0 +1,92 @@
+"""A loopback Discord (REST API v10 + gateway) for end-to-end tests of discord.py bots.
+
+Example::
+
+    async with FakeDiscord() as server:
+        discord.http.Route.BASE = server.api_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(server.gateway_url)
+        guild = server.create_guild("Test Server")
+        general = server.create_text_channel(guild, "general")
+        alice = server.create_member(guild, "alice")
+        ...  # start the bot with server.bot_token
+        await server.post_message(general, alice, "!ping")
+        reply = await server.wait_for_message(general, author=server.bot_user)
+"""
+
+from . import permissions
+from .base import RequestLog
+from .gateway import GatewayEvent, GatewaySession
+from .interactions import CommandNotAvailable, InteractionRecord
+from .messages import TypingRecord
+from .permissions import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    ATTACH_FILES,
+    CONNECT,
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    EMBED_LINKS,
+    MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    MANAGE_ROLES,
+    MENTION_EVERYONE,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SPEAK,
+    USE_APPLICATION_COMMANDS,
+    VIEW_CHANNEL,
+)
+from .rest import FaultRule
+from .server import FakeDiscord
+from .state import (
+    AppCommandRecord,
+    AttachmentRecord,
+    ChannelRecord,
+    GuildRecord,
+    MemberRecord,
+    MessageRecord,
+    Overwrite,
+    RoleRecord,
+    UserRecord,
+)
+from .voice import VoiceStateRecord
+from .waiters import WaitTimeout
+
+__all__ = [
+    "ADMINISTRATOR",
+    "ALL_PERMISSIONS",
+    "ATTACH_FILES",
+    "CONNECT",
+    "DEFAULT_BOT_PERMISSIONS",
+    "DEFAULT_EVERYONE_PERMISSIONS",
+    "EMBED_LINKS",
+    "MANAGE_GUILD",
+    "MANAGE_MESSAGES",
+    "MANAGE_ROLES",
+    "MENTION_EVERYONE",
+    "READ_MESSAGE_HISTORY",
+    "SEND_MESSAGES",
+    "SPEAK",
+    "USE_APPLICATION_COMMANDS",
+    "VIEW_CHANNEL",
+    "AppCommandRecord",
+    "AttachmentRecord",
+    "ChannelRecord",
+    "CommandNotAvailable",
+    "FakeDiscord",
+    "FaultRule",
+    "GatewayEvent",
+    "GatewaySession",
+    "GuildRecord",
+    "InteractionRecord",
+    "MemberRecord",
+    "MessageRecord",
+    "Overwrite",
+    "RequestLog",
+    "RoleRecord",
+    "TypingRecord",
+    "UserRecord",
+    "VoiceStateRecord",
+    "WaitTimeout",
+    "permissions",
+]

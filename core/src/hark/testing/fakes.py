@@ -1,0 +1,499 @@
+"""Scriptable fake providers, for Hark's own tests and for plugin authors'.
+
+Each fake is a real subclass of a core provider class, so its public method
+(``generate``, ``transcribe``, ``synthesize``, ``provide``) runs through the real
+core wrapper: deadline, retries with backoff, metrics, error wrapping. Script a
+fake with constructor arguments:
+
+``fail_with``
+    Exceptions raised by successive calls, one per call (retries count as
+    calls), before the fake starts succeeding. ``[ProviderStatusError("busy",
+    status=503)]`` makes the first try fail and the retry succeed.
+``delay``
+    Seconds to sleep before answering (before each chunk, for streams), e.g.
+    longer than ``timeout`` to provoke a :class:`~hark.ProviderTimeoutError`.
+``name``, ``timeout``, ``retry``, ``default_priority``, ``unavailable``
+    The usual provider attributes; ``unavailable`` is what
+    :meth:`~hark.Provider.unavailable_reason` returns.
+
+Fakes retry fast by default (:data:`FAST_RETRY`) so tests do not sleep; pass
+``retry=RetryPolicy(...)`` to exercise real backoff. Every fake records what it
+was asked (``requests``, ``clips``, ``texts``) and counts ``calls`` to its
+``_impl``. :func:`fake_plugin` wraps providers in an in-memory plugin module for
+a :class:`~hark.plugins.PluginManager`.
+
+    gen = FakeGenerator(["Hi!", "Bye."], fail_with=[ProviderConnectionError("down")])
+    assert await gen.complete([PromptMessage("user", "hello")]) == "Hi!"
+    assert gen.calls == 2 and gen.stats.retries == 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import re
+import sys
+import types
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from hark.hookspecs import hookimpl
+from hark.providers import (
+    AudioClip,
+    ContextPart,
+    ContextProvider,
+    ContextRequest,
+    GenerationRequest,
+    Generator,
+    PromptMessage,
+    Provider,
+    RetryPolicy,
+    Synthesizer,
+    Transcriber,
+    Transcript,
+)
+from hark.providers.errors import ProviderConnectionError
+
+__all__ = [
+    "FAST_RETRY",
+    "EchoGenerator",
+    "FakeContextProvider",
+    "FakeGenerator",
+    "FakeSynthesizer",
+    "FakeTranscriber",
+    "fake_plugin",
+    "silence",
+    "split_sentences",
+    "tone",
+]
+
+#: Same number of tries as the core default, but milliseconds between them.
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.002, max_delay=0.01, max_retry_after=30.0)
+
+_KEEP = object()  # "leave the class default" for timeout / retry
+
+
+# -- audio helpers ---------------------------------------------------------
+
+
+def tone(
+    seconds: float,
+    sample_rate: int = 48_000,
+    channels: int = 1,
+    *,
+    frequency: float = 440.0,
+    amplitude: float = 0.3,
+) -> AudioClip:
+    """A sine tone as an s16le :class:`~hark.AudioClip` (deterministic)."""
+    frames = max(0, round(seconds * sample_rate))
+    peak = int(32767 * max(0.0, min(1.0, amplitude)))
+    step = 2 * math.pi * frequency / sample_rate
+    samples = array("h")
+    for i in range(frames):
+        value = int(peak * math.sin(step * i))
+        samples.extend([value] * channels)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return AudioClip(samples.tobytes(), sample_rate, channels)
+
+
+def silence(seconds: float, sample_rate: int = 48_000, channels: int = 1) -> AudioClip:
+    """Digital silence as an s16le :class:`~hark.AudioClip`."""
+    frames = max(0, round(seconds * sample_rate))
+    return AudioClip(bytes(frames * channels * AudioClip.SAMPLE_WIDTH), sample_rate, channels)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut after ``.``, ``!`` and ``?``; blank pieces dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+# -- shared scripting ------------------------------------------------------
+
+
+class _Scripted(Provider):
+    """The scripting every fake shares; not a provider kind by itself."""
+
+    def _setup(
+        self,
+        *,
+        name: str,
+        timeout: Any,
+        retry: Any,
+        default_priority: int,
+        unavailable: str | None,
+        fail_with: Iterable[BaseException],
+        delay: float,
+    ) -> None:
+        self.name = name
+        if timeout is not _KEEP:
+            self.timeout = timeout
+        if retry is not _KEEP:
+            self.retry = retry
+        self.default_priority = default_priority
+        self.unavailable = unavailable
+        self.fail_with: list[BaseException] = list(fail_with)
+        self.delay = delay
+        #: Times ``_impl`` was entered (failed tries and retries included).
+        self.calls = 0
+
+    def unavailable_reason(self) -> str | None:
+        return self.unavailable
+
+    async def _begin(self) -> None:
+        """One ``_impl`` call starts: count it, wait ``delay``, raise the next scripted error."""
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _pick(script: Any, index: int) -> Any:
+    """A str stays itself; a sequence gives its ``index``-th item, its last once used up."""
+    if isinstance(script, str) or callable(script):
+        return script
+    items = list(script)
+    if not items:
+        raise ValueError("an empty list of scripted answers")
+    return items[min(index, len(items) - 1)]
+
+
+# -- generators --------------------------------------------------------------
+
+
+class FakeGenerator(_Scripted, Generator):
+    """A generator that streams scripted replies in ``chunk_size``-character deltas.
+
+    ``replies`` is a string (every call), a list (successive calls, the last one
+    repeating) or a callable ``(messages) -> str`` (may be async).
+    ``fail_after_chars=n`` makes every stream break with
+    :class:`~hark.ProviderConnectionError` once it has yielded the first ``n``
+    characters. ``models`` turns on ``supports_model_listing``.
+    """
+
+    def __init__(
+        self,
+        replies: str | Sequence[str] | Callable[[list[PromptMessage]], Any] = (
+            "Hello from the fake generator."
+        ),
+        *,
+        chunk_size: int = 8,
+        delay: float = 0.0,
+        fail_with: Iterable[BaseException] = (),
+        fail_after_chars: int | None = None,
+        models: Sequence[str] | None = None,
+        name: str = "",
+        timeout: float = _KEEP,  # type: ignore[assignment]
+        retry: RetryPolicy = FAST_RETRY,
+        default_priority: int = 0,
+        unavailable: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            name=name,
+            timeout=timeout,
+            retry=retry,
+            default_priority=default_priority,
+            unavailable=unavailable,
+            fail_with=fail_with,
+            delay=delay,
+        )
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.replies = replies
+        self.chunk_size = chunk_size
+        self.fail_after_chars = fail_after_chars
+        self.models = None if models is None else list(models)
+        self.supports_model_listing = models is not None
+        #: Every request ``_impl`` received, retries included.
+        self.requests: list[GenerationRequest] = []
+        #: Streams currently inside ``_impl`` (0 once every stream was finished or closed).
+        self.open_streams = 0
+        self._answered = 0
+
+    async def reply_for(self, request: GenerationRequest) -> str:
+        """The full reply this call will stream."""
+        script = _pick(self.replies, self._answered)
+        self._answered += 1
+        if callable(script):
+            return str(await _resolve(script(list(request.messages))))
+        return script
+
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+        self.requests.append(request)
+        self.open_streams += 1
+        try:
+            await self._begin()
+            text = await self.reply_for(request)
+            limit = len(text) if self.fail_after_chars is None else self.fail_after_chars
+            for start in range(0, min(limit, len(text)), self.chunk_size):
+                if start and self.delay:
+                    await asyncio.sleep(self.delay)
+                yield text[start : min(start + self.chunk_size, limit)]
+            if self.fail_after_chars is not None and self.fail_after_chars < len(text):
+                raise ProviderConnectionError("the fake stream broke")
+        finally:
+            self.open_streams -= 1
+
+    async def _list_models_impl(self) -> list[str]:
+        if self.models is None:
+            raise NotImplementedError
+        await self._begin()
+        return list(self.models)
+
+
+def _last_user_message(messages: list[PromptMessage]) -> str:
+    for message in reversed(messages):
+        if message.role == "user" and message.content.strip():
+            return message.content
+    return "(nothing to echo)"
+
+
+class EchoGenerator(FakeGenerator):
+    """Replies with the last user message: handy for end-to-end tests."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(_last_user_message, **kwargs)
+
+
+# -- transcriber -------------------------------------------------------------
+
+
+class FakeTranscriber(_Scripted, Transcriber):
+    """Returns scripted text: a string, a list (successive calls) or ``(clip) -> str``.
+
+    Records every clip in ``clips`` and the keyword arguments in ``options``.
+    """
+
+    def __init__(
+        self,
+        text: str | Sequence[str] | Callable[[AudioClip], Any] = "hello world",
+        *,
+        language: str | None = "en",
+        delay: float = 0.0,
+        fail_with: Iterable[BaseException] = (),
+        name: str = "",
+        timeout: float = _KEEP,  # type: ignore[assignment]
+        retry: RetryPolicy = FAST_RETRY,
+        default_priority: int = 0,
+        unavailable: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            name=name,
+            timeout=timeout,
+            retry=retry,
+            default_priority=default_priority,
+            unavailable=unavailable,
+            fail_with=fail_with,
+            delay=delay,
+        )
+        self.text = text
+        self.language = language
+        self.clips: list[AudioClip] = []
+        self.options: list[dict[str, Any]] = []
+
+    async def _impl(
+        self, clip: AudioClip, *, language: str | None, prompt: str | None, guild_id: int | None
+    ) -> Transcript:
+        self.clips.append(clip)
+        self.options.append({"language": language, "prompt": prompt, "guild_id": guild_id})
+        await self._begin()
+        script = _pick(self.text, len(self.clips) - 1)
+        text = str(await _resolve(script(clip))) if callable(script) else script
+        return Transcript(
+            text=text,
+            language=language or self.language,
+            confidence=1.0,
+            duration=clip.duration,
+        )
+
+
+# -- synthesizer -------------------------------------------------------------
+
+
+class FakeSynthesizer(_Scripted, Synthesizer):
+    """Speaks every sentence as a sine tone, ``seconds_per_char`` long per character.
+
+    Streams one clip per sentence (or one clip for everything with
+    ``streams=False``) in the declared ``sample_rate`` / ``channels``. Output is
+    deterministic, so tests can compare PCM. ``fail_after_chunks=n`` breaks every
+    stream with :class:`~hark.ProviderConnectionError` after ``n`` clips.
+    Records every text in ``texts``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 48_000,
+        channels: int = 1,
+        seconds_per_char: float = 0.01,
+        frequency: float = 440.0,
+        streams: bool = True,
+        delay: float = 0.0,
+        fail_with: Iterable[BaseException] = (),
+        fail_after_chunks: int | None = None,
+        name: str = "",
+        timeout: float = _KEEP,  # type: ignore[assignment]
+        retry: RetryPolicy = FAST_RETRY,
+        default_priority: int = 0,
+        unavailable: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            name=name,
+            timeout=timeout,
+            retry=retry,
+            default_priority=default_priority,
+            unavailable=unavailable,
+            fail_with=fail_with,
+            delay=delay,
+        )
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.seconds_per_char = seconds_per_char
+        self.frequency = frequency
+        self.streams = streams
+        self.fail_after_chunks = fail_after_chunks
+        self.texts: list[str] = []
+        self.voices: list[str | None] = []
+        self.open_streams = 0
+
+    def clip_for(self, sentence: str) -> AudioClip:
+        """The clip this fake speaks for ``sentence``."""
+        seconds = max(1, len(sentence)) * self.seconds_per_char
+        return tone(seconds, self.sample_rate, self.channels, frequency=self.frequency)
+
+    async def _impl(
+        self, text: str, *, voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        self.texts.append(text)
+        self.voices.append(voice)
+        self.open_streams += 1
+        try:
+            await self._begin()
+            pieces = split_sentences(text)
+            if not self.streams and pieces:
+                pieces = [" ".join(pieces)]
+            for index, sentence in enumerate(pieces):
+                if self.fail_after_chunks is not None and index >= self.fail_after_chunks:
+                    raise ProviderConnectionError("the fake stream broke")
+                if index and self.delay:
+                    await asyncio.sleep(self.delay)
+                yield self.clip_for(sentence)
+        finally:
+            self.open_streams -= 1
+
+
+# -- context provider --------------------------------------------------------
+
+
+class FakeContextProvider(_Scripted, ContextProvider):
+    """Contributes scripted messages at ``order``.
+
+    ``messages`` is None (contribute nothing), a string (one system message), a
+    list of :class:`~hark.PromptMessage`, or a callable ``(request) -> any of
+    those or a ContextPart`` (may be async). Records every request in
+    ``requests`` and every :meth:`record` call in ``recorded``.
+    """
+
+    def __init__(
+        self,
+        messages: str | Sequence[PromptMessage] | Callable[[ContextRequest], Any] | None = None,
+        *,
+        order: int = 50,
+        delay: float = 0.0,
+        fail_with: Iterable[BaseException] = (),
+        name: str = "",
+        timeout: float = _KEEP,  # type: ignore[assignment]
+        retry: RetryPolicy = _KEEP,  # type: ignore[assignment]
+        default_priority: int = 0,
+        unavailable: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            name=name,
+            timeout=timeout,
+            retry=retry,
+            default_priority=default_priority,
+            unavailable=unavailable,
+            fail_with=fail_with,
+            delay=delay,
+        )
+        self.messages = messages
+        self.order = order
+        self.requests: list[ContextRequest] = []
+        self.recorded: list[tuple[ContextRequest, str]] = []
+
+    async def _impl(self, request: ContextRequest) -> ContextPart | None:
+        self.requests.append(request)
+        await self._begin()
+        script = self.messages
+        if callable(script):
+            script = await _resolve(script(request))
+        if script is None or isinstance(script, ContextPart):
+            return script
+        if isinstance(script, str):
+            script = [PromptMessage("system", script)]
+        return ContextPart(messages=list(script), order=self.order)
+
+    async def record(self, request: ContextRequest, reply: str) -> None:
+        self.recorded.append((request, reply))
+
+
+# -- plugin modules ----------------------------------------------------------
+
+_HOOK_FOR = {
+    Transcriber: "register_transcribers",
+    Generator: "register_generators",
+    Synthesizer: "register_synthesizers",
+    ContextProvider: "register_context_providers",
+}
+
+
+def fake_plugin(
+    *providers: Provider,
+    doc: str = "A fake plugin.",
+    default_enabled: bool = True,
+    cogs: Sequence[type] = (),
+) -> types.ModuleType:
+    """An in-memory plugin module whose hooks register ``providers`` (and ``cogs``).
+
+        manager.add(fake_plugin(FakeGenerator("hi")), "fakegen")
+
+    Use fresh provider objects per manager: registering sets their ``plugin_id``.
+    """
+    module = types.ModuleType("hark_fake_plugin", doc)
+    module.DEFAULT_ENABLED = default_enabled  # type: ignore[attr-defined]
+    for kind, hook_name in _HOOK_FOR.items():
+        mine = [p for p in providers if isinstance(p, kind)]
+        if not mine:
+            continue
+
+        def hook(register: Callable[[Any], None], _mine: list[Provider] = mine) -> None:
+            for provider in _mine:
+                register(provider)
+
+        hook.__name__ = hook_name
+        setattr(module, hook_name, hookimpl(hook))
+    unknown = [p for p in providers if not isinstance(p, tuple(_HOOK_FOR))]
+    if unknown:
+        raise TypeError(f"not a provider kind: {unknown!r}")
+    if cogs:
+
+        def register_cogs(register: Callable[[type], None]) -> None:
+            for cog in cogs:
+                register(cog)
+
+        module.register_cogs = hookimpl(register_cogs)  # type: ignore[attr-defined]
+    return module

@@ -1,0 +1,220 @@
+"""The `bot` command, run as a real subprocess (the way operators run it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hark.cli import pip_target
+
+BOT = [sys.executable, "-m", "hark.cli"]
+SECRET_TOKEN = "not-a-real-token-but-secret-0123456789"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "HARK_", "BOT_"))}
+    env.update(extra)
+    return env
+
+
+async def run_bot(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60):
+    proc = await asyncio.create_subprocess_exec(
+        *BOT, *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def fake_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A minimal installed distribution on a PYTHONPATH entry, so entry points are real."""
+    dist = root / f"{name}-0.3.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (dist / "entry_points.txt").write_text(f"[hark]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+async def test_version(tmp_path):
+    code, out, _ = await run_bot("--version", cwd=tmp_path, env=clean_env())
+    assert code == 0 and out.startswith("hark ")
+
+
+async def test_run_without_token_is_one_line_exit_2(tmp_path):
+    code, out, err = await run_bot("run", cwd=tmp_path, env=clean_env())
+    assert code == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith("error: DISCORD_BOT_TOKEN is not set")
+    assert "Traceback" not in err + out
+
+
+async def test_rejected_token_from_dotenv_is_one_line_exit_2(tmp_path, discord_server):
+    (tmp_path / ".env").write_text(f"DISCORD_BOT_TOKEN={SECRET_TOKEN}\n")
+    env = clean_env(DISCORD_API_BASE=discord_server.api_base, HARK_LOG_LEVEL="DEBUG")
+    code, out, err = await run_bot("run", cwd=tmp_path, env=env)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: Discord rejected DISCORD_BOT_TOKEN")
+    assert "Traceback" not in err
+    assert SECRET_TOKEN not in err + out
+
+
+async def test_unreachable_api_is_one_line_exit_1(tmp_path):
+    env = clean_env(DISCORD_BOT_TOKEN=SECRET_TOKEN, DISCORD_API_BASE="http://127.0.0.1:9/api/v10")
+    code, out, err = await run_bot("run", cwd=tmp_path, env=env)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: cannot reach DISCORD_API_BASE")
+    assert "Traceback" not in err and SECRET_TOKEN not in err + out
+
+
+async def test_invalid_bot_toml_is_one_line_exit_2(tmp_path):
+    (tmp_path / "bot.toml").write_text("[bot\nprefix = '!'\n")
+    code, _, err = await run_bot("plugins", cwd=tmp_path, env=clean_env())
+    assert code == 2 and err.startswith("error: bot.toml: not valid TOML")
+
+
+async def test_run_connects_and_stops_cleanly_on_sigterm(tmp_path, discord_server):
+    guild = discord_server.create_guild("Ops")
+    discord_server.create_text_channel(guild, "general")
+    env = clean_env(
+        DISCORD_BOT_TOKEN=discord_server.bot_token,
+        DISCORD_API_BASE=discord_server.api_base,  # gateway found through GET /gateway/bot
+        HARK_DATA_DIR=str(tmp_path / "state"),
+        HARK_LOG_LEVEL="DEBUG",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *BOT, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with asyncio.timeout(30):
+            while discord_server.identify_count < 1:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # let it finish start-up (command sync)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = out.decode() + err.decode()
+    assert proc.returncode == 0, text
+    assert "received SIGTERM, shutting down" in text and "bot stopped" in text
+    assert "Traceback" not in text
+    assert discord_server.bot_token not in text
+    # the database was created and closed cleanly (it opens, and holds the schema)
+    with sqlite3.connect(tmp_path / "state" / "hark.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_plugins_json_lists_installed_and_broken(tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(
+        site,
+        "hark_demo_dist",
+        {"demo": "hark_demo_mod", "broken": "hark_demo_missing"},
+        {
+            "hark_demo_mod": '''
+                """Demo: registers nothing but a cog-less hook."""
+                from hark import hookimpl
+
+                @hookimpl
+                def register_context_providers(register):
+                    pass
+            '''
+        },
+    )
+    env = clean_env(PYTHONPATH=str(site))
+    code, out, err = await run_bot("plugins", "--json", cwd=tmp_path, env=env)
+    assert code == 0, err
+    listing = {p["id"]: p for p in json.loads(out)}
+    assert listing["core"]["status"] == "loaded" and listing["core"]["protected"]
+    assert listing["demo"]["status"] == "loaded" and listing["demo"]["version"] == "0.3.0"
+    assert listing["demo"]["hooks"] == ["register_context_providers"]
+    assert listing["broken"]["status"] == "error"
+    assert "ModuleNotFoundError" in listing["broken"]["error"]
+    assert "hello" in listing  # the example plugin installed by scripts/test
+
+    code, out, _ = await run_bot("plugins", cwd=tmp_path, env=env)
+    assert code == 0 and "broken" in out and "ERROR" in out
+
+    env["HARK_LOAD_PLUGINS"] = ""  # set but empty: load none
+    code, out, _ = await run_bot("plugins", "--json", cwd=tmp_path, env=env)
+    statuses = {p["id"]: p["status"] for p in json.loads(out)}
+    assert statuses["core"] == "loaded" and statuses["demo"] == "blocked" and statuses["hello"] == "blocked"
+
+
+async def test_prepare_reports_progress_and_failures(tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(
+        site,
+        "hark_prep_dist",
+        {"good": "hark_prep_good", "bad": "hark_prep_bad"},
+        {
+            "hark_prep_good": """
+                import asyncio
+                async def prepare(progress):
+                    progress("fetching model", 0.5)
+                    await asyncio.sleep(0)
+                    progress("model ready", 1.0)
+            """,
+            "hark_prep_bad": """
+                def prepare():
+                    raise RuntimeError("disk full")
+            """,
+        },
+    )
+    env = clean_env(PYTHONPATH=str(site), HARK_LOAD_PLUGINS="good,bad")
+    code, out, _ = await run_bot("prepare", cwd=tmp_path, env=env)
+    assert code == 1
+    assert "bad: FAILED: RuntimeError: disk full" in out
+    assert " 50% fetching model" in out and "good: done in" in out
+
+    code, out, _ = await run_bot("prepare", "good", cwd=tmp_path, env=env)
+    assert code == 0 and "bad" not in out
+
+
+def test_pip_target_maps_ids_paths_and_requirements(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pip_target("llm_ollama") == "hark-llm-ollama"
+    (tmp_path / "plugins" / "llm_ollama").mkdir(parents=True)
+    (tmp_path / "plugins" / "llm_ollama" / "pyproject.toml").write_text("")
+    assert pip_target("llm_ollama") == str(Path("plugins") / "llm_ollama")
+    assert pip_target("hark-twitch==0.2") == "hark-twitch==0.2"
+    assert pip_target("./some/path") == "./some/path"
+
+
+@pytest.mark.skipif(not os.environ.get("HARK_WHEELHOUSE"), reason="scripts/test builds the wheelhouse")
+async def test_fresh_venv_with_only_core(tmp_path):
+    """`pip install ./core` alone in a new virtualenv gives a working `bot` (offline install)."""
+    venv = tmp_path / "venv"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "venv", str(venv))
+    assert await proc.wait() == 0
+    py = venv / "bin" / "python"
+    core = Path(__file__).resolve().parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        str(py), "-m", "pip", "install", "-q", "--no-index",
+        "--find-links", os.environ["HARK_WHEELHOUSE"], str(core),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, out.decode()
+    bot = venv / "bin" / "bot"
+    for args in (["--help"], ["plugins"]):
+        proc = await asyncio.create_subprocess_exec(
+            str(bot), *args, cwd=tmp_path, env=clean_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+    assert out.decode().split() [:1] == ["core"]
+    assert "hello" not in out.decode()  # nothing but the core is installed there

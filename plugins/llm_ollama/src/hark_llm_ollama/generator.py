@@ -1,0 +1,403 @@
+"""``OllamaGenerator``: streamed chat replies from an Ollama server.
+
+It talks to Ollama through the official ``ollama`` async client (httpx underneath)
+and translates everything that can go wrong into Hark's provider errors, so the
+core retries what is worth retrying and users get one clear notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import ollama
+import pydantic
+
+from hark import Generator, PromptMessage
+from hark.providers import GenerationRequest
+from hark.providers.errors import (
+    BadOutputError,
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    parse_retry_after,
+)
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MODEL",
+    "OllamaGenerator",
+    "OllamaModel",
+    "public_url",
+    "same_model",
+]
+
+DEFAULT_HOST = "http://localhost:11434"
+#: Used when neither a setting nor ``OLLAMA_MODEL`` names a model: small, common, good at chat.
+DEFAULT_MODEL = "llama3.2"
+DEFAULT_PORT = 11434
+
+# Ollama's model options (``num_ctx``, ``top_p``, ``stop``...): request options with
+# these names are passed through; anything else is not Ollama's and is ignored.
+OPTION_NAMES = frozenset(ollama.Options.model_fields)
+
+_NOT_FOUND = re.compile(r"model\s+['\"]?(?P<name>[^'\"]*?)['\"]?\s+not found", re.IGNORECASE)
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Ollama names: ``llama3.2`` and ``llama3.2:latest`` are the same model."""
+    if not a or not b:
+        return False
+
+    def norm(name: str) -> str:
+        name = name.strip().lower()
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+    return norm(a) == norm(b)
+
+
+def public_url(host: str) -> str:
+    """``host`` as the client will use it, fit to show: scheme, host, port and path only.
+
+    Credentials (``user:pass@``), query and fragment are dropped so that an
+    ``OLLAMA_HOST`` with secrets in it never reaches a message or a log line.
+    Like the ``ollama`` client, a host without a scheme means ``http://`` and a
+    host without a port means Ollama's port 11434."""
+    text = host.strip() or DEFAULT_HOST
+    has_scheme = "://" in text
+    parts = urlsplit(text if has_scheme else f"http://{text}")
+    scheme = parts.scheme or "http"
+    hostname = parts.hostname or "localhost"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = DEFAULT_PORT if not has_scheme else (443 if scheme == "https" else 80)
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, f"{hostname}:{port}", path, "", ""))
+
+
+def _short(text: Any, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters (server error texts can be HTML pages)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class OllamaModel:
+    """A model on the Ollama server, as ``/api/tags`` lists it."""
+
+    name: str
+    size: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    family: str | None = None
+
+    def describe(self) -> str:
+        bits = [b for b in (self.parameter_size, self.quantization) if b]
+        if self.size:
+            bits.append(f"{self.size / 1e9:.1f} GB")
+        return ", ".join(bits)
+
+
+class OllamaGenerator(Generator):
+    """Replies from an Ollama server, streamed token by token.
+
+    Configuration (each can also be passed to the constructor, which wins):
+    ``OLLAMA_HOST`` (default ``http://localhost:11434``), ``OLLAMA_MODEL`` (the
+    model used where no server has chosen one; default ``llama3.2``) and
+    ``OLLAMA_TIMEOUT`` (seconds to wait for each piece of the reply, default 120:
+    the first one includes loading the model into memory).
+    """
+
+    supports_model_listing = True
+    timeout = 120.0
+    default_settings: ClassVar[dict[str, Any]] = {
+        # The model for this server; ``None`` = OLLAMA_MODEL, else llama3.2.
+        "model": None,
+        # Sampling temperature; ``None`` = the model's own default (its Modelfile).
+        "temperature": None,
+        # Context window in tokens; ``None`` = the Ollama server's default.
+        "num_ctx": None,
+        # How long the model stays loaded after a reply ("10m", "1h", seconds, -1 =
+        # forever, 0 = unload at once); ``None`` = the server's default (5 minutes).
+        "keep_alive": None,
+        # Thinking models (qwen3, deepseek-r1, gpt-oss): true/false or "low"/"medium"/"high";
+        # ``None`` = not sent. Thinking is never posted to the channel.
+        "think": None,
+    }
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        retry: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self._host = host
+        self._model = model
+        if timeout is not None:
+            self.timeout = timeout
+        else:
+            env_timeout = os.environ.get("OLLAMA_TIMEOUT", "").strip()
+            with contextlib.suppress(ValueError):
+                if env_timeout and float(env_timeout) > 0:
+                    self.timeout = float(env_timeout)
+        if retry is not None:
+            self.retry = retry
+        self.connect_timeout = connect_timeout
+        self._cached: tuple[asyncio.AbstractEventLoop, str, ollama.AsyncClient] | None = None
+
+    # -- configuration ---------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The Ollama server's address (constructor, else ``OLLAMA_HOST``, else localhost)."""
+        return self._host or os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
+
+    @property
+    def public_host(self) -> str:
+        """:attr:`host` without credentials, for messages and logs."""
+        return public_url(self.host)
+
+    @property  # type: ignore[override]
+    def default_model(self) -> str:
+        """The model where no server has chosen one (constructor, ``OLLAMA_MODEL``, llama3.2)."""
+        return self._model or os.environ.get("OLLAMA_MODEL", "").strip() or DEFAULT_MODEL
+
+    def model_source(self, guild_id: int | None) -> str:
+        """Where :meth:`model_for` gets this server's model from, in words."""
+        if self.settings is not None:
+            if guild_id is not None and self.settings.guild(guild_id).is_set("model"):
+                return "chosen for this server"
+            if self.settings.global_().get("model", None):
+                return "the bot's default"
+        if self._model:
+            return "configured"
+        if os.environ.get("OLLAMA_MODEL", "").strip():
+            return "OLLAMA_MODEL"
+        return "built-in default"
+
+    def unavailable_reason(self) -> str | None:
+        parts = urlsplit(self.host if "://" in self.host else f"http://{self.host}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"OLLAMA_HOST `{public_url(self.host)}` is not an http(s) address"
+        return None
+
+    # -- the client --------------------------------------------------------
+
+    def _client(self) -> ollama.AsyncClient:
+        """One client (one connection pool) per event loop and host."""
+        loop = asyncio.get_running_loop()
+        host = self.host
+        cached = self._cached
+        if cached is None or cached[0] is not loop or cached[1] != host:
+            try:
+                client = ollama.AsyncClient(
+                    host=host, timeout=httpx.Timeout(None, connect=self.connect_timeout)
+                )
+            except (ValueError, httpx.InvalidURL) as exc:
+                raise ConfigurationError(
+                    f"OLLAMA_HOST `{self.public_host}` is not a valid address"
+                ) from exc
+            self._cached = cached = (loop, host, client)
+        return cached[2]
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool (the next call opens a new one)."""
+        cached, self._cached = self._cached, None
+        if cached is not None and cached[0] is asyncio.get_running_loop():
+            await cached[2].close()
+
+    # -- requests ----------------------------------------------------------
+
+    @staticmethod
+    def convert_messages(messages: list[PromptMessage]) -> list[dict[str, str]]:
+        """Hark's prompt as Ollama chat messages (speaker names kept in the text)."""
+        return [{"role": m.role, "content": m.text()} for m in messages]
+
+    def options_for(self, request: GenerationRequest) -> dict[str, Any]:
+        """Ollama ``options``: settings for the server, then the request's own values."""
+        options: dict[str, Any] = {}
+        for key in ("temperature", "num_ctx"):
+            value = self.setting(key, request.guild_id)
+            if value is not None:
+                options[key] = value
+        for key, value in request.options.items():
+            if key in OPTION_NAMES and value is not None:
+                options[key] = value
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        return options
+
+    def chat_arguments(self, request: GenerationRequest) -> dict[str, Any]:
+        """Keyword arguments for ``AsyncClient.chat`` (without ``stream``)."""
+        model = request.model or self.model_for(request.guild_id)
+        if not model:
+            raise ConfigurationError(
+                "no Ollama model is configured; set OLLAMA_MODEL or choose one with `!model`"
+            )
+        arguments: dict[str, Any] = {
+            "model": model,
+            "messages": self.convert_messages(request.messages),
+        }
+        options = self.options_for(request)
+        if options:
+            arguments["options"] = options
+        keep_alive = request.options.get("keep_alive")
+        if keep_alive is None:
+            keep_alive = self.setting("keep_alive", request.guild_id)
+        if keep_alive is not None:
+            arguments["keep_alive"] = keep_alive
+        think = request.options.get("think")
+        if think is None:
+            think = self.setting("think", request.guild_id)
+        if think is not None:
+            arguments["think"] = think
+        return arguments
+
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+        arguments = self.chat_arguments(request)
+        model = arguments["model"]
+        try:
+            stream = await self._client().chat(stream=True, **arguments)
+            finished = False
+            async with contextlib.aclosing(stream):
+                async for part in stream:
+                    content = part.message.content if part.message is not None else None
+                    if content:
+                        yield content
+                    if part.done:
+                        finished = True
+                        self._log_done(part)
+                        break
+            if not finished:
+                raise BadOutputError("Ollama's reply stream ended before it was done")
+        except Exception as exc:
+            error = self.translate(exc, model)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _log_done(self, part: ollama.ChatResponse) -> None:
+        seconds = (part.eval_duration or 0) / 1e9
+        rate = f"{part.eval_count / seconds:.1f} tok/s" if part.eval_count and seconds else "?"
+        self.log.debug(
+            "%s: %s (%s prompt tokens, %s reply tokens, %s)",
+            part.model,
+            part.done_reason,
+            part.prompt_eval_count,
+            part.eval_count,
+            rate,
+        )
+        if part.done_reason == "length":
+            self.log.info("%s: the reply was cut at the token limit", part.model)
+
+    async def fetch_models(self) -> list[OllamaModel]:
+        """The server's models with their details (one try; see :meth:`models_info`)."""
+        try:
+            listing = await self._client().list()
+        except Exception as exc:
+            error = self.translate(exc, None)
+            if error is exc:
+                raise
+            raise error from exc
+        found = []
+        for entry in listing.models:
+            if not entry.model:
+                continue
+            details = entry.details
+            found.append(
+                OllamaModel(
+                    name=entry.model,
+                    size=entry.size,
+                    parameter_size=details.parameter_size if details else None,
+                    quantization=details.quantization_level if details else None,
+                    family=details.family if details else None,
+                )
+            )
+        return sorted(found, key=lambda m: m.name)
+
+    async def models_info(self) -> list[OllamaModel]:
+        """:meth:`fetch_models` through the core (deadline, retries, metrics)."""
+        return await self._call("list_models", self.fetch_models)
+
+    async def _list_models_impl(self) -> list[str]:
+        return [m.name for m in await self.fetch_models()]
+
+    # -- errors ------------------------------------------------------------
+
+    def translate(self, exc: BaseException, model: str | None) -> BaseException:
+        """The Hark provider error for ``exc`` (or ``exc`` itself when there is none)."""
+        where = self.public_host
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, ollama.ResponseError):
+            return self._response_error(exc, model)
+        if isinstance(exc, ollama.RequestError):
+            return ConfigurationError(f"invalid request to Ollama: {_short(exc.error)}")
+        if isinstance(exc, httpx.ConnectTimeout):
+            return ProviderConnectionError(f"cannot reach Ollama at {where} (connect timed out)")
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeoutError(f"Ollama at {where} did not answer in time")
+        if isinstance(exc, httpx.ConnectError):
+            return ProviderConnectionError(f"cannot reach Ollama at {where}")
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return ConfigurationError(f"OLLAMA_HOST `{where}` is not an http(s) address")
+        if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+            return ProviderConnectionError(f"the connection to Ollama at {where} broke off")
+        if isinstance(exc, ConnectionError):
+            # ollama's non-streaming calls turn httpx.ConnectError into this builtin.
+            return ProviderConnectionError(f"cannot reach Ollama at {where}")
+        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | httpx.DecodingError):
+            return BadOutputError("Ollama sent a malformed reply")
+        return exc
+
+    def _response_error(self, exc: ollama.ResponseError, model: str | None) -> ProviderError:
+        status = exc.status_code
+        text = _short(exc.error)
+        if status is None or status < 100:
+            # An ``{"error": ...}`` line inside a 200 stream: the model failed mid-reply.
+            return BadOutputError(f"Ollama reported an error mid-reply: {text}")
+        if status == 404:
+            missing = _NOT_FOUND.search(text)
+            if missing is not None:
+                name = model or missing.group("name")
+                return ConfigurationError(
+                    f"model `{name}` is not on the Ollama server; pull it with "
+                    f"`ollama pull {name}` or choose another with `!model`"
+                )
+        return ProviderStatusError(
+            f"Ollama at {self.public_host} answered HTTP {status}: {text}",
+            status=status,
+            retry_after=self._retry_after(exc),
+        )
+
+    @staticmethod
+    def _retry_after(exc: ollama.ResponseError) -> float | None:
+        # ollama raises ResponseError "from None" inside ``except httpx.HTTPStatusError``,
+        # so the response (and its headers) is still the exception's __context__.
+        context = exc.__context__
+        response = getattr(context, "response", None)
+        headers: Mapping[str, str] | None = getattr(response, "headers", None)
+        if headers is None:
+            return None
+        return parse_retry_after(headers.get("retry-after"))

@@ -1,0 +1,511 @@
+"""A loopback fake Ollama server for tests (this plugin's and cross-package ones).
+
+It speaks the parts of Ollama's documented REST API that a chat bot uses, on
+127.0.0.1 and a random port, so the real ``ollama`` client can be pointed at it::
+
+    from hark_llm_ollama.testing import FakeOllama
+
+    async with FakeOllama(reply="Hi there!") as server:
+        generator = OllamaGenerator(host=server.url, model="llama3.2")
+        ...
+        assert server.chat_requests[-1]["options"]["temperature"] == 0.2
+
+Endpoints: ``POST /api/chat`` (NDJSON streaming with ``message.content`` deltas
+and a final ``done: true`` object, or one JSON object with ``"stream": false``),
+``GET /api/tags``, ``GET /api/version``, ``POST /api/show`` and ``GET /api/ps``.
+A model that is not in :attr:`FakeOllama.models` gets Ollama's 404
+``model "x" not found, try pulling it first``.
+
+Scripting:
+
+- ``reply``: the reply text, or a callable ``(chat request body) -> str`` (may be async);
+- ``chunk_size``: characters per delta (default: one word per delta, like tokens);
+- ``delay``: seconds between deltas;
+- :meth:`FakeOllama.fail`: HTTP errors (500, 503, 429 with ``Retry-After``...) for
+  the next N requests;
+- :meth:`FakeOllama.break_stream`: the next streamed replies break after some
+  deltas (``"disconnect"``, ``"invalid_json"``, ``"error_line"``, ``"no_done"``,
+  ``"stall"``);
+- :meth:`FakeOllama.hold`: pause the next stream after some deltas until an
+  :class:`asyncio.Event` is set (to see deltas arrive one by one);
+- :attr:`FakeOllama.requests`: every request received, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import inspect
+import json
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["STREAM_BREAKS", "FakeOllama", "Received", "normalize_model", "unused_url"]
+
+DEFAULT_REPLY = "Hello! I am a fake Ollama model, happy to help."
+STREAM_BREAKS = ("disconnect", "invalid_json", "error_line", "no_done", "stall")
+
+Reply = str | Callable[[dict[str, Any]], "str | Awaitable[str]"]
+
+
+def normalize_model(name: str) -> str:
+    """Ollama's model naming: ``llama3.2`` means ``llama3.2:latest``."""
+    name = name.strip()
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def unused_url() -> str:
+    """An ``http://127.0.0.1:PORT`` where nothing listens (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split like a tokenizer would stream: one word (with its leading space) per piece."""
+    pieces = re.findall(r"\s*\S+", text)
+    rest = text[len("".join(pieces)) :]
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+@dataclass(slots=True)
+class Received:
+    """One request the fake server received."""
+
+    method: str
+    path: str
+    json: Any
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    error: str
+    retry_after: float | str | None
+    paths: tuple[str, ...]
+    remaining: int
+
+
+@dataclass(slots=True)
+class _Break:
+    mode: str
+    after: int
+    remaining: int
+
+
+@dataclass(slots=True)
+class _Hold:
+    after: int
+    event: asyncio.Event
+
+
+@dataclass(slots=True)
+class _Model:
+    name: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+class FakeOllama:
+    """A scriptable Ollama-compatible HTTP server on 127.0.0.1 (see the module docs)."""
+
+    def __init__(
+        self,
+        *,
+        models: Iterable[str] = ("llama3.2:latest",),
+        reply: Reply = DEFAULT_REPLY,
+        chunk_size: int | None = None,
+        delay: float = 0.0,
+        version: str = "0.6.8",
+    ) -> None:
+        self._models: dict[str, _Model] = {}
+        for name in models:
+            self.add_model(name)
+        self.reply = reply
+        self.chunk_size = chunk_size
+        self.delay = delay
+        self.version = version
+        #: Every request received, in order (failed and retried ones included).
+        self.requests: list[Received] = []
+        #: Streams currently being written (0 once every reply finished or was dropped).
+        self.open_streams = 0
+        self._failures: list[_Failure] = []
+        self._breaks: list[_Break] = []
+        self._holds: list[_Hold] = []
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._stalled: set[asyncio.Event] = set()
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> FakeOllama:
+        app = web.Application()
+        app.router.add_post("/api/chat", self._chat)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_get("/api/version", self._version)
+        app.router.add_post("/api/show", self._show)
+        app.router.add_get("/api/ps", self._ps)
+        app.router.add_get("/", self._root)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        return self
+
+    async def close(self) -> None:
+        for event in list(self._stalled):
+            event.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOllama:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """The base URL to use as ``OLLAMA_HOST``."""
+        if self._port is None:
+            raise RuntimeError("the fake Ollama server is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    # -- scripting -------------------------------------------------------
+
+    @property
+    def models(self) -> list[str]:
+        return list(self._models)
+
+    def add_model(self, name: str, **details: Any) -> None:
+        """Make ``name`` (``llama3.2`` = ``llama3.2:latest``) available, as if pulled."""
+        full = normalize_model(name)
+        self._models[full] = _Model(full, details)
+
+    def remove_model(self, name: str) -> None:
+        self._models.pop(normalize_model(name), None)
+
+    def fail(
+        self,
+        status: int = 500,
+        times: int = 1,
+        *,
+        retry_after: float | str | None = None,
+        error: str | None = None,
+        paths: Iterable[str] = ("/api/chat",),
+    ) -> None:
+        """Answer the next ``times`` requests to ``paths`` with HTTP ``status``.
+
+        ``retry_after`` adds a ``Retry-After`` header; ``error`` is the JSON error text."""
+        self._failures.append(
+            _Failure(
+                status=status,
+                error=error or f"fake failure (HTTP {status})",
+                retry_after=retry_after,
+                paths=tuple(paths),
+                remaining=times,
+            )
+        )
+
+    def break_stream(self, mode: str, *, after: int = 1, times: int = 1) -> None:
+        """Break the next ``times`` streamed chat replies after ``after`` deltas.
+
+        ``disconnect``: the connection is dropped mid-body; ``invalid_json``: a line
+        that is not JSON; ``error_line``: ``{"error": ...}`` as Ollama sends for
+        mid-stream failures; ``no_done``: the body ends without ``done: true``;
+        ``stall``: no more bytes until the server closes (for timeouts)."""
+        if mode not in STREAM_BREAKS:
+            raise ValueError(f"unknown stream break {mode!r}; one of {STREAM_BREAKS}")
+        self._breaks.append(_Break(mode, after, times))
+
+    def hold(self, after: int = 1) -> asyncio.Event:
+        """Pause the next streamed reply after ``after`` deltas until the event is set."""
+        event = asyncio.Event()
+        self._holds.append(_Hold(after, event))
+        return event
+
+    def reset(self) -> None:
+        """Forget received requests and pending failures, breaks and holds."""
+        self.requests.clear()
+        self._failures.clear()
+        self._breaks.clear()
+        for hold in self._holds:
+            hold.event.set()
+        self._holds.clear()
+
+    # -- what was received -----------------------------------------------
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """Bodies of every ``POST /api/chat`` received, in order."""
+        return [r.json for r in self.requests if r.path == "/api/chat"]
+
+    @property
+    def last_chat(self) -> dict[str, Any]:
+        bodies = self.chat_requests
+        if not bodies:
+            raise AssertionError("the fake Ollama server received no chat request")
+        return bodies[-1]
+
+    def count(self, path: str = "/api/chat") -> int:
+        return sum(1 for r in self.requests if r.path == path)
+
+    # -- helpers -----------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> Received:
+        body: Any = None
+        if request.can_read_body:
+            raw = await request.read()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        received = Received(request.method, request.path, body, dict(request.headers))
+        self.requests.append(received)
+        return received
+
+    def _take_failure(self, path: str) -> _Failure | None:
+        for failure in self._failures:
+            if path in failure.paths and failure.remaining > 0:
+                failure.remaining -= 1
+                if failure.remaining == 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    @staticmethod
+    def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response({"error": message}, status=status, headers=headers)
+
+    def _failure_response(self, path: str) -> web.Response | None:
+        failure = self._take_failure(path)
+        if failure is None:
+            return None
+        headers = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = str(failure.retry_after)
+        return self._error(failure.status, failure.error, headers)
+
+    def _find(self, name: Any) -> _Model | None:
+        if not isinstance(name, str) or not name.strip():
+            return None
+        return self._models.get(normalize_model(name))
+
+    @staticmethod
+    def _not_found(name: str) -> web.Response:
+        return FakeOllama._error(404, f'model "{name}" not found, try pulling it first')
+
+    def _tags_entry(self, model: _Model) -> dict[str, Any]:
+        digest = hashlib.sha256(model.name.encode()).hexdigest()
+        family = model.name.split(":", 1)[0].split("/")[-1].rstrip("0123456789.")
+        details = {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family or "llama",
+            "families": [family or "llama"],
+            "parameter_size": "3.2B",
+            "quantization_level": "Q4_K_M",
+            **model.details,
+        }
+        return {
+            "name": model.name,
+            "model": model.name,
+            "modified_at": "2025-01-01T00:00:00Z",
+            "size": 2_019_393_189,
+            "digest": digest,
+            "details": details,
+        }
+
+    async def _reply_text(self, body: dict[str, Any]) -> str:
+        reply = self.reply
+        if callable(reply):
+            result = reply(body)
+            if inspect.isawaitable(result):
+                result = await result
+            return str(result)
+        return reply
+
+    def _pieces(self, text: str, options: dict[str, Any]) -> tuple[list[str], str]:
+        if self.chunk_size:
+            pieces = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
+        else:
+            pieces = split_tokens(text)
+        limit = options.get("num_predict")
+        if isinstance(limit, int) and limit >= 0 and limit < len(pieces):
+            return pieces[:limit], "length"
+        return pieces, "stop"
+
+    @staticmethod
+    def _final(model: str, pieces: list[str], reason: str, messages: Any) -> dict[str, Any]:
+        prompt_tokens = sum(
+            len(split_tokens(str(m.get("content", ""))))
+            for m in (messages if isinstance(messages, list) else [])
+            if isinstance(m, dict)
+        )
+        return {
+            "model": model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": reason,
+            "total_duration": 1_000_000 * (len(pieces) + 1),
+            "load_duration": 100_000,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 500_000,
+            "eval_count": len(pieces),
+            "eval_duration": 1_000_000 * len(pieces),
+        }
+
+    # -- endpoints -------------------------------------------------------
+
+    async def _root(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.Response(text="Ollama is running")
+
+    async def _version(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return self._failure_response(request.path) or web.json_response({"version": self.version})
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        failed = self._failure_response(request.path)
+        if failed is not None:
+            return failed
+        return web.json_response({"models": [self._tags_entry(m) for m in self._models.values()]})
+
+    async def _ps(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return self._failure_response(request.path) or web.json_response({"models": []})
+
+    async def _show(self, request: web.Request) -> web.Response:
+        received = await self._record(request)
+        failed = self._failure_response(request.path)
+        if failed is not None:
+            return failed
+        body = received.json if isinstance(received.json, dict) else {}
+        name = body.get("model") or body.get("name") or ""
+        model = self._find(name)
+        if model is None:
+            return self._not_found(str(name))
+        entry = self._tags_entry(model)
+        return web.json_response(
+            {
+                "modelfile": f"FROM {model.name}\n",
+                "parameters": "",
+                "template": "{{ .Prompt }}",
+                "details": entry["details"],
+                "model_info": {"general.architecture": entry["details"]["family"]},
+                "capabilities": ["completion"],
+                "modified_at": entry["modified_at"],
+            }
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        received = await self._record(request)
+        failed = self._failure_response(request.path)
+        if failed is not None:
+            return failed
+        body = received.json
+        if not isinstance(body, dict):
+            return self._error(400, "invalid request body")
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            return self._error(400, "model is required")
+        model = self._find(name)
+        if model is None:
+            return self._not_found(name)
+        messages = body.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            return self._error(400, "messages must be a list")
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            return self._error(400, "options must be an object")
+
+        text = await self._reply_text(body)
+        pieces, reason = self._pieces(text, options)
+        final = self._final(name, pieces, reason, messages)
+
+        if body.get("stream") is False:
+            final["message"]["content"] = "".join(pieces)
+            return web.json_response(final)
+        return await self._stream(request, name, pieces, final)
+
+    async def _stream(
+        self, request: web.Request, model: str, pieces: list[str], final: dict[str, Any]
+    ) -> web.StreamResponse:
+        brk = self._breaks[0] if self._breaks else None
+        if brk is not None:
+            brk.remaining -= 1
+            if brk.remaining <= 0:
+                self._breaks.pop(0)
+        hold = self._holds.pop(0) if self._holds else None
+
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        self.open_streams += 1
+        try:
+            for index, piece in enumerate(pieces):
+                if brk is not None and index == brk.after:
+                    return await self._break(request, response, brk.mode)
+                if hold is not None and index == hold.after:
+                    await hold.event.wait()
+                if index and self.delay:
+                    await asyncio.sleep(self.delay)
+                line = {
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+                await response.write(json.dumps(line).encode() + b"\n")
+            if brk is not None:
+                return await self._break(request, response, brk.mode)
+            await response.write(json.dumps(final).encode() + b"\n")
+            await response.write_eof()
+        except ConnectionError:
+            # The client went away (aclose, cancel): nothing more to send.
+            pass
+        finally:
+            self.open_streams -= 1
+        return response
+
+    async def _break(
+        self, request: web.Request, response: web.StreamResponse, mode: str
+    ) -> web.StreamResponse:
+        if mode == "invalid_json":
+            await response.write(b'{"model": "oops", "message": {"content": \n')
+        elif mode == "error_line":
+            await response.write(b'{"error": "an error was encountered while running the model"}\n')
+        elif mode == "stall":
+            event = asyncio.Event()
+            self._stalled.add(event)
+            try:
+                await event.wait()
+            finally:
+                self._stalled.discard(event)
+        if mode == "disconnect" or mode == "stall":
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            return response
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response

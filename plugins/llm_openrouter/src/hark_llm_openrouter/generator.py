@@ -1,0 +1,359 @@
+"""``OpenRouterGenerator``: streamed chat completions from any OpenAI-compatible API.
+
+One class serves OpenRouter (the default), OpenAI, Mistral, a local llama.cpp
+``llama-server`` and anything else that speaks ``POST /chat/completions`` with
+``stream=true``. It uses the official ``openai`` async client with its own
+retries switched off: the core retries (see :mod:`hark.providers.base`), so the
+two would multiply.
+
+Every client error is translated into the core's hierarchy
+(:mod:`hark.providers.errors`), and no message, log line or traceback this
+module produces carries the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import openai
+
+from hark import Generator
+from hark.providers import GenerationRequest
+from hark.providers.errors import (
+    BadOutputError,
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    parse_retry_after,
+)
+
+log = logging.getLogger(__name__)
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MODEL = "openai/gpt-4o-mini"
+PROJECT_URL = "https://github.com/hark-bot/hark"
+DEFAULT_APP_NAME = "Hark"
+DEFAULT_TIMEOUT = 60.0
+
+# Hosted APIs that refuse every request without a key: a missing key is a setup
+# mistake there, reported before any request. Anything else (llama.cpp, vLLM,
+# LM Studio on your own machine) may run without one.
+KEYED_HOSTS = frozenset({"openrouter.ai", "api.openai.com", "api.mistral.ai"})
+# Sent as the bearer token when no key is configured: the client library insists
+# on one, and keyless local servers ignore it.
+PLACEHOLDER_KEY = "no-key"
+
+# request.options keys passed on to the API (anything else is ignored, so a caller
+# written for another generator cannot make this one send an invalid request).
+PASSTHROUGH_OPTIONS = frozenset(
+    {"top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user"}
+)
+
+_MAX_DETAIL = 200
+
+
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "").strip()
+    return value or default
+
+
+class OpenRouterGenerator(Generator):
+    """Replies from OpenRouter or any OpenAI-compatible chat-completions endpoint."""
+
+    supports_model_listing = True
+    default_settings: ClassVar[dict[str, Any]] = {
+        # None: not sent, so the model's own default applies.
+        "temperature": 0.7,
+        "max_tokens": 1024,
+        "top_p": None,
+    }
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        site_url: str | None = None,
+        app_name: str | None = None,
+        timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """Arguments left out come from the environment (``OPENROUTER_*``), then defaults."""
+        super().__init__()
+        env = os.environ if environ is None else environ
+        key = env.get("OPENROUTER_API_KEY", "") if api_key is None else api_key
+        self._api_key = key.strip()
+        self.base_url = (base_url or _env(env, "OPENROUTER_BASE_URL", OPENROUTER_BASE_URL)).rstrip(
+            "/"
+        )
+        self.default_model = model or _env(env, "OPENROUTER_MODEL", DEFAULT_MODEL)
+        self.site_url = site_url or _env(env, "OPENROUTER_SITE_URL", PROJECT_URL)
+        self.app_name = app_name or _env(env, "OPENROUTER_APP_NAME", DEFAULT_APP_NAME)
+        if timeout is None:
+            raw = _env(env, "OPENROUTER_TIMEOUT", str(DEFAULT_TIMEOUT))
+            try:
+                timeout = float(raw)
+            except ValueError:
+                log.warning("OPENROUTER_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
+                timeout = DEFAULT_TIMEOUT
+        # The core's per-delta deadline and the HTTP client's read timeout agree.
+        self.timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT
+        self._client: openai.AsyncOpenAI | None = None
+
+    # -- configuration ---------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host (and port): how messages name the service."""
+        parts = urlsplit(self.base_url)
+        return parts.netloc.rsplit("@", 1)[-1] or self.base_url
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self._api_key)
+
+    @property
+    def needs_key(self) -> bool:
+        hostname = (urlsplit(self.base_url).hostname or "").lower()
+        return hostname in KEYED_HOSTS
+
+    @property
+    def is_openrouter(self) -> bool:
+        return (urlsplit(self.base_url).hostname or "").lower() == "openrouter.ai"
+
+    def unavailable_reason(self) -> str | None:
+        if self.needs_key and not self.has_key:
+            return "OPENROUTER_API_KEY is not set"
+        return None
+
+    def headers(self) -> dict[str, str]:
+        """OpenRouter's attribution headers (harmless to other endpoints)."""
+        return {"HTTP-Referer": self.site_url, "X-Title": self.app_name}
+
+    def client(self) -> openai.AsyncOpenAI:
+        """The shared async client (created on first use)."""
+        reason = self.unavailable_reason()
+        if reason:
+            raise ConfigurationError(reason)
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key or PLACEHOLDER_KEY,
+                max_retries=0,  # the core retries
+                timeout=openai.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                default_headers=self.headers(),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool (the next call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def __repr__(self) -> str:  # never the key
+        return f"<{type(self).__name__} {self.id} {self.base_url}>"
+
+    # -- generation ------------------------------------------------------
+
+    def _setting(self, key: str, guild_id: int | None) -> Any:
+        return self.setting(key, guild_id, self.default_settings.get(key))
+
+    def build_params(self, request: GenerationRequest) -> dict[str, Any]:
+        """The sampling parameters for ``request``: its own values, else this server's settings."""
+        params: dict[str, Any] = {}
+        temperature = request.temperature
+        if temperature is None:
+            temperature = self._setting("temperature", request.guild_id)
+        max_tokens = request.max_tokens
+        if max_tokens is None:
+            max_tokens = self._setting("max_tokens", request.guild_id)
+        top_p = request.options.get("top_p", self._setting("top_p", request.guild_id))
+        if temperature is not None:
+            params["temperature"] = float(temperature)
+        if max_tokens is not None:
+            params["max_tokens"] = int(max_tokens)
+        if top_p is not None:
+            params["top_p"] = float(top_p)
+        for key, value in request.options.items():
+            if key in PASSTHROUGH_OPTIONS and key != "top_p" and value is not None:
+                params[key] = value
+        return params
+
+    @staticmethod
+    def build_messages(request: GenerationRequest) -> list[dict[str, str]]:
+        # text() puts the speaker's name in front of user turns; the API's `name`
+        # field is left out because many compatible servers reject or ignore it.
+        return [{"role": m.role, "content": m.text()} for m in request.messages]
+
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+        client = self.client()
+        model = request.model or self.model_for(request.guild_id)
+        if not model:
+            raise ConfigurationError("no model is set: set OPENROUTER_MODEL or use `!model NAME`")
+        params = self.build_params(request)
+        self.log.debug("POST %s/chat/completions model=%s %s", self.base_url, model, params)
+        try:
+            stream = await client.chat.completions.create(
+                model=model, messages=self.build_messages(request), stream=True, **params
+            )
+        except openai.OpenAIError as exc:
+            raise self.translate(exc, model=model) from None
+
+        produced = 0
+        finish_reason: str | None = None
+        try:
+            async for chunk in stream:
+                if not chunk.choices:  # e.g. a usage-only chunk
+                    continue
+                choice = chunk.choices[0]
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    produced += len(content)
+                    yield content
+                if choice.finish_reason:
+                    finish_reason = choice.finish_reason
+        except openai.OpenAIError as exc:
+            raise self.translate(exc, model=model, produced=produced, streaming=True) from None
+        except json.JSONDecodeError:
+            raise BadOutputError(f"{self.host} sent a malformed stream (not JSON)") from None
+        finally:
+            await stream.close()
+
+        if finish_reason is None:
+            raise BadOutputError(
+                f"the reply from {self.host} was cut off: the stream ended without a finish"
+                f" reason after {produced} characters"
+            )
+        if finish_reason == "error":
+            raise BadOutputError(f"the model stopped with an error after {produced} characters")
+        if finish_reason != "stop":
+            self.log.debug(
+                "%s finished with %s after %d characters", model, finish_reason, produced
+            )
+
+    async def _list_models_impl(self) -> list[str]:
+        client = self.client()
+        try:
+            page = await client.models.list()
+        except openai.NotFoundError:
+            raise ConfigurationError(
+                f"{self.host} has no model list at {self.base_url}/models;"
+                " check OPENROUTER_BASE_URL"
+            ) from None
+        except openai.OpenAIError as exc:
+            raise self.translate(exc) from None
+        models = sorted({m.id for m in page.data if getattr(m, "id", None)})
+        if not models:
+            raise BadOutputError(f"{self.host} listed no models")
+        return models
+
+    # -- errors ----------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """A server-supplied message made safe to show: no key, one line, short."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+    def _detail(self, exc: openai.APIError) -> str:
+        body = exc.body
+        message = body.get("message") if isinstance(body, Mapping) else None
+        if not isinstance(message, str) or not message:
+            message = body if isinstance(body, str) and body else ""
+        return self.scrub(message)
+
+    def translate(
+        self,
+        exc: openai.OpenAIError,
+        *,
+        model: str | None = None,
+        produced: int = 0,
+        streaming: bool = False,
+    ) -> ProviderError:
+        """The core's error for a client library exception (never carrying the key).
+
+        ``streaming``: the response had started; ``produced``: characters already yielded.
+        """
+        host = self.host
+        error: ProviderError
+        if isinstance(exc, openai.APITimeoutError):
+            error = ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
+        elif isinstance(exc, openai.APIConnectionError):
+            if produced:
+                # Not retried by the core either way; the user saw a truncated reply.
+                error = BadOutputError(
+                    f"the connection to {host} broke mid-reply, after {produced} characters"
+                )
+            elif streaming:
+                error = ProviderConnectionError(f"the connection to {host} broke before the reply")
+            else:
+                error = ProviderConnectionError(f"could not connect to {host}")
+        elif isinstance(exc, openai.APIStatusError):
+            error = self._status_error(exc, model)
+        elif isinstance(exc, openai.APIResponseValidationError):
+            error = BadOutputError(f"{host} sent a response that does not fit the API")
+        elif isinstance(exc, openai.APIError):
+            error = self._stream_error(exc, produced)
+        else:
+            error = ProviderError(f"client error ({type(exc).__name__})")
+        self.log.debug("%s -> %s: %s", type(exc).__name__, type(error).__name__, error.message)
+        return error
+
+    def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
+        host, status, detail = self.host, exc.status_code, self._detail(exc)
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            key_state = "the API key" if self.has_key else "the request without an API key"
+            return ProviderStatusError(
+                f"{host} rejected {key_state} (HTTP {status}); check OPENROUTER_API_KEY{suffix}",
+                status=status,
+            )
+        if status == 404 and model is not None:
+            return ConfigurationError(
+                f"the model `{model}` was not found at {host}. Choose another with `!model NAME`"
+                " (see `!openrouter models`), or check OPENROUTER_BASE_URL."
+            )
+        if status == 402:
+            return ProviderStatusError(
+                f"{host} says the account is out of credits (HTTP 402){suffix}", status=status
+            )
+        headers = exc.response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None and headers.get("retry-after-ms"):
+            ms = parse_retry_after(headers.get("retry-after-ms"))
+            retry_after = None if ms is None else ms / 1000
+        return ProviderStatusError(
+            f"{host} returned an error{suffix}", status=status, retry_after=retry_after
+        )
+
+    def _stream_error(self, exc: openai.APIError, produced: int) -> ProviderError:
+        """An error event inside a 200 stream (``data: {"error": {...}}``).
+
+        OpenRouter puts an HTTP-like number in ``code`` (e.g. 502: the upstream model
+        failed); OpenAI-compatible servers a string such as ``server_error``.
+        """
+        body = exc.body if isinstance(exc.body, Mapping) else {}
+        code = body.get("code")
+        detail = self._detail(exc) or "no details"
+        where = f"after {produced} characters" if produced else "before any text"
+        status = None
+        if isinstance(code, int) and not isinstance(code, bool):
+            status = code
+        elif isinstance(code, str) and code.isdigit():
+            status = int(code)
+        if status is not None and 400 <= status <= 599:
+            return ProviderStatusError(
+                f"the model failed mid-stream {where}: {detail}", status=status
+            )
+        label = f" ({self.scrub(str(code))})" if code else ""
+        return BadOutputError(f"the model failed mid-stream {where}{label}: {detail}")

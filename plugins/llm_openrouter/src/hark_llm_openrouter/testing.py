@@ -1,0 +1,480 @@
+"""A loopback OpenAI-compatible server for tests (no internet, no API account).
+
+:class:`FakeOpenAIServer` speaks the documented wire format of the chat
+completions API closely enough for the real ``openai`` client (and this plugin)
+to talk to it: ``POST /v1/chat/completions`` streamed as server-sent events
+(``data: {chat.completion.chunk}`` lines: a first chunk carrying the role,
+content deltas, a final chunk with ``finish_reason``, then ``data: [DONE]``) or
+as one JSON object, and ``GET /v1/models``. Errors use OpenAI's JSON shape
+(``{"error": {"message", "type", "param", "code"}}``).
+
+It is scriptable (reply text or a function of the request, chunking, delays)
+and can inject failures: an HTTP status for the next N requests (with
+``Retry-After``), 404 for unknown models, a stream cut off without ``[DONE]``,
+a dropped connection, and OpenRouter's mid-stream error chunk. Every request
+is recorded with its headers and JSON body::
+
+    async with FakeOpenAIServer(reply="Hi there!", api_key="sk-test") as server:
+        generator = OpenRouterGenerator(base_url=server.base_url, api_key="sk-test")
+        ...
+        assert server.last_chat.headers["X-Title"] == "Hark"
+
+Other packages' end-to-end tests import it from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+__all__ = ["DEFAULT_MODELS", "DEFAULT_REPLY", "FakeOpenAIServer", "RecordedRequest"]
+
+DEFAULT_REPLY = "Hello! I am a fake model, answering from the loopback server."
+DEFAULT_MODELS: tuple[str, ...] = (
+    "openai/gpt-4o-mini",
+    "anthropic/claude-3.5-haiku",
+    "meta-llama/llama-3.1-8b-instruct",
+    "mistralai/mistral-small",
+)
+
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    body: Any = None
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model") if isinstance(self.body, dict) else None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages", [])) if isinstance(self.body, dict) else []
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream")) if isinstance(self.body, dict) else False
+
+    @property
+    def bearer(self) -> str | None:
+        """The bearer token sent in ``Authorization`` (tests compare it; never print it)."""
+        value = self.headers.get("Authorization", "")
+        return value[7:] if value.startswith("Bearer ") else None
+
+
+ReplyFunc = Callable[[RecordedRequest], "str | Sequence[str] | Awaitable[str | Sequence[str]]"]
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    retry_after: float | str | None
+    message: str | None
+    endpoint: str
+
+
+@dataclass(slots=True)
+class _StreamFault:
+    kind: Literal["cut", "reset", "error"]
+    after: int
+    code: int | str = 502
+    message: str = ""
+    style: Literal["openrouter", "openai"] = "openrouter"
+
+
+_STATUS_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", "insufficient_quota"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def error_body(status: int, message: str, *, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object for ``status``."""
+    kind, code = _STATUS_TYPES.get(status, ("server_error" if status >= 500 else "api_error", None))
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def split_words(text: str) -> list[str]:
+    """Token-like pieces: each word with the whitespace after it."""
+    return re.findall(r"\s*\S+\s*|\s+", text) if text else []
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat completions server on 127.0.0.1 (a random port).
+
+    ``reply``: the answer, or a function of the :class:`RecordedRequest` returning the
+    answer (sync or async); a list of strings gives the exact chunks.
+    ``api_key``: when set, requests must carry ``Authorization: Bearer <api_key>``.
+    ``models``: what ``GET /v1/models`` lists; other models get 404 unless
+    ``accept_any_model``. ``chunk_size``: characters per delta (default: one word per
+    delta). ``delay``: seconds before answering; ``chunk_delay``: between deltas.
+    ``keepalive``: send OpenRouter's ``: OPENROUTER PROCESSING`` comment first.
+    """
+
+    def __init__(
+        self,
+        *,
+        reply: str | Sequence[str] | ReplyFunc = DEFAULT_REPLY,
+        api_key: str | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+        accept_any_model: bool = False,
+        chunk_size: int | None = None,
+        delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        keepalive: bool = False,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.reply = reply
+        self.api_key = api_key
+        self.models = list(models)
+        self.accept_any_model = accept_any_model
+        self.chunk_size = chunk_size
+        self.delay = delay
+        self.chunk_delay = chunk_delay
+        self.keepalive = keepalive
+        self.host = host
+        self.requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._faults: list[_StreamFault] = []
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> FakeOpenAIServer:
+        app = web.Application()
+        app.router.add_post(CHAT_PATH, self._chat)
+        app.router.add_get(MODELS_PATH, self._models)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (the server root)."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL to give a client: ``http://127.0.0.1:PORT/v1``."""
+        return f"{self.url}/v1"
+
+    # -- what arrived ------------------------------------------------------
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == CHAT_PATH]
+
+    @property
+    def last_chat(self) -> RecordedRequest:
+        chats = self.chat_requests
+        if not chats:
+            raise AssertionError("no chat completion request was received")
+        return chats[-1]
+
+    # -- scripted failures -------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 503,
+        *,
+        times: int = 1,
+        retry_after: float | str | None = None,
+        message: str | None = None,
+        endpoint: Literal["chat", "models", "any"] = "chat",
+    ) -> None:
+        """Answer the next ``times`` matching requests with HTTP ``status`` (an OpenAI error)."""
+        self._failures.extend(
+            _Failure(status, retry_after, message, endpoint) for _ in range(times)
+        )
+
+    def cut_next(self, *, after: int = 2, times: int = 1, reset: bool = False) -> None:
+        """Stop the next streamed reply(s) after ``after`` deltas without a finish or ``[DONE]``.
+
+        ``reset=False`` ends the response body cleanly there (as a proxy that gave up
+        would); ``reset=True`` drops the connection mid-body.
+        """
+        kind: Literal["cut", "reset"] = "reset" if reset else "cut"
+        self._faults.extend(_StreamFault(kind, after) for _ in range(times))
+
+    def error_next(
+        self,
+        *,
+        after: int = 2,
+        code: int | str = 502,
+        message: str = "Provider returned error",
+        style: Literal["openrouter", "openai"] = "openrouter",
+        times: int = 1,
+    ) -> None:
+        """Send an error event inside the next streamed reply(s), after ``after`` deltas.
+
+        ``style="openrouter"``: OpenRouter's chunk with a top-level ``error`` object and
+        ``finish_reason: "error"``; ``style="openai"``: a bare ``data: {"error": {...}}``.
+        """
+        self._faults.extend(
+            _StreamFault("error", after, code, message, style) for _ in range(times)
+        )
+
+    def clear(self) -> None:
+        """Forget recorded requests and pending failures."""
+        self.requests.clear()
+        self._failures.clear()
+        self._faults.clear()
+
+    def _take_failure(self, endpoint: str) -> _Failure | None:
+        for index, failure in enumerate(self._failures):
+            if failure.endpoint in (endpoint, "any"):
+                return self._failures.pop(index)
+        return None
+
+    # -- handlers ----------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> RecordedRequest | web.Response:
+        body: Any = None
+        if request.can_read_body:
+            raw = await request.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                record = RecordedRequest(request.method, request.path, CIMultiDict(request.headers))
+                self.requests.append(record)
+                return self._error(400, "We could not parse the JSON body of your request.")
+        record = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body)
+        self.requests.append(record)
+        return record
+
+    def _error(
+        self, status: int, message: str, *, retry_after: float | str | None = None, **kw: Any
+    ) -> web.Response:
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return web.json_response(error_body(status, message, **kw), status=status, headers=headers)
+
+    def _check(self, record: RecordedRequest, endpoint: str) -> web.Response | None:
+        """Auth, then scripted failures: the response to send instead, if any."""
+        if self.api_key is not None and record.bearer != self.api_key:
+            return self._error(
+                401, "Incorrect API key provided. You can find your API key in your account."
+            )
+        failure = self._take_failure(endpoint)
+        if failure is not None:
+            message = failure.message or f"Injected failure (HTTP {failure.status})."
+            return self._error(failure.status, message, retry_after=failure.retry_after)
+        return None
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        if isinstance(record, web.Response):
+            return record
+        refusal = self._check(record, "models")
+        if refusal is not None:
+            return refusal
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": m.split("/")[0]}
+            for m in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        if isinstance(record, web.Response):
+            return record
+        refusal = self._check(record, "chat")
+        if refusal is not None:
+            return refusal
+        body = record.body
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return self._error(400, "you must provide a model parameter", param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._error(400, "'messages' must be a non-empty array", param="messages")
+        for message in messages:
+            if not isinstance(message, dict) or message.get("role") not in (
+                "system",
+                "user",
+                "assistant",
+                "developer",
+                "tool",
+            ):
+                return self._error(400, "each message needs a valid role", param="messages")
+        model = body["model"]
+        if not self.accept_any_model and model not in self.models:
+            return self._error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        pieces = await self._pieces(record)
+        finish = "stop"
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(max_tokens, int) and 0 < max_tokens < len(pieces):
+            pieces, finish = pieces[:max_tokens], "length"
+        if body.get("stream"):
+            return await self._stream(request, record, pieces, finish)
+        return web.json_response(self._completion(model, "".join(pieces), finish, len(pieces)))
+
+    async def _pieces(self, record: RecordedRequest) -> list[str]:
+        reply: Any = self.reply
+        if callable(reply):
+            reply = reply(record)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        if not isinstance(reply, str):
+            return [str(p) for p in reply if p]
+        if self.chunk_size:
+            size = self.chunk_size
+            return [reply[i : i + size] for i in range(0, len(reply), size)]
+        return split_words(reply)
+
+    # -- wire format -------------------------------------------------------
+
+    def _completion(self, model: str, text: str, finish: str, tokens: int) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-fake{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": tokens,
+                "total_tokens": 10 + tokens,
+            },
+        }
+
+    @staticmethod
+    def _chunk(
+        ident: str,
+        model: str,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+
+    async def _stream(
+        self, request: web.Request, record: RecordedRequest, pieces: list[str], finish: str
+    ) -> web.StreamResponse:
+        fault = self._faults.pop(0) if self._faults else None
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+
+        async def send(payload: Any) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            await response.write(f"data: {data}\n\n".encode())
+
+        model = record.model or ""
+        ident = f"chatcmpl-fake{next(self._ids)}"
+        if self.keepalive:
+            await response.write(b": OPENROUTER PROCESSING\n\n")
+        await send(self._chunk(ident, model, {"role": "assistant", "content": ""}))
+        for index, piece in enumerate(pieces):
+            if fault is not None and index == fault.after:
+                return await self._fail_stream(request, response, send, fault, ident, model)
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            await send(self._chunk(ident, model, {"content": piece}))
+        if fault is not None:  # asked to fail after more deltas than the reply has
+            return await self._fail_stream(request, response, send, fault, ident, model)
+        await send(self._chunk(ident, model, {}, finish))
+        options = record.body.get("stream_options") or {}
+        if isinstance(options, dict) and options.get("include_usage"):
+            usage = {"prompt_tokens": 10, "completion_tokens": len(pieces)}
+            usage["total_tokens"] = 10 + len(pieces)
+            chunk = self._chunk(ident, model, {}, None, usage=usage)
+            chunk["choices"] = []
+            await send(chunk)
+        await send("[DONE]")
+        await response.write_eof()
+        return response
+
+    async def _fail_stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        send: Callable[[Any], Awaitable[None]],
+        fault: _StreamFault,
+        ident: str,
+        model: str,
+    ) -> web.StreamResponse:
+        if fault.kind == "error":
+            error = {"code": fault.code, "message": fault.message}
+            if fault.style == "openrouter":
+                # OpenRouter: HTTP 200 already sent, so the error rides in a chunk.
+                await send(
+                    self._chunk(
+                        ident, model, {"content": ""}, "error", error=error, provider="fake"
+                    )
+                )
+            else:
+                await send({"error": {**error, "type": "server_error", "param": None}})
+            await response.write_eof()
+            return response
+        if fault.kind == "reset":
+            # Drop the connection without the chunked body's terminator.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()  # "cut": the body ends cleanly, without finish or [DONE]
+        return response
