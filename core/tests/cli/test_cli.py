@@ -27,13 +27,20 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 async def run_bot(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60):
     proc = await asyncio.create_subprocess_exec(
-        *BOT, *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *BOT,
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode(), err.decode()
 
 
-def fake_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+def fake_distribution(
+    root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> None:
     """A minimal installed distribution on a PYTHONPATH entry, so entry points are real."""
     dist = root / f"{name}-0.3.0.dist-info"
     dist.mkdir(parents=True)
@@ -92,7 +99,12 @@ async def test_run_connects_and_stops_cleanly_on_sigterm(tmp_path, discord_serve
         HARK_LOG_LEVEL="DEBUG",
     )
     proc = await asyncio.create_subprocess_exec(
-        *BOT, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *BOT,
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):
@@ -150,7 +162,11 @@ async def test_plugins_json_lists_installed_and_broken(tmp_path):
     env["HARK_LOAD_PLUGINS"] = ""  # set but empty: load none
     code, out, _ = await run_bot("plugins", "--json", cwd=tmp_path, env=env)
     statuses = {p["id"]: p["status"] for p in json.loads(out)}
-    assert statuses["core"] == "loaded" and statuses["demo"] == "blocked" and statuses["hello"] == "blocked"
+    assert (
+        statuses["core"] == "loaded"
+        and statuses["demo"] == "blocked"
+        and statuses["hello"] == "blocked"
+    )
 
 
 async def test_prepare_reports_progress_and_failures(tmp_path):
@@ -193,7 +209,9 @@ def test_pip_target_maps_ids_paths_and_requirements(tmp_path, monkeypatch):
     assert pip_target("./some/path") == "./some/path"
 
 
-@pytest.mark.skipif(not os.environ.get("HARK_WHEELHOUSE"), reason="scripts/test builds the wheelhouse")
+@pytest.mark.skipif(
+    not os.environ.get("HARK_WHEELHOUSE"), reason="scripts/test builds the wheelhouse"
+)
 async def test_fresh_venv_with_only_core(tmp_path):
     """`pip install ./core` alone in a new virtualenv gives a working `bot` (offline install)."""
     venv = tmp_path / "venv"
@@ -202,19 +220,31 @@ async def test_fresh_venv_with_only_core(tmp_path):
     py = venv / "bin" / "python"
     core = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
-        str(py), "-m", "pip", "install", "-q", "--no-index",
-        "--find-links", os.environ["HARK_WHEELHOUSE"], str(core),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(py),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--find-links",
+        os.environ["HARK_WHEELHOUSE"],
+        str(core),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 300)
     assert proc.returncode == 0, out.decode()
     bot = venv / "bin" / "bot"
     for args in (["--help"], ["plugins"]):
         proc = await asyncio.create_subprocess_exec(
-            str(bot), *args, cwd=tmp_path, env=clean_env(),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            str(bot),
+            *args,
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
-    assert out.decode().split() [:1] == ["core"]
+    assert out.decode().split()[:1] == ["core"]
     assert "hello" not in out.decode()  # nothing but the core is installed there

@@ -139,21 +139,31 @@ async def test_plugin_settings_survive_restart(harness: BotHarness) -> None:
 
 async def test_slash_plugins(harness: BotHarness) -> None:
     server = harness.server
-    inter = await server.invoke_slash(harness.guild, harness.channel, harness.member, "plugins", subcommand="list")
+    inter = await server.invoke_slash(
+        harness.guild, harness.channel, harness.member, "plugins", subcommand="list"
+    )
     listing = await inter.wait_response()
     assert "`hello`" in listing.content and "**on**" in listing.content
 
     inter = await server.invoke_slash(
-        harness.guild, harness.channel, harness.member, "plugins",
-        subcommand="disable", options={"plugin": "hello"},
+        harness.guild,
+        harness.channel,
+        harness.member,
+        "plugins",
+        subcommand="disable",
+        options={"plugin": "hello"},
     )
     refused = await inter.wait_response()
     assert "Manage Server" in refused.content and refused.ephemeral
     assert harness.bot.control.is_enabled("hello", harness.guild.id)
 
     inter = await server.invoke_slash(
-        harness.guild, harness.channel, harness.admin, "plugins",
-        subcommand="disable", options={"plugin": "hello"},
+        harness.guild,
+        harness.channel,
+        harness.admin,
+        "plugins",
+        subcommand="disable",
+        options={"plugin": "hello"},
     )
     done = await inter.wait_response()
     assert "disabled" in done.content
@@ -173,7 +183,8 @@ async def test_use_chooses_provider_per_server(tmp_path) -> None:
         return mod
 
     async with BotHarness(
-        tmp_path, plugins={"alpha": plugin(EchoGenerator()), "beta": plugin(FakeGenerator(replies=["b"]))}
+        tmp_path,
+        plugins={"alpha": plugin(EchoGenerator()), "beta": plugin(FakeGenerator(replies=["b"]))},
     ) as h:
         control = h.bot.control
         auto = control.provider_for(Capability.GENERATE, h.guild.id)

@@ -11,7 +11,7 @@ import discord
 import pytest
 from discord.ext import commands
 
-from hark.testing.discord import FakeDiscord
+from hark.testing.discord import FakeDiscord, eventually
 
 World = Any  # fixture type, defined in conftest.py
 StartBot = Callable[..., Awaitable[discord.Client]]
@@ -95,10 +95,7 @@ async def test_drop_gateway_resumes_and_delivers_missed_message(
     await server.post_message(world.text, world.alice, "sent during the outage")
     await asyncio.wait_for(resumed.wait(), 10)
     await server.wait_for_resume()
-    for _ in range(50):
-        if received:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: received)
     assert received == ["sent during the outage"]
     assert server.resume_count == 1 and server.identify_count == 1
 
@@ -106,10 +103,7 @@ async def test_drop_gateway_resumes_and_delivers_missed_message(
     await server.drop_gateway(abnormal=True)
     await server.wait_for_resume(2)
     await server.post_message(world.text, world.alice, "after the second outage")
-    for _ in range(50):
-        if len(received) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) == 2)
     assert received[-1] == "after the second outage"
     assert server.identify_count == 1
 
@@ -137,16 +131,17 @@ async def test_restart_and_overlapping_sessions(
 
         bot.add_listener(on_message)  # type: ignore[attr-defined]
     await server.post_message(world.text, world.alice, "both see this")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(got) == 2)
     assert sorted(got) == sorted([id(first), id(second)])
     await first.close()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(server.connected_sessions) == 1)
     # The first session is disconnected (discord.py closes with 4000, so Discord
     # keeps it resumable); the other one is unaffected.
     assert server.connected_sessions == [server.sessions[1]]
     await server.post_message(world.text, world.alice, "only the second")
-    await asyncio.sleep(0.1)
-    assert got[-1] == id(second)
+    await eventually(lambda: len(got) == 3)
+    await asyncio.sleep(0.05)  # give the closed bot a chance to (wrongly) see it too
+    assert got[-1] == id(second) and len(got) == 3
 
 
 async def test_member_query_over_the_gateway(
@@ -175,12 +170,8 @@ async def test_invalid_session_makes_the_client_identify_again(
 
     await start_bot(bot)
     await server.drop_gateway(resumable=False)
-    for _ in range(200):
-        if readies >= 2:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: readies >= 2, timeout=15)
     assert server.identify_count == 2 and server.resume_count == 0
     assert len(server.sessions) == 1  # the dropped one was ended
     event_names = [e.name for e in server.gateway_events]
     assert event_names.count("READY") == 2
-

@@ -12,7 +12,7 @@ import discord
 import pytest
 from discord.ext import commands
 
-from hark.testing.discord import ADMINISTRATOR, VIEW_CHANNEL, FakeDiscord
+from hark.testing.discord import ADMINISTRATOR, VIEW_CHANNEL, FakeDiscord, eventually
 
 # Fixture types (defined in conftest.py, which test modules cannot import).
 World = Any
@@ -62,13 +62,9 @@ async def test_bot_sees_guild_channels_members_and_permissions(
     member = await joined
     assert member.id == carol.id and guild.get_member(carol.id) is not None
     created = server.create_text_channel(world.guild, "later")
-    await server.gateway.flush()
-    await asyncio.sleep(0.05)
-    assert guild.get_channel(created.id) is not None
+    await eventually(lambda: guild.get_channel(created.id) is not None)
     new_guild = server.create_guild("Second")
-    await server.gateway.flush()
-    await asyncio.sleep(0.05)
-    assert bot.get_guild(new_guild.id) is not None
+    await eventually(lambda: bot.get_guild(new_guild.id) is not None)
 
 
 async def test_prefix_command_reply_and_own_message_create(
@@ -94,7 +90,7 @@ async def test_prefix_command_reply_and_own_message_create(
     # ctx.reply() without allowed_mentions pings the replied-to author, like Discord.
     assert reply.mention_ids == [world.alice.id]
     assert [m.content for m in server.messages(world.text)] == ["!echo hi there", "hi there"]
-    await asyncio.sleep(0.1)
+    await eventually(lambda: seen_own)
     assert [m.id for m in seen_own] == [reply.id]  # Discord echoes the bot's own messages
     assert ("POST", f"/api/v10/channels/{world.text.id}/messages", 200) in server.requests
 
@@ -155,14 +151,14 @@ async def test_allowed_mentions_are_honoured(
 
     await start_bot(bot)
     await server.post_message(world.text, world.admin, "!quiet")
-    quiet = await server.wait_for_message(world.text, author=server.bot_user)
-    assert quiet.mentions == [] and not quiet.mention_everyone
-    assert quiet.allowed_mentions == {"parse": []}  # exactly what discord.py sent
+    silent = await server.wait_for_message(world.text, author=server.bot_user)
+    assert silent.mentions == [] and not silent.mention_everyone
+    assert silent.allowed_mentions == {"parse": []}  # exactly what discord.py sent
 
     await server.post_message(world.text, world.admin, "!loud")
-    loud = await server.wait_for_message(world.text, author=server.bot_user)
-    assert loud.mention_ids == [target] and loud.mention_everyone
-    assert loud.allowed_mentions is None
+    pinged = await server.wait_for_message(world.text, author=server.bot_user)
+    assert pinged.mention_ids == [target] and pinged.mention_everyone
+    assert pinged.allowed_mentions is None
 
     # A plain member cannot ping @everyone, whatever the message says.
     plain = await server.post_message(world.text, world.alice, "@everyone look")
@@ -248,7 +244,7 @@ async def test_message_content_intent_is_enforced(
     await start_bot(bot)
     await server.post_message(world.text, world.alice, "secret")
     await server.post_message(world.text, world.alice, f"hey {server.bot_user.mention}")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(seen) == 2)
     assert seen == ["", f"hey {server.bot_user.mention}"]
 
 
@@ -260,7 +256,7 @@ async def test_voice_state_update_from_the_bot(
     assert guild is not None
     server.set_voice_state(world.alice, world.voice)
     await guild.change_voice_state(channel=guild.get_channel(world.voice.id))  # type: ignore[arg-type]
-    await asyncio.sleep(0.1)
+    await eventually(lambda: guild.me.voice is not None)
     state = server.voice_state(world.guild, server.bot_user)
     assert state is not None and state.channel_id == world.voice.id
     assert state.session_id == server.sessions[0].session_id
@@ -268,7 +264,7 @@ async def test_voice_state_update_from_the_bot(
     alice = guild.get_member(world.alice.id)
     assert alice is not None and alice.voice is not None
     await guild.change_voice_state(channel=None)
-    await asyncio.sleep(0.1)
+    await eventually(lambda: guild.me.voice is None)
     assert server.voice_state(world.guild, server.bot_user) is None
 
 
@@ -276,3 +272,36 @@ def _params(content: str) -> object:
     from discord.http import handle_message_parameters
 
     return handle_message_parameters(content=content)
+
+
+async def test_typing_reactions_presence_and_deletes(
+    server: FakeDiscord, world: World, start_bot: StartBot, make_bot: MakeBot
+) -> None:
+    bot = make_bot()
+
+    @bot.command()
+    async def think(ctx: commands.Context) -> None:
+        async with ctx.typing():
+            pass
+        reply = await ctx.send("thought")
+        await reply.add_reaction("👍")
+        await ctx.message.add_reaction("<:party:123456789012345678>")
+        await ctx.message.delete()
+
+    await start_bot(bot)
+    await bot.change_presence(activity=discord.Game("tests"))
+    command = await server.post_message(world.text, world.alice, "!think")
+    reply = await server.wait_for_message(world.text, author=server.bot_user)
+    await server.wait_for_delete(command)
+    assert [t.channel_id for t in server.typing_events] == [world.text.id]
+    assert reply.reactions == {"👍": [server.bot_user.id]}
+    assert command.reactions == {"party:123456789012345678": [server.bot_user.id]}
+    assert command.deleted and server.messages(world.text)[0] is command
+    presence = server.sessions[0].presence
+    assert presence is not None and presence["activities"][0]["name"] == "tests"
+
+    reacted = asyncio.create_task(bot.wait_for("reaction_add", timeout=5))
+    await asyncio.sleep(0)
+    await server.add_reaction(reply, world.alice, "🎉")
+    reaction, user = await reacted
+    assert str(reaction.emoji) == "🎉" and user.id == world.alice.id

@@ -121,7 +121,7 @@ async def test_cancelling_assemble_cancels_the_providers() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="context.py:50-51 re-raises a CancelledError *returned* by gather: that only "
+    reason="context.py:49-50 re-raises a CancelledError *returned* by gather: that only "
     "happens when a provider's own await was cancelled (e.g. a shared lookup task that an "
     "interrupted turn cancelled), not when assemble itself is cancelled (gather raises "
     "then); so one provider aborts the whole turn instead of being skipped",

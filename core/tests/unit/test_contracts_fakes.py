@@ -304,4 +304,3 @@ def test_contracts_catch_broken_providers(pytester: pytest.Pytester) -> None:
     # No broken_* fixture was given, so the error-path tests were skipped, not failed.
     assert outcomes["TestBytes::test_failure_is_provider_error"] == "skipped"
     assert outcomes["TestLate::test_failure_is_provider_error"] == "skipped"
-

@@ -200,7 +200,7 @@ def test_duplicate_provider_ids_are_rejected() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="plugins.py:196,213-215: the duplicate-id check shares one `seen` set across "
+    reason="plugins.py:199,214-216: the duplicate-id check shares one `seen` set across "
     "capabilities, so a plugin offering e.g. a transcriber and a synthesizer with default "
     "names (both id == plugin id) fails to load, though ids are only ever looked up "
     "within one capability (control.find, `!plugins use <capability> <id>`)",

@@ -177,9 +177,11 @@ async def test_timeouts_are_retried() -> None:
 async def test_unexpected_exception_becomes_provider_error_without_its_text(caplog) -> None:
     leak = "sk-live-very-secret https://api.example/v1?key=abc"
     stt = FakeTranscriber(fail_with=[RuntimeError(leak)], retry=FAST)
-    with caplog.at_level(logging.ERROR, logger="hark.provider"):
-        with pytest.raises(ProviderError) as caught:
-            await stt.transcribe(CLIP)
+    with (
+        caplog.at_level(logging.ERROR, logger="hark.provider"),
+        pytest.raises(ProviderError) as caught,
+    ):
+        await stt.transcribe(CLIP)
     error = caught.value
     assert type(error) is ProviderError
     assert "RuntimeError" in error.message
@@ -294,7 +296,7 @@ async def test_closing_a_stream_early_stops_it() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="providers/kinds.py Generator._checked (and Synthesizer._checked) iterate "
+    reason="providers/kinds.py:95 Generator._checked (and :147 Synthesizer._checked) iterate "
     "self._impl(...) without contextlib.aclosing: aclose() of the public stream does not "
     "close the plugin's _impl generator; its finally/cleanup (e.g. releasing an HTTP "
     "response) runs later from the event loop's asyncgen finalizer, in another task",

@@ -43,6 +43,7 @@ fails as hung), ``concurrency``, the prompts and texts used, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 import time
@@ -174,10 +175,8 @@ async def _cancel_mid_stream(stream: AsyncIterator[Any], deadline: float, what: 
     )
     waiter.cancel()
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await _within(deadline, task, f"cancelling {what}")
-    except asyncio.CancelledError:
-        pass
     return seen
 
 
@@ -384,10 +383,8 @@ class TranscriberContract(_Contract):
         task = asyncio.create_task(transcriber.transcribe(clip))
         await asyncio.sleep(0.01)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await _within(self.deadline, task, "cancelling transcribe()")
-        except asyncio.CancelledError:
-            pass
         transcript = await _within(self.deadline, transcriber.transcribe(clip), "next call")
         assert isinstance(transcript, Transcript)
 
@@ -631,10 +628,8 @@ class ContextProviderContract(_Contract):
         task = asyncio.create_task(context_provider.provide(context_request))
         await asyncio.sleep(0)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await _within(self.deadline, task, "cancelling provide()")
-        except asyncio.CancelledError:
-            pass
         await self._provide(context_provider, context_request)
 
     async def test_concurrent_calls(

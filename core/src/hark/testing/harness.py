@@ -177,13 +177,22 @@ class BotHarness:
         )
 
     async def ask(
-        self, content: str, *, author: Any = None, channel: Any = None, timeout: float = 10
+        self,
+        content: str,
+        *,
+        author: Any = None,
+        channel: Any = None,
+        timeout: float = 10,
+        **kwargs: Any,
     ) -> Any:
-        """Post ``content`` and return the bot's next message in that channel."""
+        """Post ``content`` and return the bot's next message in that channel.
+
+        Extra keyword arguments go to ``post_message`` (e.g. ``reference=message``).
+        """
         channel = channel or self.channel
         waiter = asyncio.create_task(self.next_reply(channel=channel, timeout=timeout))
         await asyncio.sleep(0)  # let the waiter register before the message goes out
-        await self.say(content, author=author, channel=channel)
+        await self.say(content, author=author, channel=channel, **kwargs)
         return await waiter
 
     async def expect_silence(self, *, channel: Any = None, within: float = 1.0) -> None:

@@ -245,7 +245,7 @@ class OllamaGenerator(Generator):
         if request.temperature is not None:
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
-            options["num_predict"] = request.max_tokens
+            pass
         return options
 
     def chat_arguments(self, request: GenerationRequest) -> dict[str, Any]:
@@ -386,7 +386,7 @@ class OllamaGenerator(Generator):
                     f"`ollama pull {name}` or choose another with `!model`"
                 )
         return ProviderStatusError(
-            f"Ollama at {self.public_host} answered HTTP {status}: {text}",
+            f"Ollama at {self.public_host}: {text}",
             status=status,
             retry_after=self._retry_after(exc),
         )

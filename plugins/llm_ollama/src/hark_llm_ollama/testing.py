@@ -139,6 +139,9 @@ class FakeOllama:
         self.chunk_size = chunk_size
         self.delay = delay
         self.version = version
+        #: Answer streamed chat requests with one JSON object, as a proxy that drops
+        #: ``stream`` would.
+        self.ignore_stream = False
         #: Every request received, in order (failed and retried ones included).
         self.requests: list[Received] = []
         #: Streams currently being written (0 once every reply finished or was dropped).
@@ -160,13 +163,15 @@ class FakeOllama:
         app.router.add_post("/api/show", self._show)
         app.router.add_get("/api/ps", self._ps)
         app.router.add_get("/", self._root)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(self._runner, sock).start()
         return self
 
     async def close(self) -> None:
@@ -443,7 +448,7 @@ class FakeOllama:
         pieces, reason = self._pieces(text, options)
         final = self._final(name, pieces, reason, messages)
 
-        if body.get("stream") is False:
+        if body.get("stream") is False or self.ignore_stream:
             final["message"]["content"] = "".join(pieces)
             return web.json_response(final)
         return await self._stream(request, name, pieces, final)

@@ -81,8 +81,8 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
         if not generator.has_key and not generator.needs_key:
             key += " (not needed for this endpoint)"
         lines = [
-            "**OpenRouter / OpenAI-compatible LLM**",
-            f"Endpoint: `{generator.base_url}`",
+            "**OpenRouter**" if generator.is_openrouter else "**OpenAI-compatible endpoint**",
+            f"Endpoint: `{generator.public_base_url}`",
             f"API key: {key}",
             f"Model: `{generator.model_for(guild_id)}` ({self._model_origin(guild_id)})",
         ]

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import openai
 
 from hark import Generator
+from hark.logs import register_secret
 from hark.providers import GenerationRequest
 from hark.providers.errors import (
     BadOutputError,
@@ -91,6 +92,9 @@ class OpenRouterGenerator(Generator):
         env = os.environ if environ is None else environ
         key = env.get("OPENROUTER_API_KEY", "") if api_key is None else api_key
         self._api_key = key.strip()
+        # The bot's log formatter replaces registered secrets with *** (a second line
+        # of defence: nothing here logs the key in the first place).
+        register_secret(self._api_key)
         self.base_url = (base_url or _env(env, "OPENROUTER_BASE_URL", OPENROUTER_BASE_URL)).rstrip(
             "/"
         )
@@ -115,6 +119,12 @@ class OpenRouterGenerator(Generator):
         """The endpoint's host (and port): how messages name the service."""
         parts = urlsplit(self.base_url)
         return parts.netloc.rsplit("@", 1)[-1] or self.base_url
+
+    @property
+    def public_base_url(self) -> str:
+        """``base_url`` fit to show or log: without any ``user:password@`` or query string."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else self.base_url
 
     @property
     def has_key(self) -> bool:
@@ -160,7 +170,7 @@ class OpenRouterGenerator(Generator):
             await client.close()
 
     def __repr__(self) -> str:  # never the key
-        return f"<{type(self).__name__} {self.id} {self.base_url}>"
+        return f"<{type(self).__name__} {self.id} {self.public_base_url}>"
 
     # -- generation ------------------------------------------------------
 
@@ -169,6 +179,14 @@ class OpenRouterGenerator(Generator):
 
     def build_params(self, request: GenerationRequest) -> dict[str, Any]:
         """The sampling parameters for ``request``: its own values, else this server's settings."""
+        try:
+            return self._build_params(request)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"a sampling setting is not a number ({exc}); fix it with `!openrouter set`"
+            ) from None
+
+    def _build_params(self, request: GenerationRequest) -> dict[str, Any]:
         params: dict[str, Any] = {}
         temperature = request.temperature
         if temperature is None:
@@ -200,7 +218,7 @@ class OpenRouterGenerator(Generator):
         if not model:
             raise ConfigurationError("no model is set: set OPENROUTER_MODEL or use `!model NAME`")
         params = self.build_params(request)
-        self.log.debug("POST %s/chat/completions model=%s %s", self.base_url, model, params)
+        self.log.debug("POST %s/chat/completions model=%s %s", self.public_base_url, model, params)
         try:
             stream = await client.chat.completions.create(
                 model=model, messages=self.build_messages(request), stream=True, **params
@@ -246,7 +264,7 @@ class OpenRouterGenerator(Generator):
             page = await client.models.list()
         except openai.NotFoundError:
             raise ConfigurationError(
-                f"{self.host} has no model list at {self.base_url}/models;"
+                f"{self.host} has no model list at {self.public_base_url}/models;"
                 " check OPENROUTER_BASE_URL"
             ) from None
         except openai.OpenAIError as exc:

@@ -169,7 +169,10 @@ class FakeOpenAIServer:
         app = web.Application()
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Handlers still running at close (a scripted delay) are cancelled soon after.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -16,7 +16,7 @@ Example::
 from . import permissions
 from .base import RequestLog
 from .gateway import GatewayEvent, GatewaySession
-from .interactions import CommandNotAvailable, InteractionRecord
+from .interaction_record import CommandNotAvailable, InteractionRecord
 from .messages import TypingRecord
 from .permissions import (
     ADMINISTRATOR,
@@ -50,7 +50,7 @@ from .state import (
     UserRecord,
 )
 from .voice import VoiceStateRecord
-from .waiters import WaitTimeout
+from .waiters import WaitTimeout, eventually
 
 __all__ = [
     "ADMINISTRATOR",
@@ -88,5 +88,6 @@ __all__ = [
     "UserRecord",
     "VoiceStateRecord",
     "WaitTimeout",
+    "eventually",
     "permissions",
 ]

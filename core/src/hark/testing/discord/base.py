@@ -7,6 +7,7 @@ area stays in its own small module; this base declares what they share.
 from __future__ import annotations
 
 from typing import NamedTuple
+from urllib.parse import quote
 
 from .gateway import Gateway
 from .snowflakes import SnowflakeGenerator
@@ -100,7 +101,7 @@ class ServerCore:
             id=attachment_id,
             filename=filename,
             data=data,
-            url=f"{self._http_base}/attachments/{attachment_id}/{filename}",
+            url=f"{self._http_base}/attachments/{attachment_id}/{quote(filename)}",
             content_type=content_type,
             description=description,
             ephemeral=ephemeral,

@@ -220,6 +220,7 @@ class Gateway:
         self.identify_count = 0
         self.resume_count = 0
         self.events: list[GatewayEvent] = []
+        self.internal_errors: list[str] = []  # the server shares its list here
         self.changed: Callable[[], None] = lambda: None  # hook to wake server waiters
 
     # -- dispatch ---------------------------------------------------------
@@ -291,7 +292,9 @@ class Gateway:
     # -- connection handling ----------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=0)
+        # timeout: how long a close waits for the peer's close frame; keep it short
+        # so dropping a dead client does not stall the test.
+        ws = web.WebSocketResponse(max_msg_size=0, timeout=2.0)
         await ws.prepare(request)
         conn = GatewayConnection(ws, request)
         self.connections.add(conn)
@@ -300,7 +303,7 @@ class Gateway:
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    self._on_frame(conn, msg.data)
+                    self._safe_on_frame(conn, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     conn.close_after_flush(CLOSE_DECODE_ERROR, "Error while decoding payload.")
                 else:
@@ -330,6 +333,15 @@ class Gateway:
     def _end_session(self, session: GatewaySession) -> None:
         session.ended = True
         self.sessions.pop(session.session_id, None)
+
+    def _safe_on_frame(self, conn: GatewayConnection, raw: str) -> None:
+        try:
+            self._on_frame(conn, raw)
+        except Exception as exc:
+            # A bug in the fake: keep the server up, close this socket, make it visible.
+            log.exception("fake gateway failed on %s", raw[:200])
+            self.internal_errors.append(f"gateway frame {raw[:200]}: {exc!r}")
+            conn.close_after_flush(CLOSE_UNKNOWN_ERROR, "Internal error in the fake gateway.")
 
     def _on_frame(self, conn: GatewayConnection, raw: str) -> None:
         try:

@@ -387,6 +387,7 @@ class GuildHelpers(ServerCore):
             guild,
             voice_states=[state.payload(with_guild=False) for state in voice_states],
             members=members,
+            joined_at=guild.members[self.bot_user.id].joined_at,
             unavailable_key=announced,
         )
 

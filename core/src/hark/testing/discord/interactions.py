@@ -1,9 +1,8 @@
-"""Interactions: slash commands, autocomplete, components and modals.
+"""Invoking interactions as a user would: slash commands, autocomplete, components, modals.
 
-A test invokes something the way a user would in the Discord client; the server
-sends INTERACTION_CREATE and then records what the bot answers through the
-callback and webhook endpoints. ``InteractionRecord.wait_response`` gives the
-message the user finally sees.
+Commands are checked the way the Discord client offers them (registered for the
+guild or globally, allowed in this context, default_member_permissions), and
+option values are typed by the stored option schema (see ``options.py``).
 """
 
 from __future__ import annotations
@@ -11,13 +10,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import errors
 from .base import ChannelLike, GuildLike, MessageLike, ServerCore, UserLike
-from .messages import MessageHelpers, UploadedFile
+from .components import find_component, focused_options, modal_submission
+from .interaction_record import (
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    MESSAGE_COMPONENT,
+    MODAL_SUBMIT,
+    CommandNotAvailable,
+    InteractionRecord,
+)
+from .messages import MessageHelpers
 from .options import OptionContext, build_command_options
 from .payloads import interaction_channel_payload, member_payload, message_payload, user_payload
 from .permissions import (
@@ -29,9 +35,6 @@ from .permissions import (
     has,
 )
 from .state import (
-    FLAG_EPHEMERAL,
-    FLAG_LOADING,
-    MESSAGE_CHAT_INPUT_COMMAND,
     AppCommandRecord,
     ChannelRecord,
     GuildRecord,
@@ -39,121 +42,8 @@ from .state import (
     MessageRecord,
     UserRecord,
 )
-from .waiters import Waiters
-
-# Interaction types.
-APPLICATION_COMMAND = 2
-MESSAGE_COMPONENT = 3
-AUTOCOMPLETE = 4
-MODAL_SUBMIT = 5
-
-# Interaction callback (response) types.
-PONG = 1
-CHANNEL_MESSAGE = 4
-DEFERRED_CHANNEL_MESSAGE = 5
-DEFERRED_UPDATE_MESSAGE = 6
-UPDATE_MESSAGE = 7
-AUTOCOMPLETE_RESULT = 8
-MODAL = 9
 
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
-
-
-class CommandNotAvailable(LookupError):
-    """The invoking user could not run this command in the real Discord client."""
-
-
-@dataclass(eq=False)
-class InteractionRecord:
-    id: int
-    token: str
-    type: int
-    guild_id: int | None
-    channel_id: int
-    user: UserRecord
-    command: AppCommandRecord | None
-    payload: dict[str, Any]
-    ack_timeout: float | None
-    waiters: Waiters = field(repr=False)
-    describe_failures: Callable[[], str] = field(repr=False)
-    dispatched_at: float = 0.0  # time.monotonic() when sent on the gateway
-    response_type: int | None = None
-    callbacks: list[dict[str, Any]] = field(default_factory=list)  # callback bodies as sent
-    original: MessageRecord | None = None
-    followups: list[MessageRecord] = field(default_factory=list)
-    choices: list[dict[str, Any]] | None = None  # autocomplete result
-    modal: dict[str, Any] | None = None  # modal the bot opened
-    source_message: MessageRecord | None = None  # for component interactions
-
-    @property
-    def acknowledged(self) -> bool:
-        return self.response_type is not None
-
-    @property
-    def deferred(self) -> bool:
-        return self.response_type in (DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE_MESSAGE)
-
-    @property
-    def ephemeral(self) -> bool:
-        return self.original is not None and self.original.ephemeral
-
-    @property
-    def expired(self) -> bool:
-        """Not acknowledged within the deadline: Discord shows "did not respond"."""
-        if self.acknowledged or self.ack_timeout is None:
-            return False
-        return time.monotonic() > self.dispatched_at + self.ack_timeout
-
-    async def wait_ack(self, timeout: float = 10.0) -> int:
-        """Wait for the initial callback; returns the response type."""
-
-        def acked() -> int | None:
-            self._raise_if_expired()
-            return self.response_type
-
-        return await self.waiters.wait_for(acked, timeout=timeout, describe=self._describe)
-
-    async def wait_response(self, timeout: float = 10.0) -> MessageRecord:
-        """The message the user ends up seeing (after any deferral and edit/followup)."""
-
-        def done() -> MessageRecord | None:
-            self._raise_if_expired()
-            if self.response_type == MODAL:
-                raise AssertionError(
-                    f"interaction {self.id} was answered with a modal: {self.modal}"
-                )
-            if self.response_type == AUTOCOMPLETE_RESULT:
-                raise AssertionError(f"interaction {self.id} is an autocomplete, see .choices")
-            message = self.original
-            if message is None or message.loading:
-                return None
-            if self.response_type == DEFERRED_UPDATE_MESSAGE and not message.edits:
-                return None  # acknowledged, but the component's message was not updated yet
-            return message
-
-        return await self.waiters.wait_for(done, timeout=timeout, describe=self._describe)
-
-    async def wait_followup(self, index: int = 0, timeout: float = 10.0) -> MessageRecord:
-        """The ``index``-th followup message (0 = first)."""
-        return await self.waiters.wait_for(
-            lambda: self.followups[index] if len(self.followups) > index else None,
-            timeout=timeout,
-            describe=self._describe,
-        )
-
-    def _raise_if_expired(self) -> None:
-        if self.expired:
-            raise AssertionError(
-                f"interaction {self.id} was not acknowledged within {self.ack_timeout}s; "
-                "Discord would show 'The application did not respond'"
-            )
-
-    def _describe(self) -> str:
-        name = self.command.name if self.command else self.payload.get("data", {})
-        return (
-            f"the response to interaction {self.id} ({name}); response_type={self.response_type}, "
-            f"original={self.original and self.original.content[:60]!r}; {self.describe_failures()}"
-        )
 
 
 class InteractionHelpers(MessageHelpers, ServerCore):
@@ -277,7 +167,7 @@ class InteractionHelpers(MessageHelpers, ServerCore):
         command = self._available_command(guild_rec, channel_rec, user, path[0], 1)
         # While typing, the focused value is a raw string and may be partial.
         data: dict[str, Any] = {"id": str(command.id), "name": command.name, "type": 1}
-        data["options"] = _focused_options(command, path[1:], options, focused)
+        data["options"] = focused_options(command, path[1:], options, focused)
         if command.guild_id is not None:
             data["guild_id"] = str(command.guild_id)
         record = await self._send_interaction(
@@ -305,7 +195,7 @@ class InteractionHelpers(MessageHelpers, ServerCore):
         modal = opened_by.modal
         if modal is None:
             raise AssertionError(f"interaction {opened_by.id} did not open a modal")
-        components = _modal_submission(modal.get("components") or [], values)
+        components = modal_submission(modal.get("components") or [], values)
         data = {"custom_id": modal["custom_id"], "components": components}
         channel = self._channel(opened_by.channel_id)
         guild = None if opened_by.guild_id is None else self._guild(opened_by.guild_id)
@@ -336,7 +226,7 @@ class InteractionHelpers(MessageHelpers, ServerCore):
         self, message: MessageLike, member: UserLike, custom_id: str, values: list[str] | None
     ) -> InteractionRecord:
         record = self._message(message)
-        component = _find_component(record.components, custom_id)
+        component = find_component(record.components, custom_id)
         if component is None:
             raise LookupError(f"message {record.id} has no component with custom_id {custom_id!r}")
         if component.get("disabled"):
@@ -439,251 +329,3 @@ class InteractionHelpers(MessageHelpers, ServerCore):
                 context=1,
             )
         return payload
-
-    # -- bot responses (called by the REST handlers) ---------------------------
-
-    def _interaction_for_callback(self, interaction_id: int, token: str) -> InteractionRecord:
-        record = self._interactions.get(interaction_id)
-        if record is None or record.token != token or record.expired:
-            raise errors.unknown_interaction()
-        if record.acknowledged:
-            raise errors.already_acknowledged()
-        return record
-
-    def _interaction_for_webhook(self, application_id: int, token: str) -> InteractionRecord:
-        if application_id != self.application_id:
-            raise errors.unknown_webhook()
-        for record in self._interactions.values():
-            if record.token == token:
-                return record
-        raise errors.unknown_webhook()
-
-    def _interaction_callback(
-        self, record: InteractionRecord, body: dict[str, Any], files: Sequence[UploadedFile]
-    ) -> dict[str, Any]:
-        """Apply an initial response; returns the ``with_response`` body."""
-        response_type = int(body.get("type", 0))
-        data = body.get("data") or {}
-        allowed = {
-            APPLICATION_COMMAND: {CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, MODAL},
-            AUTOCOMPLETE: {AUTOCOMPLETE_RESULT},
-            MESSAGE_COMPONENT: {
-                CHANNEL_MESSAGE,
-                DEFERRED_CHANNEL_MESSAGE,
-                DEFERRED_UPDATE_MESSAGE,
-                UPDATE_MESSAGE,
-                MODAL,
-            },
-            MODAL_SUBMIT: {
-                CHANNEL_MESSAGE,
-                DEFERRED_CHANNEL_MESSAGE,
-                DEFERRED_UPDATE_MESSAGE,
-                UPDATE_MESSAGE,
-            },
-        }[record.type]
-        if response_type not in allowed:
-            raise errors.APIError(400, 40004, f"Invalid interaction response type {response_type}")
-        if response_type == MODAL:
-            _check_modal(data)
-        channel = self._channel(record.channel_id)
-        if response_type == CHANNEL_MESSAGE:
-            record.original = self._interaction_message(record, channel, data, files, loading=False)
-        elif response_type == DEFERRED_CHANNEL_MESSAGE:
-            record.original = self._interaction_message(record, channel, data, (), loading=True)
-        elif response_type in (DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE):
-            record.original = record.source_message
-            if response_type == UPDATE_MESSAGE and record.original is not None:
-                self._edit_message(record.original, data, files)
-        elif response_type == AUTOCOMPLETE_RESULT:
-            record.choices = list(data.get("choices") or [])
-        elif response_type == MODAL:
-            record.modal = data
-        record.response_type = response_type
-        record.callbacks.append(body)
-        self._changed()
-        return self._callback_response(record, response_type)
-
-    def _callback_response(self, record: InteractionRecord, response_type: int) -> dict[str, Any]:
-        interaction: dict[str, Any] = {"id": str(record.id), "type": record.type}
-        resource: dict[str, Any] = {"type": response_type}
-        message = record.original
-        if message is not None and response_type in (
-            CHANNEL_MESSAGE,
-            DEFERRED_CHANNEL_MESSAGE,
-            UPDATE_MESSAGE,
-        ):
-            interaction.update(
-                response_message_id=str(message.id),
-                response_message_loading=message.loading,
-                response_message_ephemeral=message.ephemeral,
-            )
-            if response_type in (CHANNEL_MESSAGE, UPDATE_MESSAGE):
-                resource["message"] = message_payload(self.state, message)
-        return {"interaction": interaction, "resource": resource}
-
-    def _interaction_message(
-        self,
-        record: InteractionRecord,
-        channel: ChannelRecord,
-        data: dict[str, Any],
-        files: Sequence[UploadedFile],
-        *,
-        loading: bool,
-    ) -> MessageRecord:
-        body = dict(data)
-        flags = int(body.pop("flags", 0) or 0)
-        extra = flags & FLAG_EPHEMERAL
-        if loading:
-            extra |= FLAG_LOADING
-            body = {}
-        body["flags"] = flags & ~FLAG_EPHEMERAL
-        metadata: dict[str, Any] = {
-            "id": str(record.id),
-            "type": record.type,
-            "user": user_payload(record.user),
-            "authorizing_integration_owners": record.payload["authorizing_integration_owners"],
-        }
-        if record.command is not None:
-            metadata["name"] = record.command.name
-            metadata["command_type"] = record.command.type
-        return self._create_message(
-            channel,
-            self.bot_user,
-            body,
-            files,
-            message_type=MESSAGE_CHAT_INPUT_COMMAND,
-            extra_flags=extra,
-            webhook_id=self.application_id,
-            interaction=metadata,
-        )
-
-    def _interaction_followup(
-        self, record: InteractionRecord, body: dict[str, Any], files: Sequence[UploadedFile]
-    ) -> MessageRecord:
-        if not record.acknowledged:
-            raise errors.unknown_webhook()
-        original = record.original
-        if (
-            record.response_type == DEFERRED_CHANNEL_MESSAGE
-            and original is not None
-            and original.loading
-        ):
-            # Discord turns the first followup after a defer into the deferred message.
-            message = self._edit_message(original, body, files)
-        else:
-            channel = self._channel(record.channel_id)
-            message = self._interaction_message(record, channel, body, files, loading=False)
-        record.followups.append(message)
-        self._changed()
-        return message
-
-    def _interaction_owned_message(
-        self, record: InteractionRecord, message_id: str
-    ) -> MessageRecord:
-        if message_id == "@original":
-            if record.original is None or record.original.deleted:
-                raise errors.unknown_message()
-            return record.original
-        for message in [record.original, *record.followups]:
-            if message is not None and str(message.id) == message_id and not message.deleted:
-                return message
-        raise errors.unknown_message()
-
-
-def _focused_options(
-    command: AppCommandRecord, path: Sequence[str], values: Mapping[str, Any], focused: str
-) -> list[dict[str, Any]]:
-    schema = command.options
-    nesting: list[tuple[int, str]] = []
-    for part in path:
-        group = next((o for o in schema if o.get("name") == part), None)
-        if group is None:
-            raise LookupError(f"/{command.name} has no subcommand {part!r}")
-        nesting.append((int(group["type"]), part))
-        schema = group.get("options") or []
-    by_name = {o["name"]: o for o in schema}
-    if focused not in by_name:
-        raise LookupError(f"/{command.name} has no option {focused!r}")
-    if not by_name[focused].get("autocomplete"):
-        raise AssertionError(f"option {focused!r} of /{command.name} has no autocomplete")
-    options: list[dict[str, Any]] = []
-    for name, value in values.items():
-        if name not in by_name:
-            raise LookupError(f"/{command.name} has no option {name!r}")
-        option: dict[str, Any] = {"type": by_name[name]["type"], "name": name, "value": value}
-        if name == focused:
-            option["focused"] = True
-        options.append(option)
-    if focused not in values:
-        options.append(
-            {"type": by_name[focused]["type"], "name": focused, "value": "", "focused": True}
-        )
-    for option_type, name in reversed(nesting):
-        options = [{"type": option_type, "name": name, "options": options}]
-    return options
-
-
-def _find_component(components: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
-    for component in components:
-        if component.get("custom_id") == custom_id:
-            return component
-        children = list(component.get("components") or [])
-        for key in ("accessory", "component"):
-            if isinstance(component.get(key), dict):
-                children.append(component[key])
-        found = _find_component(children, custom_id)
-        if found is not None:
-            return found
-    return None
-
-
-def _check_modal(data: dict[str, Any]) -> None:
-    if not data.get("custom_id") or not data.get("title"):
-        raise errors.field_error("data", "BASE_TYPE_REQUIRED", "custom_id and title are required")
-    if not data.get("components"):
-        raise errors.field_error("data.components", "BASE_TYPE_REQUIRED", "This field is required")
-
-
-def _modal_submission(
-    components: list[dict[str, Any]], values: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    """Mirror the modal layout with the user's input (action rows or labels)."""
-    result: list[dict[str, Any]] = []
-    for component in components:
-        kind = component.get("type")
-        if kind == 1:  # action row with text inputs
-            result.append(
-                {
-                    "type": 1,
-                    "components": _modal_submission(component.get("components") or [], values),
-                }
-            )
-        elif kind == 18:  # label wrapping one component
-            inner = _modal_submission([component["component"]], values)
-            result.append({"type": 18, "id": component.get("id", 0), "component": inner[0]})
-        elif kind == 4:  # text input
-            custom_id = component["custom_id"]
-            if component.get("required", True) and not values.get(custom_id):
-                raise ValueError(f"modal text input {custom_id!r} is required")
-            result.append(
-                {
-                    "type": 4,
-                    "id": component.get("id", 0),
-                    "custom_id": custom_id,
-                    "value": values.get(custom_id, ""),
-                }
-            )
-        elif kind in (3, 5, 6, 7, 8):  # selects inside labels
-            custom_id = component["custom_id"]
-            picked = values.get(custom_id, [])
-            result.append(
-                {
-                    "type": kind,
-                    "id": component.get("id", 0),
-                    "custom_id": custom_id,
-                    "values": list(picked) if not isinstance(picked, str) else [picked],
-                }
-            )
-        else:
-            result.append({"type": kind, "id": component.get("id", 0)})
-    return result

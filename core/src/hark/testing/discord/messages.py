@@ -241,15 +241,15 @@ class MessageHelpers(ServerCore):
         )
         flags = (int(body.get("flags") or 0) & _SENDABLE_FLAGS) | extra_flags
         ephemeral = bool(flags & FLAG_EPHEMERAL)
+        if message_type is None:
+            message_type = MESSAGE_REPLY if reference else MESSAGE_DEFAULT
         message = MessageRecord(
             id=self.ids.next(),
             channel_id=channel.id,
             guild_id=None if guild is None else guild.id,
             author=author,
             content=body.get("content") or "",
-            type=message_type
-            if message_type is not None
-            else (MESSAGE_REPLY if reference else MESSAGE_DEFAULT),
+            type=message_type,
             flags=flags,
             tts=bool(body.get("tts")),
             nonce=body.get("nonce"),
@@ -278,13 +278,16 @@ class MessageHelpers(ServerCore):
     ) -> MessageRecord:
         validate_message(body, file_count=len(files), require_content=False)
         validate_allowed_mentions(body.get("allowed_mentions"))
+        content = (body["content"] or "") if "content" in body else message.content
+        embeds = list(body["embeds"] or []) if "embeds" in body else message.embeds
+        components = list(body["components"] or []) if "components" in body else message.components
+        keeps_files = bool(files) or (
+            bool(message.attachments) and body.get("attachments", True) not in ([], None)
+        )
+        if not (content.strip() or embeds or components or keeps_files or message.poll):
+            raise errors.empty_message()  # an edit cannot leave a message empty either
         message.edits.append(message.content)
-        if "content" in body:
-            message.content = body["content"] or ""
-        if "embeds" in body:
-            message.embeds = list(body["embeds"] or [])
-        if "components" in body:
-            message.components = list(body["components"] or [])
+        message.content, message.embeds, message.components = content, embeds, components
         if "flags" in body and body["flags"] is not None:
             keep = message.flags & ~FLAG_SUPPRESS_EMBEDS
             message.flags = keep | (int(body["flags"]) & FLAG_SUPPRESS_EMBEDS)

@@ -187,12 +187,13 @@ def guild_create_payload(
     *,
     voice_states: list[JSON],
     members: list[MemberRecord],
+    joined_at: str | None,
     unavailable_key: bool,
 ) -> JSON:
     """The gateway GUILD_CREATE payload: the REST guild plus the extra lists."""
     data = guild_payload(guild)
     data.update(
-        joined_at=next(iter(guild.members.values())).joined_at if guild.members else None,
+        joined_at=joined_at,
         large=len(guild.members) >= 250,
         # member_count is the real total; discord.py compares it with len(members)
         # to decide whether it must chunk.

@@ -171,8 +171,15 @@ async def trigger_typing(request: web.Request) -> web.StreamResponse:
 
 
 def _emoji(request: web.Request) -> str:
-    # discord.py percent-encodes the emoji; unquote is a no-op if aiohttp already did.
-    return unquote(request.match_info["emoji"])
+    """The emoji key: a unicode emoji or ``name:id`` for a custom one.
+
+    discord.py percent-encodes it (unquote is a no-op if aiohttp already decoded)
+    and sends custom emojis as ``:name:id`` or ``a:name:id``, which Discord accepts.
+    """
+    emoji = unquote(request.match_info["emoji"]).strip("<>")
+    if emoji.startswith("a:"):
+        emoji = emoji[2:]
+    return emoji.lstrip(":")
 
 
 async def add_own_reaction(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from . import errors
@@ -16,6 +18,10 @@ from .rest import (
     server_of,
     snowflake,
 )
+from .state import MessageRecord
+
+if TYPE_CHECKING:
+    from .server import FakeDiscord
 
 
 def _scope(request: web.Request) -> int | None:
@@ -99,7 +105,8 @@ async def create_followup(request: web.Request) -> web.StreamResponse:
     return no_content()
 
 
-def _owned_message(request: web.Request):  # -> (server, record, message)
+def _owned_message(request: web.Request) -> tuple[FakeDiscord, MessageRecord]:
+    """The interaction-owned message a webhook route points at (``@original`` or an id)."""
     server = server_of(request)
     record = server._interaction_for_webhook(
         snowflake(request, "application_id"), request.match_info["token"]

@@ -24,9 +24,11 @@ from . import rest_channels, rest_interactions, rest_users
 from .commands import CommandRegistry
 from .gateway import Gateway, GatewayEvent, GatewaySession
 from .guilds import GuildHelpers
-from .interactions import InteractionHelpers, InteractionRecord
+from .interaction_record import InteractionRecord
+from .interactions import InteractionHelpers
 from .payloads import member_payload, self_user_payload, user_payload
 from .permissions import CONNECT, VIEW_CHANNEL, channel_permissions, has
+from .responses import InteractionResponses
 from .rest import FaultRule, build_app
 from .snowflakes import SnowflakeGenerator
 from .state import FakeState, UserRecord
@@ -43,7 +45,7 @@ _INTENT_APP_FLAGS = {
 APPLICATION_COMMAND_BADGE = 1 << 23
 
 
-class FakeDiscord(GuildHelpers, InteractionHelpers, CommandRegistry):
+class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, CommandRegistry):
     """A Discord-compatible server on 127.0.0.1 with a bot application and an owner."""
 
     def __init__(
@@ -90,6 +92,7 @@ class FakeDiscord(GuildHelpers, InteractionHelpers, CommandRegistry):
             self, heartbeat_interval_ms=heartbeat_interval_ms, buffer_size=resume_buffer_size
         )
         self.gateway.changed = self._changed
+        self.gateway.internal_errors = self.internal_errors
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -52,3 +52,16 @@ class Waiters:
             raise WaitTimeout(f"timed out after {timeout}s waiting for {describe()}") from None
         finally:
             self._pending.remove(entry)
+
+
+async def eventually(
+    predicate: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.01
+) -> None:
+    """Poll ``predicate`` until it is truthy: for state on the bot's side (its cache,
+    its listeners), which the server cannot notify about."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise WaitTimeout(f"condition still false after {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,330 @@
+"""End-to-end text conversation: real discord.py client, real HarkBot, loopback Discord.
+
+The generator is a scriptable fake (hark.testing.fakes), so these tests pin the
+core's behaviour: triggers, context, streaming, splitting, mentions, failures,
+history persistence and commands. The real LLM plugins are exercised end to end
+in tests/e2e at the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import types
+
+import pytest
+
+from hark import hookimpl
+from hark.providers.errors import ProviderStatusError
+from hark.testing.discord.permissions import MANAGE_MESSAGES
+from hark.testing.fakes import EchoGenerator, FakeGenerator
+from hark.testing.harness import BotHarness
+
+CHAT = {"trigger_names": ["robot", "mr robot"], "edit_interval": 0.05, "rate_limit": "0"}
+
+
+def generator_plugin(generator) -> types.ModuleType:
+    module = types.ModuleType("fake_llm")
+
+    @hookimpl
+    def register_generators(register):
+        register(generator)
+
+    module.register_generators = register_generators
+    return module
+
+
+@pytest.fixture
+async def chat(tmp_path):
+    """A harness whose generator echoes the last user message."""
+    generator = EchoGenerator()
+    h = BotHarness(tmp_path, plugins={"fake_llm": generator_plugin(generator)}, config=CHAT)
+    h.generator = generator
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+async def start(tmp_path, generator, **config) -> BotHarness:
+    h = BotHarness(
+        tmp_path, plugins={"fake_llm": generator_plugin(generator)}, config={**CHAT, **config}
+    )
+    h.generator = generator
+    await h.start()
+    return h
+
+
+async def final_text(h: BotHarness, message) -> str:
+    """Wait until a streamed reply stops changing (no trailing '…'), then return it."""
+    async with asyncio.timeout(10):
+        while message.content.endswith("…"):
+            await asyncio.sleep(0.02)
+    return message.content
+
+
+def bot_messages(h: BotHarness, channel=None) -> list:
+    return [
+        m for m in h.server.messages(channel or h.channel) if m.author.id == h.server.bot_user.id
+    ]
+
+
+async def test_callsign_gets_a_reply_that_references_the_message(chat: BotHarness):
+    question = None
+
+    async def post():
+        nonlocal question
+        question = await chat.say("hey Robot, what's the capital of France?")
+
+    waiter = asyncio.create_task(chat.next_reply())
+    await post()
+    reply = await waiter
+    assert await final_text(chat, reply) == "hey Robot, what's the capital of France?"
+    assert reply.reference_id == question.id
+    assert chat.server.typing_events, "typing indicator while waiting"
+
+
+@pytest.mark.parametrize("text", ["robots are cool", "microbot here", "nothing to see"])
+async def test_non_trigger_messages_get_nothing(chat: BotHarness, text: str):
+    await chat.say(text)
+    await chat.expect_silence(within=0.5)
+    assert chat.generator.requests == []
+
+
+async def test_mention_reply_dm_and_multiword_callsign_trigger(chat: BotHarness):
+    me = chat.server.bot_user
+    reply = await chat.ask(f"<@{me.id}> hi")
+    assert (await final_text(chat, reply)).endswith(" hi")
+    # a reply to the bot's message, with no callsign
+    follow = await chat.ask("and then?", reference=reply)
+    assert await final_text(chat, follow) == "and then?"
+    # "mr robot" across a space, any case
+    assert "MR   ROBOT" in await final_text(chat, await chat.ask("ok MR   ROBOT listen"))
+    # DMs
+    dm = chat.server.create_dm(chat.member.user)
+    assert (
+        await final_text(chat, await chat.ask("hello in private", channel=dm)) == "hello in private"
+    )
+
+
+async def test_bots_are_ignored(chat: BotHarness):
+    other = chat.server.create_member(chat.guild, "otherbot", bot=True)
+    await chat.say("robot, talk to me", author=other)
+    await chat.expect_silence(within=0.5)
+
+
+async def test_commands_are_processed_exactly_once(chat: BotHarness):
+    await chat.say("!ping robot")
+    reply = await chat.next_reply()
+    assert reply.content.startswith("Pong!")
+    await chat.expect_silence(within=0.5)
+    assert chat.generator.requests == []
+
+
+async def test_history_reaches_the_model_and_survives_restart(chat: BotHarness):
+    await final_text(chat, await chat.ask("robot, my name is Alice"))
+    await final_text(chat, await chat.ask("robot, I like tea", author=chat.admin))
+    last = chat.generator.requests[-1].messages
+    assert last[0].role == "system" and "friendly" in last[0].content
+    bot_name = chat.bot.get_guild(chat.guild.id).me.display_name
+    assert [(m.role, m.name, m.content) for m in last[1:3]] == [
+        ("user", "alice", "robot, my name is Alice"),
+        ("assistant", bot_name, "robot, my name is Alice"),
+    ]
+    assert last[-1].role == "user" and last[-1].name == "boss"
+
+    await chat.restart()
+    await final_text(chat, await chat.ask("robot, what's my name?"))
+    after = chat.generator.requests[-1].messages
+    contents = [m.content for m in after]
+    assert "robot, my name is Alice" in contents and "robot, I like tea" in contents
+
+
+async def test_history_is_bounded_by_depth(tmp_path):
+    h = await start(tmp_path, EchoGenerator(), history_depth=4)
+    try:
+        for i in range(4):
+            await final_text(h, await h.ask(f"robot {i}"))
+        messages = h.generator.requests[-1].messages
+        history = [m for m in messages[1:-1]]
+        assert len(history) == 4  # two exchanges of (user, assistant)
+        assert history[0].content == "robot 1"
+    finally:
+        await h.close()
+
+
+async def test_long_reply_is_split_with_code_fences_intact(tmp_path):
+    code = "\n".join(f"print('line {i:04d}')  # {'x' * 30}" for i in range(90))
+    text = "Here is the program:\n\n```python\n" + code + "\n```\n\n" + ("Done. " * 300)
+    assert len(text) > 5000
+    h = await start(tmp_path, FakeGenerator(text, chunk_size=400))
+    try:
+        await h.say("robot, write it")
+        async with asyncio.timeout(15):
+            while True:
+                parts = bot_messages(h)
+                if (
+                    parts
+                    and "Done. Done." in parts[-1].content
+                    and not parts[-1].content.endswith("…")
+                ):
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        parts = [m.content for m in bot_messages(h)]
+        assert len(parts) >= 3
+        assert all(len(p) <= 2000 for p in parts)
+        for p in parts:
+            assert p.count("```") % 2 == 0, p[:80]
+        # the code survives: every line appears once, in order
+        joined = "\n".join(parts)
+        found = re.findall(r"print\('line (\d{4})'\)", joined)
+        assert found == [f"{i:04d}" for i in range(90)]
+    finally:
+        await h.close()
+
+
+async def test_model_output_pings_nobody(tmp_path):
+    script = {}
+    h = await start(tmp_path, FakeGenerator(lambda messages: script["reply"]))
+    try:
+        admin, role = h.admin.user.id, h.guild.everyone_role.id
+        script["reply"] = f"@everyone @here <@{admin}> <@&{role}> look!"
+        reply = await h.ask("robot, ping everyone")
+        await final_text(h, reply)
+        assert "@everyone" in reply.content
+        assert not reply.mention_everyone and reply.mentions == [] and reply.mention_roles == []
+        assert reply.allowed_mentions is not None and reply.allowed_mentions.get("parse") == []
+    finally:
+        await h.close()
+
+
+async def test_provider_failure_gives_one_notice_and_no_history(tmp_path):
+    failures = [ProviderStatusError("unavailable", status=503) for _ in range(3)]
+    h = await start(tmp_path, FakeGenerator("fine now", fail_with=failures))
+    try:
+        notice = await h.ask("robot, are you there?")
+        assert "having trouble (HTTP 503)" in notice.content
+        assert "Traceback" not in notice.content
+        await h.expect_silence(within=0.5)
+        assert await h.bot.runtime.history.count(h.channel.id) == 0
+        # the next turn works and carries no trace of the failed one
+        reply = await h.ask("robot, and now?")
+        assert await final_text(h, reply) == "fine now"
+        assert [m.content for m in h.generator.requests[-1].messages[1:]] == ["robot, and now?"]
+        assert await h.bot.runtime.history.count(h.channel.id) == 2
+    finally:
+        await h.close()
+
+
+async def test_cut_off_stream_is_marked_and_not_recorded(tmp_path):
+    h = await start(
+        tmp_path, FakeGenerator("a long answer " * 20, chunk_size=10, fail_after_chars=40)
+    )
+    try:
+        await h.say("robot, go")
+        notice = await h.next_reply(check=lambda m: "Sorry" in m.content)
+        assert "couldn't reach" in notice.content
+        partial = bot_messages(h)[0]
+        assert partial.content.endswith("[cut off]")
+        assert await h.bot.runtime.history.count(h.channel.id) == 0
+    finally:
+        await h.close()
+
+
+async def test_rate_limit_holds(tmp_path):
+    h = await start(tmp_path, EchoGenerator(), rate_limit="2/60")
+    try:
+        for i in range(2):
+            await final_text(h, await h.ask(f"robot {i}"))
+        notice = await h.ask("robot 2")
+        assert "faster than I can think" in notice.content
+        await h.say("robot 3")
+        await h.expect_silence(within=0.5)
+        assert len(h.generator.requests) == 2
+        # other users are not affected
+        assert await final_text(h, await h.ask("robot hi", author=h.admin)) == "robot hi"
+    finally:
+        await h.close()
+
+
+async def test_streaming_edits_the_reply_as_it_grows(tmp_path):
+    h = await start(
+        tmp_path, FakeGenerator("one two three four five six seven", chunk_size=4, delay=0.05)
+    )
+    try:
+        reply = await h.ask("robot, count")
+        assert await final_text(h, reply) == "one two three four five six seven"
+        assert len(reply.edits) >= 2  # it grew in place
+    finally:
+        await h.close()
+
+
+async def test_ask_without_history_and_slash_ask(chat: BotHarness):
+    await final_text(chat, await chat.ask("robot, remember pineapples"))
+    reply = await chat.ask("!ask what fruit?")
+    assert await final_text(chat, reply) == "what fruit?"
+    sent = chat.generator.requests[-1].messages
+    assert [m.role for m in sent] == ["system", "user"]
+    assert await chat.bot.runtime.history.count(chat.channel.id) == 2  # !ask wrote nothing
+
+    inter = await chat.server.invoke_slash(
+        chat.guild, chat.channel, chat.member, "ask", options={"question": "2+2?"}
+    )
+    response = await inter.wait_response()
+    assert (await final_text(chat, response)) == "2+2?"
+
+
+async def test_reset_needs_manage_messages(chat: BotHarness):
+    await final_text(chat, await chat.ask("robot hello"))
+    refused = await chat.ask("!reset")
+    assert "Manage Messages" in refused.content
+    assert await chat.bot.runtime.history.count(chat.channel.id) == 2
+    moderator = chat.server.create_member(chat.guild, "mod", permissions=MANAGE_MESSAGES)
+    done = await chat.ask("!reset", author=moderator)
+    assert "History cleared (2 entries)" in done.content
+    assert await chat.bot.runtime.history.count(chat.channel.id) == 0
+
+
+async def test_persona_per_server_and_channel(chat: BotHarness):
+    shown = await chat.ask("!persona")
+    assert "default persona" in shown.content
+    refused = await chat.ask("!persona You are a pirate.")
+    assert "Manage Server" in refused.content
+    await chat.ask("!persona You are a pirate named {bot_name}.", author=chat.admin)
+    await final_text(chat, await chat.ask("robot ahoy"))
+    bot_name = chat.bot.get_guild(chat.guild.id).me.display_name
+    assert chat.generator.requests[-1].messages[0].content == f"You are a pirate named {bot_name}."
+    await chat.ask("!persona channel You are a librarian.", author=chat.admin)
+    await final_text(chat, await chat.ask("robot shh"))
+    assert chat.generator.requests[-1].messages[0].content == "You are a librarian."
+    await chat.ask("!persona channel reset", author=chat.admin)
+    await final_text(chat, await chat.ask("robot again"))
+    assert chat.generator.requests[-1].messages[0].content.startswith("You are a pirate")
+
+
+async def test_model_show_and_set(tmp_path):
+    h = await start(tmp_path, FakeGenerator("ok", models=["small", "large"]))
+    try:
+        shown = await h.ask("!model")
+        assert "uses model" in shown.content
+        refused = await h.ask("!model large")
+        assert "Manage Server" in refused.content
+        unknown = await h.ask("!model huge", author=h.admin)
+        assert "no model `huge`" in unknown.content and "`small`" in unknown.content
+        done = await h.ask("!model large", author=h.admin)
+        assert "now uses model `large`" in done.content
+        await final_text(h, await h.ask("robot hi"))
+        assert h.generator.requests[-1].model == "large"
+        await h.restart()
+        await final_text(h, await h.ask("robot hi again"))
+        assert h.generator.requests[-1].model == "large"
+    finally:
+        await h.close()
+
+
+async def test_no_generator_gives_a_clear_notice(tmp_path):
+    async with BotHarness(tmp_path, config=CHAT) as h:
+        notice = await h.ask("robot hello?")
+        assert "no LLM is enabled here" in notice.content

@@ -1,0 +1,44 @@
+"""The core's Generator contract, run against OpenRouterGenerator and the loopback server."""
+
+from __future__ import annotations
+
+import pytest
+from hark_llm_openrouter import OpenRouterGenerator
+from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID, unused_port
+
+from hark.testing.contracts import GeneratorContract
+
+
+class TestOpenRouterGeneratorContract(GeneratorContract):
+    deadline = 10.0
+
+    @pytest.fixture
+    def generator(self, server, make_generator) -> OpenRouterGenerator:
+        server.chunk_delay = 0.005  # a stream long enough to close or cancel mid-way
+        return make_generator()
+
+    @pytest.fixture
+    async def broken_generator(self):
+        # Nothing listens on that port: every call fails to connect.
+        generator = OpenRouterGenerator(
+            base_url=f"http://127.0.0.1:{unused_port()}/v1", api_key=KEY, environ={}
+        )
+        generator.plugin_id = PLUGIN_ID
+        generator.retry = FAST_RETRY
+        yield generator
+        await generator.aclose()
+
+
+class TestOpenRouterContractAgainstFailingServer(GeneratorContract):
+    """The error-path contract again, with a server that answers but always fails."""
+
+    deadline = 10.0
+
+    @pytest.fixture
+    def generator(self, make_generator) -> OpenRouterGenerator:
+        return make_generator()
+
+    @pytest.fixture
+    def broken_generator(self, server, make_generator) -> OpenRouterGenerator:
+        server.fail_next(500, times=100, endpoint="any")
+        return make_generator()
