@@ -9,9 +9,11 @@ expected command mistakes into one short reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import discord
@@ -100,6 +102,8 @@ class HarkBot(commands.Bot):
         # plugin id -> its top-level app commands, kept out of the global tree
         self.plugin_app_commands: dict[str, list[Any]] = {}
         self._sync_locks: dict[int, asyncio.Lock] = {}
+        # Work that must finish before the database closes (replies being written).
+        self._inflight: set[asyncio.Task[Any]] = set()
         self.add_check(self._plugin_enabled_check)
 
     @property
@@ -229,11 +233,36 @@ class HarkBot(commands.Bot):
 
     # -- shutdown --------------------------------------------------------
 
+    @contextlib.contextmanager
+    def inflight(self) -> Iterator[None]:
+        """Mark the current task as work that shutdown waits for (briefly) before
+        closing the database, so a reply in progress is finished or cut cleanly."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        pending = {t for t in self._inflight if t is not asyncio.current_task()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+
     async def close(self) -> None:
         for voice in list(self.voice_clients):
             try:
                 await voice.disconnect(force=True)
             except Exception:  # leaving is best effort at shutdown
                 log.debug("voice disconnect failed", exc_info=True)
+        await self._drain()
         await super().close()
         await self.runtime.close()

@@ -144,6 +144,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_bot(config))
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from hark.console import run_console
+    from hark.logs import register_environment_secrets, setup_logging
+
+    config = _load(args)
+    register_environment_secrets()
+    setup_logging(args.log_level or "WARNING")
+    return asyncio.run(run_console(config))
+
+
 # -- bot plugins / prepare ---------------------------------------------------
 
 
@@ -270,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="where the SQLite database lives (HARK_DATA_DIR)")
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING... (HARK_LOG_LEVEL)")
     run.set_defaults(func=cmd_run)
+
+    console = sub.add_parser("console", help="talk to the bot in this terminal, without Discord")
+    console.add_argument("--log-level", help="log level for the console (default WARNING)")
+    console.set_defaults(func=cmd_console)
 
     plugins = sub.add_parser(
         "plugins", help="list installed plugins, their versions, hooks and errors"

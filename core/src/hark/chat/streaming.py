@@ -79,7 +79,9 @@ class StreamingReply:
         self.text = ""
         self.handles: list[Any] = []
         self._shown: list[str] = []
-        self._last_flush = 0.0
+        # The first post also waits one interval: a reply that completes sooner is
+        # posted once, final, with no edit at all.
+        self._last_flush = time.monotonic()
 
     @property
     def started(self) -> bool:
@@ -87,7 +89,7 @@ class StreamingReply:
 
     async def feed(self, delta: str) -> None:
         self.text += delta
-        if not self.handles or time.monotonic() - self._last_flush >= self.interval:
+        if time.monotonic() - self._last_flush >= self.interval:
             await self.flush(final=False)
 
     async def flush(self, *, final: bool) -> None:

@@ -102,6 +102,10 @@ class ChatCog(PluginCog, name="Chat"):
         self, request: ContextRequest, target: ReplyTarget, *, typing: Any = None
     ) -> str | None:
         """Run one turn and stream it to ``target``. Returns the delivered text, or None."""
+        with self.bot.inflight():
+            return await self._answer(request, target, typing)
+
+    async def _answer(self, request: ContextRequest, target: ReplyTarget, typing: Any) -> str | None:
         conversation = self.bot.runtime.conversation
         reply = StreamingReply(target, interval=self.bot.config.edit_interval)
         typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()

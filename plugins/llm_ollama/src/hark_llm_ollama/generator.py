@@ -174,7 +174,7 @@ class OllamaGenerator(Generator):
     @property
     def public_host(self) -> str:
         """:attr:`host` without credentials, for messages and logs."""
-        return public_url(self.host)
+        return self.host
 
     @property  # type: ignore[override]
     def default_model(self) -> str:
@@ -245,7 +245,7 @@ class OllamaGenerator(Generator):
         if request.temperature is not None:
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
-            pass
+            options["num_predict"] = request.max_tokens
         return options
 
     def chat_arguments(self, request: GenerationRequest) -> dict[str, Any]:

@@ -13,6 +13,7 @@ module produces carries the API key.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -58,6 +59,27 @@ PASSTHROUGH_OPTIONS = frozenset(
 )
 
 _MAX_DETAIL = 200
+
+
+def _transport_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(timeouts, every transport error) of the HTTP library under the ``openai`` client.
+
+    openai 1.x and 2.x let httpx's errors escape from a stream that breaks while it is
+    read; newer versions (on httpx2) wrap them in APIConnectionError. Both are handled.
+    """
+    timeouts: list[type[Exception]] = []
+    errors: list[type[Exception]] = []
+    for name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        errors.append(module.TransportError)
+    return tuple(timeouts), tuple(errors)
+
+
+_TIMEOUT_ERRORS, _TRANSPORT_ERRORS = _transport_errors()
 
 
 def _env(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -241,6 +263,9 @@ class OpenRouterGenerator(Generator):
                     finish_reason = choice.finish_reason
         except openai.OpenAIError as exc:
             raise self.translate(exc, model=model, produced=produced, streaming=True) from None
+        except _TRANSPORT_ERRORS as exc:
+            timed_out = isinstance(exc, _TIMEOUT_ERRORS)
+            raise self._broken(timed_out=timed_out, produced=produced, streaming=True) from None
         except json.JSONDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not JSON)") from None
         finally:
@@ -304,18 +329,9 @@ class OpenRouterGenerator(Generator):
         """
         host = self.host
         error: ProviderError
-        if isinstance(exc, openai.APITimeoutError):
-            error = ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
-        elif isinstance(exc, openai.APIConnectionError):
-            if produced:
-                # Not retried by the core either way; the user saw a truncated reply.
-                error = BadOutputError(
-                    f"the connection to {host} broke mid-reply, after {produced} characters"
-                )
-            elif streaming:
-                error = ProviderConnectionError(f"the connection to {host} broke before the reply")
-            else:
-                error = ProviderConnectionError(f"could not connect to {host}")
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+            timed_out = isinstance(exc, openai.APITimeoutError)
+            error = self._broken(timed_out=timed_out, produced=produced, streaming=streaming)
         elif isinstance(exc, openai.APIStatusError):
             error = self._status_error(exc, model)
         elif isinstance(exc, openai.APIResponseValidationError):
@@ -326,6 +342,20 @@ class OpenRouterGenerator(Generator):
             error = ProviderError(f"client error ({type(exc).__name__})")
         self.log.debug("%s -> %s: %s", type(exc).__name__, type(error).__name__, error.message)
         return error
+
+    def _broken(self, *, timed_out: bool, produced: int, streaming: bool) -> ProviderError:
+        """A timeout or a lost connection, before or during the reply."""
+        host = self.host
+        if timed_out:
+            return ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
+        if produced:
+            # Not retried by the core either way; the user saw a truncated reply.
+            return BadOutputError(
+                f"the connection to {host} broke mid-reply, after {produced} characters"
+            )
+        if streaming:
+            return ProviderConnectionError(f"the connection to {host} broke before the reply")
+        return ProviderConnectionError(f"could not connect to {host}")
 
     def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
         host, status, detail = self.host, exc.status_code, self._detail(exc)

@@ -154,8 +154,24 @@ class MessageHelpers(ServerCore):
         start_seq = self._message_seq
         after_id = None if after is None else (after if isinstance(after, int) else after.id)
 
+        def candidates() -> list[MessageRecord]:
+            # Newest first until the start point: waiters are re-checked on every
+            # state change, so scanning only new messages keeps many waiters cheap.
+            pool = (
+                self.state.messages.values()
+                if channel_id is None
+                else self.state.channel_messages.get(channel_id, ())
+            )
+            recent: list[MessageRecord] = []
+            for message in reversed(pool):
+                if after_id is None and message.seq <= start_seq:
+                    break
+                recent.append(message)
+            recent.reverse()
+            return recent
+
         def find() -> MessageRecord | None:
-            for message in self.state.messages.values():
+            for message in candidates():
                 if after_id is not None:
                     if message.id <= after_id:
                         continue
