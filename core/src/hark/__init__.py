@@ -24,6 +24,7 @@ from hark.providers import (
 )
 from hark.providers.errors import (
     BadOutputError,
+    ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
@@ -40,6 +41,7 @@ __all__ = [
     "AudioClip",
     "BadOutputError",
     "Capability",
+    "ConfigurationError",
     "ContextPart",
     "ContextProvider",
     "ContextRequest",

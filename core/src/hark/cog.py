@@ -17,6 +17,7 @@ from discord.ext import commands
 
 if TYPE_CHECKING:
     from hark.bot import HarkBot
+    from hark.providers import Provider
     from hark.store.settings import PluginSettings
 
 
@@ -40,6 +41,32 @@ def guild_id_of(args: tuple[Any, ...]) -> int | None:
         if isinstance(guild, discord.Guild):
             return guild.id
     return None
+
+
+async def can_manage(
+    bot: commands.Bot, user: discord.abc.User, guild: discord.Guild | None
+) -> bool:
+    """Manage Server in ``guild``, or the bot's owner."""
+    if await bot.is_owner(user):
+        return True
+    return (
+        isinstance(user, discord.Member)
+        and guild is not None
+        and user.guild_permissions.manage_guild
+    )
+
+
+def manage_server() -> Callable[[Any], Any]:
+    """Command check: the author has Manage Server here (or owns the bot)."""
+
+    async def predicate(ctx: commands.Context[Any]) -> bool:
+        if ctx.guild is None:
+            raise commands.NoPrivateMessage()
+        if not await can_manage(ctx.bot, ctx.author, ctx.guild):
+            raise commands.MissingPermissions(["manage_guild"])
+        return True
+
+    return commands.check(predicate)
 
 
 class PluginCog(commands.Cog):
@@ -89,6 +116,12 @@ class PluginCog(commands.Cog):
         if control is None or not self.plugin_id:
             return True
         return control.is_enabled(self.plugin_id, guild_id)
+
+    @property
+    def providers(self) -> list[Provider]:
+        """The providers this cog's plugin registered."""
+        info = self.bot.runtime.manager.get(self.plugin_id)
+        return list(info.providers) if info else []
 
     @property
     def settings(self) -> PluginSettings:

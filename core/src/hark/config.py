@@ -8,6 +8,7 @@ printing or logging a config never shows them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
+_SECRET_KEY = re.compile(r"(token|key|secret|password)", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -46,6 +48,8 @@ def _split_list(value: str | list[str] | None) -> list[str] | None:
         return None
     if isinstance(value, list):
         return [str(v).strip() for v in value if str(v).strip()]
+    if not isinstance(value, str):
+        raise TypeError(f"expected a list or a comma-separated string, got {value!r}")
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
@@ -195,7 +199,9 @@ def load_config(
     for name, spec in FIELDS.items():
         value = _lookup(table, spec.toml)
         origin = f"{path}"
-        if spec.env in environ:
+        # An empty variable counts as unset (compose files pass "" for missing ones),
+        # except for lists, where "" is meaningful (HARK_LOAD_PLUGINS= loads none).
+        if spec.env in environ and (environ[spec.env] != "" or spec.kind == "list"):
             value, origin = environ[spec.env], f"environment variable {spec.env}"
         if value is not None:
             setattr(config, name, _convert(name, spec, value, origin))
@@ -226,5 +232,12 @@ def describe(config: Config) -> dict[str, Any]:
         if f.name == "raw":
             continue
         value = getattr(config, f.name)
-        out[f.name] = repr(value) if isinstance(value, Secret) else value
+        if isinstance(value, Secret):
+            value = repr(value)
+        elif f.name == "plugin_settings":
+            value = {
+                plugin: {k: "***" if _SECRET_KEY.search(k) else v for k, v in table.items()}
+                for plugin, table in value.items()
+            }
+        out[f.name] = value
     return out

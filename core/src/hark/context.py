@@ -46,8 +46,8 @@ async def assemble(
             skipped[provider.id] = str(result.message)
             log.warning("context provider %s skipped: %s", provider.id, result.message)
         elif isinstance(result, BaseException):
-            if isinstance(result, asyncio.CancelledError):
-                raise result
+            # A CancelledError *returned* by gather comes from the provider's own await
+            # (if this turn were cancelled, gather would raise instead): skip it too.
             skipped[provider.id] = type(result).__name__
             log.error("context provider %s crashed", provider.id, exc_info=result)
         elif result is not None:

@@ -23,7 +23,7 @@ def register_secret(value: str | None) -> None:
 
 
 def register_environment_secrets(environ: dict[str, str] | None = None) -> None:
-    for name, value in (environ or os.environ).items():
+    for name, value in (os.environ if environ is None else environ).items():
         if _SECRET_NAME.search(name):
             register_secret(value)
 

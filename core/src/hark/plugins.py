@@ -137,7 +137,7 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin must not take the bot down
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take the bot down
                 log.error("plugin %s failed to import: %s", ep.name, _short_error(exc))
                 info.status, info.error = "error", f"import failed: {_short_error(exc)}"
                 self.plugins[ep.name] = info
@@ -196,7 +196,7 @@ class PluginManager:
 
     def _collect(self, info: PluginInfo) -> None:
         """Call this plugin's register_* hooks with a ``register`` bound to its id."""
-        seen: set[str] = set()
+        seen: set[tuple[Capability, str]] = set()
         for hook_name, capability in _PROVIDER_HOOKS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin_name != info.id:
@@ -211,9 +211,10 @@ class PluginManager:
                             f"got {type(provider).__name__}"
                         )
                     provider.plugin_id = info.id
-                    if provider.id in seen:
+                    # Ids are looked up within one capability, so only clash there.
+                    if (_cap, provider.id) in seen:
                         raise ValueError(f"duplicate provider id {provider.id!r}")
-                    seen.add(provider.id)
+                    seen.add((_cap, provider.id))
                     info.providers.append(provider)
 
                 impl.function(register=register)

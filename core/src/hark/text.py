@@ -6,7 +6,8 @@ import re
 
 MESSAGE_LIMIT = 2000
 
-_FENCE = re.compile(r"^```(\S*)", re.MULTILINE)
+# A fence is a line of its own: "```" or "```lang". "```inline```" opens nothing.
+_FENCE = re.compile(r"^```([^`\s]*)[^`\n]*$", re.MULTILINE)
 
 
 def _cut_point(text: str, limit: int) -> int:
@@ -32,6 +33,8 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     preference. A code block open at a cut is closed in that part and reopened
     (with its language) in the next, so each part renders on its own.
     """
+    if limit < 16:
+        raise ValueError("limit must leave room for a code fence (at least 16 characters)")
     parts: list[str] = []
     rest = text
     reopen = ""

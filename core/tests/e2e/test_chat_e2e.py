@@ -64,6 +64,13 @@ async def final_text(h: BotHarness, message) -> str:
     return message.content
 
 
+async def history_reaches(h: BotHarness, count: int) -> None:
+    """The exchange is written just after the reply is delivered: wait for it."""
+    async with asyncio.timeout(5):
+        while await h.bot.runtime.history.count(h.channel.id) != count:
+            await asyncio.sleep(0.02)
+
+
 def bot_messages(h: BotHarness, channel=None) -> list:
     return [
         m for m in h.server.messages(channel or h.channel) if m.author.id == h.server.bot_user.id
@@ -124,6 +131,7 @@ async def test_commands_are_processed_exactly_once(chat: BotHarness):
 
 async def test_history_reaches_the_model_and_survives_restart(chat: BotHarness):
     await final_text(chat, await chat.ask("robot, my name is Alice"))
+    await history_reaches(chat, 2)
     await final_text(chat, await chat.ask("robot, I like tea", author=chat.admin))
     last = chat.generator.requests[-1].messages
     assert last[0].role == "system" and "friendly" in last[0].content
@@ -134,6 +142,7 @@ async def test_history_reaches_the_model_and_survives_restart(chat: BotHarness):
     ]
     assert last[-1].role == "user" and last[-1].name == "boss"
 
+    await history_reaches(chat, 4)
     await chat.restart()
     await final_text(chat, await chat.ask("robot, what's my name?"))
     after = chat.generator.requests[-1].messages
@@ -146,6 +155,7 @@ async def test_history_is_bounded_by_depth(tmp_path):
     try:
         for i in range(4):
             await final_text(h, await h.ask(f"robot {i}"))
+            await history_reaches(h, 2 * (i + 1))
         messages = h.generator.requests[-1].messages
         history = [m for m in messages[1:-1]]
         assert len(history) == 4  # two exchanges of (user, assistant)
@@ -213,14 +223,14 @@ async def test_provider_failure_gives_one_notice_and_no_history(tmp_path):
         reply = await h.ask("robot, and now?")
         assert await final_text(h, reply) == "fine now"
         assert [m.content for m in h.generator.requests[-1].messages[1:]] == ["robot, and now?"]
-        assert await h.bot.runtime.history.count(h.channel.id) == 2
+        await history_reaches(h, 2)
     finally:
         await h.close()
 
 
 async def test_cut_off_stream_is_marked_and_not_recorded(tmp_path):
     h = await start(
-        tmp_path, FakeGenerator("a long answer " * 20, chunk_size=10, fail_after_chars=40)
+        tmp_path, FakeGenerator("a long answer " * 20, chunk_size=10, delay=0.03, fail_after_chars=40)
     )
     try:
         await h.say("robot, go")
@@ -263,6 +273,7 @@ async def test_streaming_edits_the_reply_as_it_grows(tmp_path):
 
 async def test_ask_without_history_and_slash_ask(chat: BotHarness):
     await final_text(chat, await chat.ask("robot, remember pineapples"))
+    await history_reaches(chat, 2)
     reply = await chat.ask("!ask what fruit?")
     assert await final_text(chat, reply) == "what fruit?"
     sent = chat.generator.requests[-1].messages
@@ -278,6 +289,7 @@ async def test_ask_without_history_and_slash_ask(chat: BotHarness):
 
 async def test_reset_needs_manage_messages(chat: BotHarness):
     await final_text(chat, await chat.ask("robot hello"))
+    await history_reaches(chat, 2)
     refused = await chat.ask("!reset")
     assert "Manage Messages" in refused.content
     assert await chat.bot.runtime.history.count(chat.channel.id) == 2

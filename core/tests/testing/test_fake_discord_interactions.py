@@ -233,8 +233,26 @@ async def test_components_modals_and_autocomplete(
     async def fruit(interaction: discord.Interaction, name: str) -> None:
         await interaction.response.send_message(name)
 
+    @bot.tree.context_menu(name="Wave at")
+    async def wave(interaction: discord.Interaction, member: discord.Member) -> None:
+        await interaction.response.send_message(f"waves at {member.name}")
+
+    @bot.tree.context_menu(name="Quote")
+    async def quote(interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_message(f"> {message.content}", ephemeral=True)
+
     await start_bot(bot)
     await bot.tree.sync()
+
+    waved = await server.invoke_context_menu(
+        world.guild, world.text, world.alice, "Wave at", world.admin
+    )
+    assert (await waved.wait_response()).content == "waves at boss"
+    original = await server.post_message(world.text, world.admin, "wise words")
+    quoted = await server.invoke_context_menu(
+        world.guild, world.text, world.alice, "Quote", original
+    )
+    assert (await quoted.wait_response()).content == "> wise words"
 
     choices = await server.invoke_autocomplete(
         world.guild, world.text, world.alice, "fruit", {"name": "ap"}, focused="name"

@@ -164,12 +164,6 @@ def test_invalid_toml_is_a_one_line_config_error(in_tmp: Path, toml: str, needle
     assert str(path) in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py:49 _split_list / :166 _convert: a scalar where a list is expected "
-    "(`owner_ids = 1234` in bot.toml) raises AttributeError ('int' has no 'split'), "
-    "which _convert does not turn into a ConfigError",
-)
 def test_scalar_for_a_list_setting_is_a_config_error(in_tmp: Path) -> None:
     path = write_toml(in_tmp / "bot.toml", "[bot]\nowner_ids = 1234\n")
     with pytest.raises(ConfigError, match="owner_ids"):

@@ -119,13 +119,6 @@ async def test_cancelling_assemble_cancels_the_providers() -> None:
         await task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="context.py:49-50 re-raises a CancelledError *returned* by gather: that only "
-    "happens when a provider's own await was cancelled (e.g. a shared lookup task that an "
-    "interrupted turn cancelled), not when assemble itself is cancelled (gather raises "
-    "then); so one provider aborts the whole turn instead of being skipped",
-)
 async def test_provider_hit_by_a_foreign_cancellation_is_skipped() -> None:
     shared: asyncio.Future[ContextPart] = asyncio.get_running_loop().create_future()
 

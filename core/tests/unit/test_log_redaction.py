@@ -77,11 +77,6 @@ def test_environment_secrets_by_name() -> None:
     assert text == "*** *** *** *** /home/somebody !!!!!!!"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs.py:26 register_environment_secrets uses `environ or os.environ`, so an "
-    "explicit empty mapping falls back to the whole process environment",
-)
 def test_explicit_empty_environ_registers_nothing(monkeypatch) -> None:
     monkeypatch.setenv("HARK_TEST_ONLY_TOKEN", "process-env-token-value")
     register_environment_secrets({})

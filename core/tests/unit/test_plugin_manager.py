@@ -198,13 +198,6 @@ def test_duplicate_provider_ids_are_rejected() -> None:
     assert info.status == "error" and "duplicate provider id 'dup:x'" in info.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins.py:199,214-216: the duplicate-id check shares one `seen` set across "
-    "capabilities, so a plugin offering e.g. a transcriber and a synthesizer with default "
-    "names (both id == plugin id) fails to load, though ids are only ever looked up "
-    "within one capability (control.find, `!plugins use <capability> <id>`)",
-)
 def test_one_plugin_may_serve_several_capabilities_with_default_names() -> None:
     manager = PluginManager()
     info = manager.add(fake_plugin(FakeTranscriber(), FakeSynthesizer()), "azure")

@@ -294,13 +294,6 @@ async def test_closing_a_stream_early_stops_it() -> None:
     assert gen.open_streams == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers/kinds.py:95 Generator._checked (and :147 Synthesizer._checked) iterate "
-    "self._impl(...) without contextlib.aclosing: aclose() of the public stream does not "
-    "close the plugin's _impl generator; its finally/cleanup (e.g. releasing an HTTP "
-    "response) runs later from the event loop's asyncgen finalizer, in another task",
-)
 async def test_closing_a_stream_closes_the_plugins_generator_at_once() -> None:
     gen = FakeGenerator("x" * 50, chunk_size=1)
     stream = gen.generate(HELLO)

@@ -102,12 +102,6 @@ def test_text_around_several_code_blocks() -> None:
     assert all(fence in ("```js", "```") for part in parts for fence in fence_lines(part))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text.py:9 _FENCE (r'^```(\\S*)') takes a one-line code block such as "
-    "'```inline```' at the start of a line for an opening fence: split_message then closes "
-    "a block that is not open and repeats '```inline```' at the top of every later part",
-)
 def test_one_line_code_block_is_not_an_open_fence() -> None:
     original = "```inline```\n" + "\n\n".join("word " * 100 for _ in range(6))
     parts = split_message(original, 600)
@@ -115,11 +109,6 @@ def test_one_line_code_block_is_not_an_open_fence() -> None:
     assert sum(part.count("```inline```") for part in parts) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text.py:44 split_message: with limit <= 4 (no room once the 4 characters kept for a "
-    "closing fence are reserved) _cut_point returns 0 and the loop never advances",
-)
 def test_tiny_limit_terminates(monkeypatch) -> None:
     real_cut = text_module._cut_point
     calls = 0

@@ -38,6 +38,8 @@ async def test_models_lists_the_server_and_marks_the_one_used_here(harness, fake
 
 
 async def test_choosing_a_model_needs_manage_server(harness, fake_ollama):
+    shown = await harness.ask("!ollama model")
+    assert shown.content == "This server uses `llama3.2` (built-in default)."
     denied = await harness.ask("!ollama model qwen2.5:7b")
     assert "Manage" in denied.content
     assert generator(harness).model_for(harness.guild.id) == "llama3.2"
@@ -57,6 +59,8 @@ async def test_choosing_a_model_needs_manage_server(harness, fake_ollama):
     # ...and it survives a restart (it is in the bot's database)
     await harness.restart()
     assert generator(harness).model_for(harness.guild.id) == "qwen2.5:7b"
+    shown = await harness.ask("!ollama model")
+    assert shown.content == "This server uses `qwen2.5:7b` (chosen for this server)."
 
     reset = await harness.ask("!ollama model reset", author=harness.admin)
     assert "default model, `llama3.2`" in reset.content

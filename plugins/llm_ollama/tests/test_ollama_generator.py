@@ -263,6 +263,10 @@ async def test_credentials_in_the_host_never_reach_messages():
     for text in (error.message, error.user_message, str(error)):
         assert "hunter2" not in text and "admin" not in text and "s3cret" not in text
     assert f"http://127.0.0.1:{port}" in error.message
+    # and the password is redacted from the bot's log lines
+    from hark.logs import redact
+
+    assert redact("Authorization for hunter2") == "Authorization for ***"
 
 
 @pytest.mark.parametrize(
@@ -364,7 +368,10 @@ async def test_list_models_failures(fake_ollama, make_generator):
         ("gpu-box", "http://gpu-box:11434"),
         ("http://gpu-box", "http://gpu-box:80"),
         ("https://ollama.example.com/", "https://ollama.example.com:443"),
-        ("https://u:p@ollama.example.com:8443/ollama?key=x#f", "https://ollama.example.com:8443/ollama"),
+        (
+            "https://u:p@ollama.example.com:8443/ollama?key=x#f",
+            "https://ollama.example.com:8443/ollama",
+        ),
         ("http://[::1]:11434", "http://[::1]:11434"),
     ],
 )

@@ -42,8 +42,7 @@ def bot_generator(h: BotHarness) -> OpenRouterGenerator | None:
     return generator
 
 
-# Each BotHarness start costs about two seconds (discord.py waits for guilds to stream
-# in), so every test below walks through several commands on one bot.
+# Each test walks through a conversation of several commands with one bot.
 
 
 async def test_status_and_model_listing(harness, server):

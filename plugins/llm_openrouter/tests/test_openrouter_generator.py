@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from importlib.metadata import entry_points
 
 import hark_llm_openrouter as plugin
 import pytest
@@ -153,6 +154,14 @@ async def test_length_finish_is_not_an_error(server, make_generator):
     deltas, error = await collect(make_generator(), max_tokens=3)
     assert error is None
     assert len(deltas) == 3  # the fake stops at max_tokens pieces with finish_reason "length"
+
+
+async def test_empty_reply_is_bad_output(server, make_generator):
+    server.reply = ""
+    deltas, error = await collect(make_generator())
+    assert deltas == [] and isinstance(error, BadOutputError)
+    assert "empty reply" in error.message
+    assert len(server.chat_requests) == 1
 
 
 async def test_keepalive_comments_are_ignored(server, make_generator):
@@ -368,14 +377,19 @@ async def test_cut_off_stream_fails_after_partial_output_without_duplicates(
     assert len(server.chat_requests) == 1  # text reached the user: never replayed
 
 
-async def test_dropped_before_any_text_is_retried(server, make_generator, caplog):
+@pytest.mark.parametrize(
+    ("reset", "why"),
+    [(False, "ended before the reply"), (True, "broke before the reply")],
+    ids=["ended", "dropped"],
+)
+async def test_cut_off_before_any_text_is_retried(server, make_generator, caplog, reset, why):
     server.reply = ["one ", "two"]
-    server.cut_next(after=0, reset=True)
+    server.cut_next(after=0, reset=reset)
     deltas, error = await collect(make_generator())
     assert error is None
     assert deltas == ["one ", "two"]
     assert len(server.chat_requests) == 2
-    assert "broke before the reply" in caplog.text  # the retry's warning says why
+    assert why in caplog.text  # the retry's warning says why
 
 
 async def test_openrouter_mid_stream_error_chunk(server, make_generator):
@@ -460,3 +474,15 @@ async def test_key_never_appears_in_logs(server, make_generator, caplog):
     for record in caplog.records:
         assert KEY not in record.getMessage()
         assert KEY not in str(record.exc_info or "")
+
+
+# -- packaging ---------------------------------------------------------------------
+
+
+async def test_installed_entry_point_loads_the_plugin():
+    (ep,) = [e for e in entry_points(group="hark") if e.name == PLUGIN_ID]
+    assert ep.value == "hark_llm_openrouter"
+    info = isolated_manager(entry_points=[ep]).get(PLUGIN_ID)
+    assert info.loaded, info.error
+    assert info.capabilities == ["generate", "commands"]
+    assert info.description.startswith("OpenRouter or any OpenAI-compatible chat API")

@@ -19,7 +19,7 @@ from discord.ext import commands
 from hark.chat.ratelimit import RateLimiter, parse_rate
 from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget, StreamingReply
 from hark.chat.triggers import TriggerPolicy
-from hark.cog import PluginCog
+from hark.cog import PluginCog, can_manage
 from hark.providers import Capability, ContextRequest, Generator
 from hark.providers.errors import ProviderError
 
@@ -105,7 +105,9 @@ class ChatCog(PluginCog, name="Chat"):
         with self.bot.inflight():
             return await self._answer(request, target, typing)
 
-    async def _answer(self, request: ContextRequest, target: ReplyTarget, typing: Any) -> str | None:
+    async def _answer(
+        self, request: ContextRequest, target: ReplyTarget, typing: Any
+    ) -> str | None:
         conversation = self.bot.runtime.conversation
         reply = StreamingReply(target, interval=self.bot.config.edit_interval)
         typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
@@ -177,7 +179,7 @@ class ChatCog(PluginCog, name="Chat"):
             return
         if ctx.guild is None:
             raise commands.NoPrivateMessage()
-        if not (ctx.author.guild_permissions.manage_guild or await self.bot.is_owner(ctx.author)):
+        if not await can_manage(self.bot, ctx.author, ctx.guild):
             raise commands.MissingPermissions(["manage_guild"])
         name = name.strip()
         note = ""

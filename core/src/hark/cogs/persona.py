@@ -7,7 +7,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark.chat.persona import PersonaContext
-from hark.cog import PluginCog
+from hark.cog import PluginCog, can_manage
 from hark.text import split_message
 
 RESET_WORDS = {"reset", "default", "clear"}
@@ -49,7 +49,7 @@ class PersonaCog(PluginCog, name="Persona"):
         await self._set(ctx, self.settings.channel(ctx.channel.id), text, "this channel")
 
     async def _set(self, ctx: commands.Context[Any], scope, text: str, where: str) -> None:
-        if not (ctx.author.guild_permissions.manage_guild or await self.bot.is_owner(ctx.author)):
+        if not await can_manage(self.bot, ctx.author, ctx.guild):
             raise commands.MissingPermissions(["manage_guild"])
         if text.strip().lower() in RESET_WORDS:
             await scope.clear("prompt")

@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from hark.cog import PluginCog
+from hark.cog import PluginCog, can_manage
 from hark.control import ControlError, parse_capability
 from hark.providers import Capability
 from hark.store import GLOBAL
@@ -65,16 +65,6 @@ def render_listing(bot: HarkBot, guild_id: int | None, guild_name: str | None) -
         warn = f" ⚠ {reason}" if reason else ""
         lines.append(f"{capability.value}: `{current.id}` ({how}){also}{warn}")
     return "\n".join(lines)
-
-
-async def can_manage(bot: HarkBot, user: discord.abc.User, guild: discord.Guild | None) -> bool:
-    if await bot.is_owner(user):
-        return True
-    return (
-        isinstance(user, discord.Member)
-        and guild is not None
-        and user.guild_permissions.manage_guild
-    )
 
 
 class PluginsCog(PluginCog, name="Plugins"):

@@ -23,6 +23,7 @@ from hark.providers.types import Capability
 if TYPE_CHECKING:
     from hark.store.settings import PluginSettings
 
+
 T = TypeVar("T")
 
 
@@ -68,7 +69,7 @@ class Provider:
         when the provider is used outside a bot (tests, scripts)."""
         if self.settings is None:
             return self.default_settings.get(key, default)
-        return self.settings.guild(guild_id).get(key, self.default_settings.get(key, default))
+        return self.settings.guild(guild_id).get(key, default)
 
     @property
     def log(self) -> logging.Logger:
@@ -118,7 +119,11 @@ class Provider:
                 if await self._backoff(attempt, error, op):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)
-                raise error from exc
+                if error is exc:
+                    raise
+                # Not chained: a library's text may carry request details, and _wrap
+                # already logged it with its traceback.
+                raise error from None
             elapsed = time.perf_counter() - started
             self.stats.record(elapsed, ok=True)
             self.log.debug("%s %s ok in %.3fs", self.id, op, elapsed)
@@ -151,7 +156,11 @@ class Provider:
                 if not produced and await self._backoff(attempt, error, op):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)
-                raise error from exc
+                if error is exc:
+                    raise
+                # Not chained: a library's text may carry request details, and _wrap
+                # already logged it with its traceback.
+                raise error from None
             finally:
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:

@@ -68,7 +68,7 @@ class ProviderStatusError(ProviderError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status in (408, 409, 425, 429) or self.status >= 500
+        return self.status in (408, 425, 429) or self.status >= 500
 
     @property
     def user_message(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +18,11 @@ from hark.providers.types import (
     PromptMessage,
     Transcript,
 )
+
+
+async def _empty() -> AsyncIterator[AudioClip]:
+    return
+    yield  # pragma: no cover - makes this an async generator
 
 
 class Transcriber(Provider):
@@ -92,11 +98,16 @@ class Generator(Provider):
         return self._stream("generate", lambda: self._checked(request))
 
     async def _checked(self, request: GenerationRequest) -> AsyncIterator[str]:
-        async for delta in self._impl(request):
-            if not isinstance(delta, str):
-                raise BadOutputError(f"yielded {type(delta).__name__}, not str", provider=self.id)
-            if delta:
-                yield delta
+        # aclosing: when the caller stops early, the plugin's generator is closed now,
+        # in this task, so its cleanup (releasing an HTTP response) is not deferred.
+        async with contextlib.aclosing(self._impl(request)) as stream:
+            async for delta in stream:
+                if not isinstance(delta, str):
+                    raise BadOutputError(
+                        f"yielded {type(delta).__name__}, not str", provider=self.id
+                    )
+                if delta:
+                    yield delta
 
     async def complete(self, messages: Sequence[PromptMessage], **kwargs: Any) -> str:
         """The whole reply as one string (for callers that do not stream)."""
@@ -133,25 +144,31 @@ class Synthesizer(Provider):
     channels: int = 1
     # Longest text accepted in one call; the core splits longer text at sentences.
     max_text_length: int = 5_000
+    # Capability flag: audio arrives in several clips while synthesis goes on
+    # (False for backends that answer with one clip at the end).
+    streams: bool = True
 
     def synthesize(
         self, text: str, *, voice: str | None = None, guild_id: int | None = None
     ) -> AsyncIterator[AudioClip]:
-        """Stream speech for ``text``."""
+        """Stream speech for ``text``. Blank text yields nothing (no backend call)."""
+        if not text.strip():
+            return _empty()
         return self._stream("synthesize", lambda: self._checked(text, voice, guild_id))
 
     async def _checked(
         self, text: str, voice: str | None, guild_id: int | None
     ) -> AsyncIterator[AudioClip]:
         produced = False
-        async for clip in self._impl(text, voice=voice, guild_id=guild_id):
-            if not isinstance(clip, AudioClip):
-                raise BadOutputError(
-                    f"yielded {type(clip).__name__}, not AudioClip", provider=self.id
-                )
-            if clip.pcm:
-                produced = True
-                yield clip
+        async with contextlib.aclosing(self._impl(text, voice=voice, guild_id=guild_id)) as stream:
+            async for clip in stream:
+                if not isinstance(clip, AudioClip):
+                    raise BadOutputError(
+                        f"yielded {type(clip).__name__}, not AudioClip", provider=self.id
+                    )
+                if clip.pcm:
+                    produced = True
+                    yield clip
         if not produced and text.strip():
             raise BadOutputError("no audio for non-empty text", provider=self.id)
 

@@ -14,6 +14,7 @@ back to the registered default only (callers chain channel -> guild themselves).
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -36,13 +37,15 @@ class Scope:
     def get(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key)
         if value is not _MISSING:
-            return value
+            # A copy, so mutating a returned list cannot change the cache unsaved.
+            return copy.deepcopy(value) if isinstance(value, list | dict) else value
         if self._parent is not None:
             return self._parent.get(key, default)
+        # The registered default wins; the caller's is for keys nobody registered.
+        if key in self._settings.defaults:
+            return copy.deepcopy(self._settings.defaults[key])
         if default is not _MISSING:
             return default
-        if key in self._settings.defaults:
-            return self._settings.defaults[key]
         raise KeyError(f"{self._settings.namespace}: no setting {key!r} registered")
 
     def is_set(self, key: str) -> bool:
@@ -123,4 +126,5 @@ class SettingsStore:
             "ON CONFLICT (namespace, scope, key) DO UPDATE SET value = excluded.value",
             (*ident, json.dumps(value)),
         )
-        self._values[ident] = value
+        # Keep what a reload would give back (JSON round trip), not the caller's object.
+        self._values[ident] = json.loads(json.dumps(value))

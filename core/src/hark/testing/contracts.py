@@ -34,7 +34,9 @@ your transcriber must find in it (the default is a tone with no expected words).
 Every test goes through the public core method (``generate``, ``transcribe``,
 ``synthesize``, ``provide``), never ``_impl``, so it checks your provider as the
 bot will call it. The tests are coroutines marked ``asyncio`` (pytest-asyncio),
-so they run in both its strict and auto modes. Class attributes tune a suite
+so they run in both its strict and auto modes (in strict mode, declare async
+fixtures with ``pytest_asyncio.fixture``). A ``Synthesizer`` whose backend answers
+with one clip declares ``streams = False``. Class attributes tune a suite
 for a backend: ``deadline`` (seconds any single call may take before the test
 fails as hung), ``concurrency``, the prompts and texts used, and
 ``SynthesizerContract.expect_streaming`` / ``min_seconds``.

@@ -68,6 +68,8 @@ class BotHarness:
         self.bot: HarkBot | None = None
         self._task: asyncio.Task[None] | None = None
         self._saved_endpoints: tuple[str, yarl.URL] | None = None
+        # Extra keyword arguments for HarkBot (e.g. a connector trusting a test CA).
+        self.bot_options: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------
 
@@ -109,7 +111,9 @@ class BotHarness:
         config = self.make_config()
         point_discord_at(config.api_base, config.gateway_url)
         runtime = Runtime(config, manager=self.make_manager(config))
-        self.bot = bot = HarkBot(runtime)
+        # discord.py waits guild_ready_timeout (2 s) for more guilds before on_ready;
+        # the loopback server sends them all at once.
+        self.bot = bot = HarkBot(runtime, guild_ready_timeout=0.05, **self.bot_options)
         self._task = asyncio.create_task(bot.start(config.token.get()), name="hark-bot")
         ready = asyncio.create_task(bot.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -199,6 +203,6 @@ class BotHarness:
         """Assert the bot sends nothing in ``channel`` for ``within`` seconds."""
         try:
             message = await self.next_reply(channel=channel, timeout=within)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return
         raise AssertionError(f"expected no reply, got {message!r}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from hark import hookimpl
-
 from hark_llm_ollama.cog import OllamaCog
 from hark_llm_ollama.generator import (
     DEFAULT_HOST,

@@ -19,7 +19,6 @@ from discord.ext import commands
 from hark import Capability, PluginCog
 from hark.providers.errors import ProviderError
 from hark.text import split_message
-
 from hark_llm_ollama.generator import OllamaGenerator, OllamaModel, same_model
 
 if TYPE_CHECKING:
@@ -85,16 +84,21 @@ def _show(value: Any) -> str:
     return f"`{value}`"
 
 
-def manage_server():
+async def can_manage(ctx: commands.Context[Any]) -> bool:
     """Manage Server in this guild, or the bot's owner."""
+    if await ctx.bot.is_owner(ctx.author):
+        return True
+    permissions = getattr(ctx.author, "guild_permissions", None)
+    return ctx.guild is not None and permissions is not None and permissions.manage_guild
+
+
+def manage_server():
+    """A check: Manage Server in this guild, or the bot's owner."""
 
     async def predicate(ctx: commands.Context[Any]) -> bool:
         if ctx.guild is None:
             raise commands.NoPrivateMessage()
-        if await ctx.bot.is_owner(ctx.author):
-            return True
-        permissions = getattr(ctx.author, "guild_permissions", None)
-        if permissions is not None and permissions.manage_guild:
+        if await can_manage(ctx):
             return True
         raise commands.MissingPermissions(["manage_guild"])
 
@@ -219,11 +223,21 @@ class OllamaCog(PluginCog, name="Ollama"):
         await self._send(ctx, text)
 
     @ollama.command(name="model")
-    @manage_server()
-    async def model(self, ctx: commands.Context[Any], name: str) -> None:
-        """Choose this server's Ollama model, or `reset` to the default (Manage Server)."""
+    @commands.guild_only()
+    async def model(self, ctx: commands.Context[Any], name: str | None = None) -> None:
+        """Show this server's model; with NAME, use that model here, `reset` for the
+        default (Manage Server)."""
         assert ctx.guild is not None
         generator = self.generator
+        if name is None:
+            current = generator.model_for(ctx.guild.id)
+            await ctx.reply(
+                f"This server uses `{current}` ({generator.model_source(ctx.guild.id)}).",
+                mention_author=False,
+            )
+            return
+        if not await can_manage(ctx):
+            raise commands.MissingPermissions(["manage_guild"])
         if name.lower() in _RESET_WORDS:
             await self.settings.guild(ctx.guild.id).clear("model")
             await ctx.reply(

@@ -22,6 +22,7 @@ import ollama
 import pydantic
 
 from hark import Generator, PromptMessage
+from hark.logs import register_secret
 from hark.providers import GenerationRequest
 from hark.providers.errors import (
     BadOutputError,
@@ -174,7 +175,7 @@ class OllamaGenerator(Generator):
     @property
     def public_host(self) -> str:
         """:attr:`host` without credentials, for messages and logs."""
-        return self.host
+        return public_url(self.host)
 
     @property  # type: ignore[override]
     def default_model(self) -> str:
@@ -208,6 +209,9 @@ class OllamaGenerator(Generator):
         host = self.host
         cached = self._cached
         if cached is None or cached[0] is not loop or cached[1] != host:
+            with contextlib.suppress(ValueError):
+                # A password in OLLAMA_HOST (behind a proxy) is redacted from every log line.
+                register_secret(urlsplit(host if "://" in host else f"http://{host}").password)
             try:
                 client = ollama.AsyncClient(
                     host=host, timeout=httpx.Timeout(None, connect=self.connect_timeout)

@@ -271,6 +271,9 @@ class OpenRouterGenerator(Generator):
         finally:
             await stream.close()
 
+        if finish_reason is None and not produced:
+            # Nothing reached the user, so the core may try again.
+            raise ProviderConnectionError(f"the stream from {self.host} ended before the reply")
         if finish_reason is None:
             raise BadOutputError(
                 f"the reply from {self.host} was cut off: the stream ended without a finish"
@@ -278,6 +281,9 @@ class OpenRouterGenerator(Generator):
             )
         if finish_reason == "error":
             raise BadOutputError(f"the model stopped with an error after {produced} characters")
+        if not produced:
+            # Silence would leave the user waiting; OpenRouter documents this for cold starts.
+            raise BadOutputError(f"the model sent an empty reply (finish_reason {finish_reason})")
         if finish_reason != "stop":
             self.log.debug(
                 "%s finished with %s after %d characters", model, finish_reason, produced

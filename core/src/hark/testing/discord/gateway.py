@@ -254,7 +254,7 @@ class Gateway:
 
     async def drop(
         self, *, resumable: bool = True, code: int | None = None, abnormal: bool = False
-    ):
+    ) -> None:
         """Close every bot connection; sessions stay resumable unless told otherwise."""
         for conn in list(self.connections):
             if not resumable and conn.session is not None:

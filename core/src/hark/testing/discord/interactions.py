@@ -24,7 +24,7 @@ from .interaction_record import (
     InteractionRecord,
 )
 from .messages import MessageHelpers
-from .options import OptionContext, build_command_options
+from .options import OptionContext, build_command_options, build_target_user
 from .payloads import interaction_channel_payload, member_payload, message_payload, user_payload
 from .permissions import (
     DM_PERMISSIONS,
@@ -175,6 +175,37 @@ class InteractionHelpers(MessageHelpers, ServerCore):
         )
         await record.wait_ack(timeout)
         return record.choices or []
+
+    async def invoke_context_menu(
+        self,
+        guild: GuildLike | None,
+        channel: ChannelLike,
+        member: UserLike,
+        name: str,
+        target: UserLike | MessageRecord,
+    ) -> InteractionRecord:
+        """Run a user (target: user/member) or message (target: message) context menu."""
+        guild_rec, channel_rec, user = self._interaction_context(guild, channel, member)
+        command_type = 3 if isinstance(target, MessageRecord) else 2
+        command = self._available_command(guild_rec, channel_rec, user, name, command_type)
+        ctx = self._option_context(guild_rec)
+        if isinstance(target, MessageRecord):
+            target_id = target.id
+            ctx.resolve("messages", target.id, message_payload(self.state, target))
+        else:
+            target_id = int(build_target_user(ctx, self._user(target)))
+        data: dict[str, Any] = {
+            "id": str(command.id),
+            "name": command.name,
+            "type": command_type,
+            "target_id": str(target_id),
+            "resolved": ctx.resolved,
+        }
+        if command.guild_id is not None:
+            data["guild_id"] = str(command.guild_id)
+        return await self._send_interaction(
+            APPLICATION_COMMAND, data, guild_rec, channel_rec, user, command=command
+        )
 
     async def click_button(
         self, message: MessageLike, member: UserLike, custom_id: str

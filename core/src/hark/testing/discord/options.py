@@ -161,6 +161,11 @@ def _check_range(value: float, low: Any, high: Any, where: str, what: str) -> No
         raise ValueError(f"{where}: {what} {value} is above the maximum {high}")
 
 
+def build_target_user(ctx: OptionContext, user: UserRecord) -> str:
+    """Resolve the target of a user context menu; returns its id."""
+    return _resolve_user(ctx, user)
+
+
 def _resolve_user(ctx: OptionContext, value: UserRecord | MemberRecord) -> str:
     user = value.user if isinstance(value, MemberRecord) else value
     ctx.resolve("users", user.id, user_payload(user))

@@ -233,6 +233,10 @@ class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, Comman
         """Send op 7 RECONNECT to the bot."""
         self.gateway.request_reconnect()
 
+    def invalidate_session(self, *, resumable: bool = False) -> None:
+        """Send op 9 INVALID_SESSION (ending the session unless ``resumable``)."""
+        self.gateway.invalidate_sessions(resumable=resumable)
+
     # -- GatewayBackend ------------------------------------------------------------
 
     def check_token(self, token: Any) -> bool:

@@ -1,0 +1,80 @@
+"""A conversation end to end: a member talks to the real bot on the loopback Discord
+server, the reply comes from the fake Ollama server through the real ``ollama`` client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import hark_llm_ollama
+import pytest
+
+from hark import Capability
+from hark.providers import RetryPolicy
+from hark.testing.harness import BotHarness
+
+CHAT = {"trigger_names": ["robot"], "edit_interval": 0.05, "rate_limit": "0"}
+
+
+@pytest.fixture
+async def chat(tmp_path, fake_ollama, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    async with BotHarness(tmp_path, plugins={"llm_ollama": hark_llm_ollama}, config=CHAT) as h:
+        (h.generator,) = h.bot.runtime.manager.providers(Capability.GENERATE)
+        h.generator.retry = RetryPolicy(attempts=2, base_delay=0.01)
+        yield h
+
+
+async def final_text(h: BotHarness, message) -> str:
+    """Wait until a streamed reply stops growing (no trailing '…'), then return it."""
+    if message.content.endswith("…"):
+        await h.server.wait_for_edit(message, lambda m: not m.content.endswith("…"))
+    return message.content
+
+
+async def test_a_member_gets_the_models_reply(chat, fake_ollama):
+    fake_ollama.reply = "Paris is the capital of France."
+    reply = await chat.ask("robot, what's the capital of France?")
+    assert await final_text(chat, reply) == "Paris is the capital of France."
+
+    body = fake_ollama.last_chat
+    assert body["model"] == "llama3.2"
+    assert body["stream"] is True
+    assert body["messages"][0]["role"] == "system"
+    assert body["messages"][-1] == {
+        "role": "user",
+        "content": "alice: robot, what's the capital of France?",
+    }
+    assert fake_ollama.count() == 1
+
+
+async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
+    await chat.ask("!ollama model qwen2.5:7b", author=chat.admin)
+    await chat.ask("!ollama set num_ctx 8192", author=chat.admin)
+    await final_text(chat, await chat.ask("robot, hello"))
+    assert fake_ollama.last_chat["model"] == "qwen2.5:7b"
+    assert fake_ollama.last_chat["options"]["num_ctx"] == 8192
+
+
+async def test_a_missing_model_tells_how_to_fix_it(chat, fake_ollama):
+    await chat.generator.set_model(chat.guild.id, "mistral")
+    notice = await chat.ask("robot, hello")
+    assert notice.content == (
+        "Sorry, model `mistral` is not on the Ollama server; pull it with "
+        "`ollama pull mistral` or choose another with `!model`"
+    )
+    assert fake_ollama.count() == 1  # not retried
+
+
+async def test_a_stream_that_breaks_is_cut_off_once(chat, fake_ollama):
+    fake_ollama.reply = "One two three four five six."
+    fake_ollama.delay = 0.1  # slower than the bot's edit interval: it posts as words come
+    release = fake_ollama.hold(after=3)  # three words, then wait until the bot posted them
+    fake_ollama.break_stream("disconnect", after=4)
+    first = await chat.ask("robot, count for me")
+    assert first.content.startswith("One two")
+    waiter = asyncio.create_task(chat.next_reply())
+    release.set()
+    notice = await waiter
+    assert first.content == "One two three four [cut off]"
+    assert "couldn't reach `llm_ollama`" in notice.content
+    assert fake_ollama.count() == 1  # the partial reply was not replayed

@@ -1,0 +1,557 @@
+"""``AzureSynthesizer``: Azure AI Speech neural voices over the REST synthesis endpoint.
+
+One ``POST {base}/cognitiveservices/v1`` per call, with the text as SSML and
+``X-Microsoft-OutputFormat: raw-48khz-16bit-mono-pcm``. Azure answers with the
+audio as a chunked body while it synthesizes; each piece is converted to
+Discord's 48 kHz stereo as it arrives (the rate is already right, so only the
+channel count changes) and handed on, so playback can start after the first
+piece rather than after the whole sentence.
+
+Failures are translated into the core's hierarchy (:mod:`hark.providers.errors`);
+the core retries what is retryable. No message, log line or ``repr`` made here
+contains the key: it travels only in the ``Ocp-Apim-Subscription-Key`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+import hark
+from hark import AudioClip, Synthesizer
+from hark.audio import StreamResampler
+from hark.logs import register_secret
+from hark.providers.errors import (
+    BadOutputError,
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    parse_retry_after,
+)
+from hark_tts_azure.ssml import build_ssml, voice_locale
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VOICE = "en-US-AmberNeural"
+# Raw (headerless) 16-bit mono PCM at Discord's own rate: no decoding, no resampling.
+OUTPUT_FORMAT = "raw-48khz-16bit-mono-pcm"
+AZURE_RATE = 48_000
+AZURE_CHANNELS = 1
+SYNTHESIS_PATH = "/cognitiveservices/v1"
+VOICES_PATH = "/cognitiveservices/voices/list"
+DEFAULT_TIMEOUT = 30.0
+# How long a fetched voice list is reused (it changes a few times a year).
+VOICES_TTL = 6 * 3600.0
+# Longest clip handed on at once: a large read is split, so a consumer never waits
+# on a big clip and clip sizes stay bounded whatever the network delivers.
+MAX_CLIP_SECONDS = 0.5
+_MAX_DETAIL = 200
+
+try:
+    _PLUGIN_VERSION = version("hark-tts-azure")
+except PackageNotFoundError:  # a source checkout that was not installed
+    _PLUGIN_VERSION = "0.0.0"
+# Azure requires a User-Agent naming the application (fewer than 255 characters).
+USER_AGENT = f"Hark/{hark.__version__} hark-tts-azure/{_PLUGIN_VERSION}"
+
+_REGION = re.compile(r"^[a-z0-9]+$")
+# The resource "Endpoint" the Azure portal shows; text to speech lives on another host.
+_COGNITIVE_HOST = re.compile(r"^(?P<region>[a-z0-9]+)\.api\.cognitive\.microsoft\.com$")
+_PATH_SUFFIXES = (SYNTHESIS_PATH, VOICES_PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One entry of Azure's voice list (``GET /cognitiveservices/voices/list``)."""
+
+    short_name: str
+    locale: str
+    display_name: str = ""
+    local_name: str = ""
+    gender: str = ""
+    locale_name: str = ""
+    voice_type: str = ""
+    status: str = ""
+    name: str = ""
+    styles: tuple[str, ...] = ()
+    secondary_locales: tuple[str, ...] = ()
+    words_per_minute: int | None = None
+
+    @classmethod
+    def from_json(cls, item: Any) -> Voice | None:
+        """A voice from Azure's JSON object, or None for an entry without a ShortName."""
+        if not isinstance(item, dict):
+            return None
+        short_name = item.get("ShortName")
+        if not isinstance(short_name, str) or not short_name.strip():
+            return None
+        short_name = short_name.strip()
+
+        def text(key: str) -> str:
+            value = item.get(key)
+            return value.strip() if isinstance(value, str) else ""
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = item.get(key)
+            return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+        try:
+            wpm: int | None = int(item.get("WordsPerMinute"))  # a string in Azure's JSON
+        except (TypeError, ValueError):
+            wpm = None
+        return cls(
+            short_name=short_name,
+            locale=text("Locale") or voice_locale(short_name),
+            display_name=text("DisplayName"),
+            local_name=text("LocalName"),
+            gender=text("Gender"),
+            locale_name=text("LocaleName"),
+            voice_type=text("VoiceType"),
+            status=text("Status"),
+            name=text("Name"),
+            styles=strings("StyleList"),
+            secondary_locales=strings("SecondaryLocaleList"),
+            words_per_minute=wpm,
+        )
+
+    def matches(self, words: Sequence[str]) -> bool:
+        """Whether every word occurs in the name, locale, language, gender or display name.
+
+        A word that is a whole locale (``en`` or ``en-GB``) matches only that locale, so
+        ``en`` does not also find ``Ben`` or ``Bengali``.
+        """
+        haystack = " ".join(
+            (self.short_name, self.locale, self.locale_name, self.display_name, self.local_name)
+        ).lower()
+        locale = self.locale.lower()
+        for word in (w.lower() for w in words):
+            if re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]+)*", word) and (
+                locale == word or locale.startswith(word + "-")
+            ):
+                continue
+            if word in ("male", "female", "neutral"):
+                if self.gender.lower() != word:
+                    return False
+                continue
+            if word not in haystack:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """``Amber, Female, English (United States)``."""
+        parts = [self.display_name or self.short_name]
+        if self.gender:
+            parts.append(self.gender)
+        parts.append(self.locale_name or self.locale)
+        if self.status and self.status.upper() != "GA":
+            parts.append(self.status.lower())
+        return ", ".join(parts)
+
+
+class PcmToDiscord:
+    """48 kHz mono s16le in pieces of any length -> 48 kHz stereo clips.
+
+    A network read can end in the middle of a sample; that odd byte is kept and
+    put in front of the next piece, so samples are never split or shifted.
+    """
+
+    def __init__(self, max_clip_seconds: float = MAX_CLIP_SECONDS) -> None:
+        self._resampler = StreamResampler(AZURE_RATE, AZURE_CHANNELS, AZURE_RATE, 2)
+        self._leftover = b""
+        frame = AudioClip.SAMPLE_WIDTH * AZURE_CHANNELS
+        self._max_bytes = max(frame, int(max_clip_seconds * AZURE_RATE) * frame)
+        self.received = 0  # bytes of mono PCM taken in
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio received so far."""
+        return self.received / (AZURE_RATE * AZURE_CHANNELS * AudioClip.SAMPLE_WIDTH)
+
+    def feed(self, data: bytes) -> list[AudioClip]:
+        """Clips for ``data`` (none while less than one sample has arrived)."""
+        self.received += len(data)
+        if self._leftover:
+            data = self._leftover + data
+        usable = len(data) - len(data) % (AudioClip.SAMPLE_WIDTH * AZURE_CHANNELS)
+        self._leftover = data[usable:]
+        clips = []
+        for start in range(0, usable, self._max_bytes):
+            clip = self._resampler.feed(data[start : min(start + self._max_bytes, usable)])
+            if clip.pcm:
+                clips.append(clip)
+        return clips
+
+    def finish(self) -> list[AudioClip]:
+        """What the converter still holds at the end of the stream."""
+        if self._leftover:
+            log.debug("the audio stream ended in the middle of a sample; dropped 1 byte")
+            self._leftover = b""
+        tail = self._resampler.flush()
+        return [tail] if tail.pcm else []
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+class AzureSynthesizer(Synthesizer):
+    """Text to speech with Azure AI Speech (neural voices), streamed as 48 kHz stereo."""
+
+    sample_rate = 48_000
+    channels = 2
+    # One request's text; the core splits longer text at sentences. (Azure caps the
+    # audio of one request at 10 minutes, far beyond this.)
+    max_text_length = 5_000
+    default_settings: ClassVar[dict[str, Any]] = {
+        # None: AZURE_SPEECH_VOICE (or en-US-AmberNeural).
+        "voice": None,
+        # Prosody; None leaves the voice's own rate and pitch.
+        "rate": None,
+        "pitch": None,
+    }
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        region: str | None = None,
+        endpoint: str | None = None,
+        voice: str | None = None,
+        timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """Arguments left out come from the environment (``AZURE_SPEECH_*``), then defaults."""
+        super().__init__()
+        env = os.environ if environ is None else environ
+        self._api_key = (_env(env, "AZURE_SPEECH_KEY") if api_key is None else api_key).strip()
+        # The bot's log formatter replaces registered secrets with *** (a second line of
+        # defence: nothing here logs the key in the first place).
+        register_secret(self._api_key)
+        raw_region = _env(env, "AZURE_SPEECH_REGION") if region is None else region
+        self.region = re.sub(r"\s+", "", raw_region.lower())
+        self.endpoint = (_env(env, "AZURE_SPEECH_ENDPOINT") if endpoint is None else endpoint).strip()
+        self.default_voice = (voice or _env(env, "AZURE_SPEECH_VOICE") or DEFAULT_VOICE).strip()
+        if timeout is None:
+            raw = _env(env, "AZURE_SPEECH_TIMEOUT")
+            try:
+                timeout = float(raw) if raw else DEFAULT_TIMEOUT
+            except ValueError:
+                log.warning("AZURE_SPEECH_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
+                timeout = DEFAULT_TIMEOUT
+        # The core's per-clip deadline and the HTTP read timeout agree.
+        self.timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT
+        self.voices_ttl = VOICES_TTL
+        self._session_cache: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        self._voices: tuple[str, float, tuple[Voice, ...]] | None = None
+
+    # -- configuration ---------------------------------------------------
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self._api_key)
+
+    def _endpoint_problem(self) -> str | None:
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "AZURE_SPEECH_ENDPOINT is not an http(s) URL"
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            return "AZURE_SPEECH_ENDPOINT has an invalid port"
+        return None
+
+    @property
+    def base_url(self) -> str:
+        """Where the REST API lives: ``https://{region}.tts.speech.microsoft.com`` or the
+        endpoint given (without a trailing ``/cognitiveservices/...`` path)."""
+        if self.endpoint:
+            parts = urlsplit(self.endpoint)
+            host = (parts.hostname or "").lower()
+            if match := _COGNITIVE_HOST.match(host):
+                return f"https://{match['region']}.tts.speech.microsoft.com"
+            path = parts.path.rstrip("/")
+            for suffix in _PATH_SUFFIXES:
+                if path.endswith(suffix):
+                    path = path[: -len(suffix)]
+            return f"{parts.scheme}://{parts.netloc}{path}"
+        if self.region:
+            return f"https://{self.region}.tts.speech.microsoft.com"
+        return ""
+
+    @property
+    def public_base_url(self) -> str:
+        """``base_url`` fit to show or log: no ``user:password@``, no query string."""
+        parts = urlsplit(self.base_url)
+        if not parts.scheme:
+            return self.base_url
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return f"{parts.scheme}://{host}{parts.path}"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.public_base_url).netloc or "(not configured)"
+
+    @property
+    def where(self) -> str:
+        """How messages name the service's location: a region or an endpoint host."""
+        if self.endpoint:
+            return f"endpoint {self.host}"
+        return f"region {self.region}" if self.region else "(no region set)"
+
+    @property
+    def synthesis_url(self) -> str:
+        return self.base_url + SYNTHESIS_PATH
+
+    @property
+    def voices_url(self) -> str:
+        return self.base_url + VOICES_PATH
+
+    def unavailable_reason(self) -> str | None:
+        if not self.has_key:
+            return "AZURE_SPEECH_KEY is not set"
+        if self.endpoint:
+            return self._endpoint_problem()
+        if not self.region:
+            return "AZURE_SPEECH_REGION (or AZURE_SPEECH_ENDPOINT) is not set"
+        if not _REGION.match(self.region):
+            return "AZURE_SPEECH_REGION is not a region name such as `westeurope` or `eastus`"
+        return None
+
+    def _require_configured(self) -> None:
+        reason = self.unavailable_reason()
+        if reason:
+            raise ConfigurationError(f"Azure Speech is not set up: {reason}")
+
+    def headers(self, *, synthesis: bool) -> dict[str, str]:
+        headers = {"Ocp-Apim-Subscription-Key": self._api_key, "User-Agent": USER_AGENT}
+        if synthesis:
+            headers["Content-Type"] = "application/ssml+xml"
+            headers["X-Microsoft-OutputFormat"] = OUTPUT_FORMAT
+        return headers
+
+    def __repr__(self) -> str:  # never the key
+        return f"<{type(self).__name__} {self.id} {self.public_base_url or 'unconfigured'}>"
+
+    # -- per-server choices ----------------------------------------------
+
+    def voice_for(self, guild_id: int | None) -> str:
+        """This server's voice: its ``voice`` setting, else the global one, else the default."""
+        return self.setting("voice", guild_id) or self.default_voice
+
+    def prosody_for(self, guild_id: int | None) -> tuple[str | None, str | None]:
+        """This server's (rate, pitch), None where the voice's own applies."""
+        return self.setting("rate", guild_id), self.setting("pitch", guild_id)
+
+    async def set_voice(self, guild_id: int | None, voice: str | None) -> None:
+        await self.store_setting("voice", guild_id, voice)
+
+    async def store_setting(self, key: str, guild_id: int | None, value: str | None) -> None:
+        """Set (or with None, clear) ``voice``, ``rate`` or ``pitch`` for a server."""
+        if self.settings is None:
+            raise RuntimeError("provider is not bound to the bot's settings")
+        scope = self.settings.guild(guild_id)
+        await (scope.clear(key) if value is None else scope.set(key, value))
+
+    def locale_of(self, voice: str) -> str:
+        """The voice's locale: from the fetched voice list when it has the voice, else
+        from its name (``en-GB-RyanNeural`` -> ``en-GB``)."""
+        if self._voices is not None:
+            wanted = voice.lower()
+            for known in self._voices[2]:
+                if known.short_name.lower() == wanted or known.name.lower() == wanted:
+                    return known.locale
+        return voice_locale(voice)
+
+    # -- the HTTP session ------------------------------------------------
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One session (one connection pool, kept alive between calls) per event loop."""
+        loop = asyncio.get_running_loop()
+        cached = self._session_cache
+        if cached is None or cached[0] is not loop or cached[1].closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=min(10.0, self.timeout), sock_read=self.timeout
+            )
+            session = aiohttp.ClientSession(timeout=timeout)
+            self._session_cache = cached = (loop, session)
+        return cached[1]
+
+    async def aclose(self) -> None:
+        """Close the connection pool (the next call opens a new one)."""
+        cached, self._session_cache = self._session_cache, None
+        if cached is not None and cached[0] is asyncio.get_running_loop():
+            await cached[1].close()
+
+    # -- errors ----------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    async def _detail(self, response: aiohttp.ClientResponse) -> str:
+        """A short, key-free reason from an error body (Azure's JSON error or plain text)."""
+        try:
+            raw = await response.content.read(4096)
+        except (aiohttp.ClientError, TimeoutError):
+            return ""
+        text = raw.decode("utf-8", "replace").strip()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                text = error["message"]
+        if response.content_type == "text/html":
+            return ""  # a proxy's error page says nothing useful
+        text = " ".join(self._redact(text).split())
+        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+    async def _status_error(
+        self, response: aiohttp.ClientResponse, *, voice: str | None = None
+    ) -> ProviderStatusError:
+        status = response.status
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status in (401, 403):
+            # Never the body here either: the message must stay about the key, not echo it.
+            message = (
+                f"Azure Speech rejected the key (HTTP {status}): check that AZURE_SPEECH_KEY"
+                f" is a key of a Speech resource in {self.where}"
+            )
+            return ProviderStatusError(message, status=status)
+        detail = await self._detail(response)
+        if status == 429:
+            message = "Azure Speech is rate-limiting this key (HTTP 429)"
+            if retry_after is not None:
+                message += f"; it asks to wait {retry_after:g}s"
+        elif status == 404:
+            message = (
+                f"there is no Azure text-to-speech API at {self.public_base_url} (HTTP 404):"
+                " check AZURE_SPEECH_REGION / AZURE_SPEECH_ENDPOINT"
+            )
+        elif status == 400 and voice is not None:
+            message = f"Azure Speech refused the request: check the voice `{voice}` exists"
+            message += " in this region and the rate/pitch settings"
+        elif status >= 500:
+            message = f"Azure Speech had a server error (HTTP {status})"
+        else:
+            message = f"Azure Speech refused the request (HTTP {status})"
+        if detail:
+            message += f": {detail}"
+        return ProviderStatusError(message, status=status, retry_after=retry_after)
+
+    def _client_error(self, exc: BaseException, what: str, pcm: PcmToDiscord | None) -> ProviderError:
+        """A transport failure as the core's error (the message never carries the key)."""
+        if isinstance(exc, TimeoutError):
+            return ProviderTimeoutError(f"Azure Speech sent nothing for {self.timeout:g}s ({what})")
+        if isinstance(exc, aiohttp.InvalidURL):
+            return ConfigurationError("the Azure Speech endpoint is not a valid URL")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return ProviderConnectionError(f"could not connect to Azure Speech at {self.host}")
+        if pcm is not None and isinstance(
+            exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
+        ):
+            return ProviderConnectionError(
+                f"the audio stream from Azure Speech broke off after {pcm.seconds:.2f}s of audio"
+            )
+        return ProviderConnectionError(
+            f"the connection to Azure Speech failed during {what} ({type(exc).__name__})"
+        )
+
+    # -- synthesis ---------------------------------------------------------
+
+    async def _impl(
+        self, text: str, *, voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        self._require_configured()
+        if not text.strip():
+            return
+        voice_name = (voice or self.voice_for(guild_id)).strip()
+        rate, pitch = self.prosody_for(guild_id)
+        ssml = build_ssml(text, voice_name, locale=self.locale_of(voice_name), rate=rate, pitch=pitch)
+        pcm = PcmToDiscord()
+        self.log.debug(
+            "%s synthesizing %d characters with %s at %s",
+            self.id,
+            len(text),
+            voice_name,
+            self.public_base_url,
+        )
+        try:
+            async with self._session().post(
+                self.synthesis_url, data=ssml.encode("utf-8"), headers=self.headers(synthesis=True)
+            ) as response:
+                if response.status != 200:
+                    raise await self._status_error(response, voice=voice_name)
+                ctype = response.content_type
+                if ctype.startswith("text/") or "json" in ctype:
+                    raise BadOutputError(f"Azure Speech answered with {ctype}, not audio")
+                async for data in response.content.iter_any():
+                    for clip in pcm.feed(data):
+                        yield clip
+                for clip in pcm.finish():
+                    yield clip
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._client_error(exc, "synthesis", pcm) from exc
+
+    # -- voices ------------------------------------------------------------
+
+    async def list_voices(self, *, refresh: bool = False) -> list[Voice]:
+        """The voices Azure offers at this region/endpoint, sorted by ShortName.
+
+        Fetched once and reused for :attr:`voices_ttl` seconds unless ``refresh``.
+        """
+        cached = self._voices
+        if (
+            not refresh
+            and cached is not None
+            and cached[0] == self.base_url
+            and time.monotonic() - cached[1] < self.voices_ttl
+        ):
+            return list(cached[2])
+        voices = await self._call("list_voices", self._list_voices_impl)
+        self._voices = (self.base_url, time.monotonic(), tuple(voices))
+        return list(voices)
+
+    async def find_voice(self, name: str) -> Voice | None:
+        """The listed voice called ``name`` (ShortName, any case), or None."""
+        wanted = name.strip().lower()
+        for voice in await self.list_voices():
+            if voice.short_name.lower() == wanted:
+                return voice
+        return None
+
+    async def _list_voices_impl(self) -> list[Voice]:
+        self._require_configured()
+        try:
+            async with self._session().get(
+                self.voices_url, headers=self.headers(synthesis=False)
+            ) as response:
+                if response.status != 200:
+                    raise await self._status_error(response)
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError as exc:
+                    raise BadOutputError("the voice list from Azure Speech is not JSON") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._client_error(exc, "the voice list", None) from exc
+        if not isinstance(body, list):
+            raise BadOutputError("the voice list from Azure Speech is not a JSON array")
+        voices = [v for v in (Voice.from_json(item) for item in body) if v is not None]
+        if body and not voices:
+            raise BadOutputError("the voice list from Azure Speech has no usable entries")
+        voices.sort(key=lambda v: v.short_name.lower())
+        return voices

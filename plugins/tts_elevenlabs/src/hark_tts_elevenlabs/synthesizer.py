@@ -1,0 +1,569 @@
+"""``ElevenLabsSynthesizer``: ElevenLabs text to speech, streamed into Discord's format.
+
+Speech is requested as raw 16-bit PCM at 22,050 Hz mono (``output_format=pcm_22050``)
+from ``POST /v1/text-to-speech/{voice_id}/stream`` through the official
+``elevenlabs`` async client, and converted chunk by chunk, as it arrives, to
+Discord's 48 kHz stereo with :class:`hark.audio.StreamResampler` (which keeps the
+filter state across chunks, so chunk boundaries make no clicks). HTTP chunks may
+split a sample in two: the odd byte is kept for the next chunk.
+
+Text longer than ElevenLabs' per-request limit is cut at sentence boundaries
+(:func:`hark_tts_elevenlabs.text.split_for_requests`) and sent as several
+requests, one after the other, their audio streamed in order through one
+resampler. A request after the first that fails before sending any audio is
+retried here (its audio would not duplicate anything); the core retries the
+whole call only while nothing has been yielded.
+
+The client's own retries are off (``max_retries=0``): the core retries. Every
+client error is translated into the core's hierarchy, and no message, log line
+or ``repr`` carries the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+from elevenlabs.client import AsyncElevenLabs
+from elevenlabs.core.api_error import ApiError
+from elevenlabs.types import VoiceSettings
+
+from hark import AudioClip, Synthesizer
+from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
+from hark.logs import register_secret
+from hark.providers.errors import (
+    BadOutputError,
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    parse_retry_after,
+)
+from hark_tts_elevenlabs.text import REQUEST_CHAR_LIMIT, split_for_requests
+
+try:  # newer clients raise this when a response does not fit the API's schema
+    from elevenlabs.core.parse_error import ParsingError as _ParsingError
+except ImportError:  # pragma: no cover - older 2.x clients
+    _ParsingError = None
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "DEFAULT_SETTINGS",
+    "OUTPUT_FORMAT",
+    "SOURCE_RATE",
+    "ElevenLabsSynthesizer",
+    "PcmAligner",
+    "VoiceInfo",
+]
+
+DEFAULT_BASE_URL = "https://api.elevenlabs.io"
+DEFAULT_MODEL = "eleven_multilingual_v2"
+DEFAULT_TIMEOUT = 30.0
+#: What ElevenLabs is asked for: raw s16le mono PCM at 22,050 Hz (every plan has it).
+SOURCE_RATE = 22_050
+OUTPUT_FORMAT = f"pcm_{SOURCE_RATE}"
+
+#: Settings in the plugin's namespace (``[plugin.tts_elevenlabs]`` in bot.toml, or per
+#: server with ``!elevenlabs``). ``None`` means "not set": the environment variable
+#: (voice, model) or the voice's own stored value (speed) applies.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "voice_id": None,
+    "voice_name": None,  # shown next to the id; remembered when `!elevenlabs voice` sets it
+    "model": None,
+    "stability": 0.30,
+    "similarity_boost": 0.80,
+    "style": 0.55,
+    "use_speaker_boost": True,
+    "speed": None,
+}
+#: Numeric voice settings and the ranges ElevenLabs accepts.
+NUMERIC_SETTINGS: dict[str, tuple[float, float]] = {
+    "stability": (0.0, 1.0),
+    "similarity_boost": (0.0, 1.0),
+    "style": (0.0, 1.0),
+    "speed": (0.7, 1.2),
+}
+
+# Voices listed by `!elevenlabs voices`: pages of the v2 listing, at most this many pages.
+VOICES_PAGE_SIZE = 100
+MAX_VOICE_PAGES = 10
+
+_MAX_DETAIL = 200
+# HTTP chunks are handed on as they arrive (no re-chunking to a fixed size), so the
+# first audio is not held back waiting for a full buffer.
+_REQUEST_OPTIONS: dict[str, Any] = {"max_retries": 0, "chunk_size": None}
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceInfo:
+    """A voice as ElevenLabs lists it."""
+
+    voice_id: str
+    name: str
+    category: str | None = None
+
+
+class PcmAligner:
+    """Re-cuts a byte stream into whole 16-bit samples, keeping a split sample's first
+    byte for the next chunk (HTTP does not know about samples)."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk if self._carry else chunk
+        cut = len(data) - (len(data) & 1)
+        self._carry = data[cut:]
+        return data[:cut]
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back (0 or 1)."""
+        return len(self._carry)
+
+
+def _env(environ: Mapping[str, str], name: str, default: str = "") -> str:
+    value = environ.get(name, "").strip()
+    return value or default
+
+
+class ElevenLabsSynthesizer(Synthesizer):
+    """ElevenLabs voices, streamed as 48 kHz stereo s16le clips."""
+
+    # Discord's format: the player takes the clips as they are.
+    sample_rate = DISCORD_RATE
+    channels = DISCORD_CHANNELS
+    timeout = DEFAULT_TIMEOUT
+    # A configured cloud voice ranks above local fallback voices for default selection.
+    default_priority = 10
+    default_settings: ClassVar[dict[str, Any]] = DEFAULT_SETTINGS
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        voice_id: str | None = None,
+        model: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_request_chars: int = REQUEST_CHAR_LIMIT,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """Arguments left out come from the environment (``ELEVENLABS_*``), then defaults."""
+        super().__init__()
+        env = os.environ if environ is None else environ
+        key = env.get("ELEVENLABS_API_KEY", "") if api_key is None else api_key
+        self._api_key = key.strip()
+        # The bot's log formatter replaces registered secrets with *** (a second line
+        # of defence: nothing here logs the key in the first place).
+        register_secret(self._api_key)
+        self.default_voice_id = (voice_id or _env(env, "ELEVENLABS_VOICE_ID")).strip() or None
+        self.default_model = model or _env(env, "ELEVENLABS_MODEL", DEFAULT_MODEL)
+        self.base_url = (base_url or _env(env, "ELEVENLABS_BASE_URL", DEFAULT_BASE_URL)).rstrip(
+            "/"
+        )
+        if timeout is None:
+            raw = _env(env, "ELEVENLABS_TIMEOUT", str(DEFAULT_TIMEOUT))
+            try:
+                timeout = float(raw)
+            except ValueError:
+                log.warning("ELEVENLABS_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
+                timeout = DEFAULT_TIMEOUT
+        # The core's per-chunk deadline and the HTTP client's read timeout agree.
+        self.timeout = timeout if timeout > 0 and math.isfinite(timeout) else DEFAULT_TIMEOUT
+        if max_request_chars < 1:
+            raise ValueError("max_request_chars must be positive")
+        self.max_request_chars = max_request_chars
+        self._client: AsyncElevenLabs | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # -- configuration ---------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The API's host (and port): how messages name the service."""
+        parts = urlsplit(self.base_url)
+        return parts.netloc.rsplit("@", 1)[-1] or self.base_url
+
+    @property
+    def public_base_url(self) -> str:
+        """``base_url`` fit to show or log: without any ``user:password@`` or query."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else self.base_url
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self._api_key)
+
+    def unavailable_reason(self) -> str | None:
+        if not self.has_key:
+            return "ELEVENLABS_API_KEY is not set"
+        if not self.voice_for(None, required=False):
+            return "no voice is chosen: set ELEVENLABS_VOICE_ID or use `!elevenlabs voice`"
+        return None
+
+    def voice_for(
+        self, guild_id: int | None, voice: str | None = None, *, required: bool = True
+    ) -> str | None:
+        """The voice id for a call: ``voice`` if given, else this server's choice
+        (``!elevenlabs voice``), else the bot-wide setting, else ``ELEVENLABS_VOICE_ID``."""
+        chosen = voice or self.setting("voice_id", guild_id) or self.default_voice_id
+        if not chosen and required:
+            raise ConfigurationError(
+                "no ElevenLabs voice is chosen: set ELEVENLABS_VOICE_ID or use"
+                " `!elevenlabs voice NAME`"
+            )
+        return chosen or None
+
+    def voice_origin(self, guild_id: int | None) -> str:
+        """Where :meth:`voice_for` takes this server's voice from (for ``!elevenlabs``)."""
+        if self.settings is not None:
+            if guild_id is not None and self.settings.guild(guild_id).is_set("voice_id"):
+                return "chosen for this server"
+            if self.settings.global_().get("voice_id", None):
+                return "bot-wide setting"
+        return "ELEVENLABS_VOICE_ID" if self.default_voice_id else "not set"
+
+    def model_for(self, guild_id: int | None) -> str:
+        """This server's ``model`` setting, else the bot-wide one, else ``ELEVENLABS_MODEL``."""
+        return self.setting("model", guild_id) or self.default_model
+
+    def voice_settings(self, guild_id: int | None) -> VoiceSettings:
+        """The voice settings sent with each request for this server."""
+        values: dict[str, Any] = {}
+        try:
+            for key, (low, high) in NUMERIC_SETTINGS.items():
+                raw = self.setting(key, guild_id, DEFAULT_SETTINGS[key])
+                if raw is None:
+                    continue
+                number = float(raw)
+                if not (math.isfinite(number) and low <= number <= high):
+                    raise ValueError(f"{key} must be between {low:g} and {high:g}")
+                values[key] = number
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"an ElevenLabs voice setting is invalid ({exc}); fix it with `!elevenlabs set`"
+            ) from None
+        boost = self.setting("use_speaker_boost", guild_id, DEFAULT_SETTINGS["use_speaker_boost"])
+        if boost is not None:
+            values["use_speaker_boost"] = bool(boost)
+        return VoiceSettings(**values)
+
+    def client(self) -> AsyncElevenLabs:
+        """The shared async client (created on first use)."""
+        if not self.has_key:
+            raise ConfigurationError("ELEVENLABS_API_KEY is not set")
+        if self._client is None:
+            # The plugin owns the httpx client, so aclose() can close its connections.
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                follow_redirects=True,
+            )
+            self._client = AsyncElevenLabs(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                httpx_client=self._http,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool (the next call opens a new one)."""
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.aclose()
+
+    def __repr__(self) -> str:  # never the key
+        return f"<{type(self).__name__} {self.id} {self.public_base_url}>"
+
+    # -- synthesis -------------------------------------------------------
+
+    async def _impl(
+        self, text: str, *, voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        segments = split_for_requests(text, self.max_request_chars)
+        if not segments:
+            return  # blank text: no audio, no request
+        client = self.client()
+        voice_id = self.voice_for(guild_id, voice)
+        assert voice_id is not None
+        model = self.model_for(guild_id)
+        settings = self.voice_settings(guild_id)
+        resampler = StreamResampler(SOURCE_RATE, 1, self.sample_rate, self.channels)
+        yielded = False
+        source_bytes = 0  # PCM received over all requests, for messages
+        if len(segments) > 1:
+            self.log.debug(
+                "%d characters sent as %d requests of at most %d",
+                len(text),
+                len(segments),
+                self.max_request_chars,
+            )
+        for index, segment in enumerate(segments):
+            attempt = 0
+            while True:
+                attempt += 1
+                received = 0
+                try:
+                    request = self._request(client, segment, voice_id, model, settings)
+                    async with contextlib.aclosing(request):
+                        async for pcm in request:
+                            received += len(pcm)
+                            clip = resampler.feed(pcm)
+                            if clip.pcm:
+                                yielded = True
+                                yield clip
+                except ProviderError as error:
+                    if not yielded:
+                        raise  # nothing reached the caller: the core may retry the whole call
+                    self._note_partial(error, source_bytes + received, index, len(segments))
+                    if received:
+                        # Part of this request's audio was played: replaying would repeat it.
+                        raise self._mid_speech(error, source_bytes + received) from error
+                    # An earlier request's audio was played, none of this one's: this request
+                    # alone can be tried again without repeating anything.
+                    delay = self.retry.delay(attempt, error)
+                    if delay is None:
+                        raise
+                    self.stats.retries += 1
+                    self.log.warning(
+                        "%s request %d/%d failed (%s); retry %d in %.2fs",
+                        self.id,
+                        index + 1,
+                        len(segments),
+                        error,
+                        attempt,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                break
+            source_bytes += received
+        tail = resampler.flush()
+        if tail.pcm:
+            yield tail
+
+    async def _request(
+        self,
+        client: AsyncElevenLabs,
+        text: str,
+        voice_id: str,
+        model: str,
+        settings: VoiceSettings,
+    ) -> AsyncIterator[bytes]:
+        """One streamed request: PCM bytes in whole samples, as they arrive."""
+        self.log.debug(
+            "POST %s/v1/text-to-speech/%s/stream model=%s chars=%d",
+            self.public_base_url,
+            voice_id,
+            model,
+            len(text),
+        )
+        aligner = PcmAligner()
+        received = 0
+        stream = client.text_to_speech.stream(
+            voice_id,
+            text=text,
+            model_id=model,
+            output_format=OUTPUT_FORMAT,
+            voice_settings=settings,
+            request_options=_REQUEST_OPTIONS,  # type: ignore[arg-type]
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for chunk in stream:
+                    if not chunk:
+                        continue
+                    received += len(chunk)
+                    pcm = aligner.feed(chunk)
+                    if pcm:
+                        yield pcm
+        except ApiError as exc:
+            raise self.translate(exc, voice_id=voice_id, model=model) from None
+        except httpx.TimeoutException:
+            raise ProviderTimeoutError(
+                f"{self.host} did not answer within {self.timeout:g}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc, received) from None
+        except Exception as exc:
+            if _ParsingError is not None and isinstance(exc, _ParsingError):
+                raise BadOutputError(
+                    f"{self.host} sent a response that does not fit the API"
+                ) from None
+            raise
+        if aligner.pending:
+            # A real server sends whole samples; half of one is dropped, not played.
+            self.log.debug("the stream ended on half a sample; dropped the odd byte")
+
+    def _connection_error(self, exc: httpx.TransportError, received: int) -> ProviderError:
+        kind = type(exc).__name__
+        if received:
+            return ProviderConnectionError(
+                f"the audio stream from {self.host} broke off ({kind})"
+                f" after {received / 2 / SOURCE_RATE:.2f}s of speech"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ProviderConnectionError(f"could not connect to {self.host} ({kind})")
+        return ProviderConnectionError(f"the connection to {self.host} broke ({kind})")
+
+    def _mid_speech(self, error: ProviderError, source_bytes: int) -> ProviderError:
+        """An error after some of a request's audio was played: never retried."""
+        if isinstance(error, (ProviderConnectionError, ProviderTimeoutError)):
+            return BadOutputError(
+                f"the speech from {self.host} was cut off after"
+                f" {source_bytes / 2 / SOURCE_RATE:.2f}s: {error.message}"
+            )
+        return error
+
+    def _note_partial(self, error: ProviderError, source_bytes: int, index: int, total: int) -> None:
+        where = f" (request {index + 1} of {total})" if total > 1 else ""
+        self.log.debug(
+            "failed after %.2fs of speech%s: %s", source_bytes / 2 / SOURCE_RATE, where, error
+        )
+
+    # -- voices ----------------------------------------------------------
+
+    async def list_voices(self) -> list[VoiceInfo]:
+        """The voices the account can use (``GET /v2/voices``, every page), by name."""
+        return await self._call("list_voices", self._list_voices_impl)
+
+    async def _list_voices_impl(self) -> list[VoiceInfo]:
+        client = self.client()
+        voices: list[VoiceInfo] = []
+        token: str | None = None
+        for _ in range(MAX_VOICE_PAGES):
+            try:
+                page = await client.voices.search(
+                    page_size=VOICES_PAGE_SIZE,
+                    next_page_token=token,
+                    request_options=_REQUEST_OPTIONS,  # type: ignore[arg-type]
+                )
+            except Exception as exc:
+                raise self._request_error(exc) from None
+            for voice in page.voices or ():
+                if getattr(voice, "voice_id", None):
+                    voices.append(
+                        VoiceInfo(voice.voice_id, voice.name or voice.voice_id, voice.category)
+                    )
+            token = page.next_page_token
+            if not page.has_more or not token:
+                break
+        else:
+            self.log.info("listed the first %d pages of voices only", MAX_VOICE_PAGES)
+        return sorted(voices, key=lambda v: (v.name.casefold(), v.voice_id))
+
+    async def get_voice(self, voice_id: str) -> VoiceInfo | None:
+        """One voice by id (``GET /v1/voices/{voice_id}``), or None if there is none."""
+        return await self._call("get_voice", lambda: self._get_voice_impl(voice_id))
+
+    async def _get_voice_impl(self, voice_id: str) -> VoiceInfo | None:
+        client = self.client()
+        try:
+            voice = await client.voices.get(voice_id, request_options=_REQUEST_OPTIONS)  # type: ignore[arg-type]
+        except ApiError as exc:
+            if exc.status_code in (400, 404, 422):
+                return None
+            raise self.translate(exc) from None
+        except Exception as exc:
+            raise self._request_error(exc) from None
+        return VoiceInfo(voice.voice_id, voice.name or voice.voice_id, voice.category)
+
+    def _request_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, ApiError):
+            return self.translate(exc)
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeoutError(f"{self.host} did not answer within {self.timeout:g}s")
+        if isinstance(exc, httpx.TransportError):
+            return self._connection_error(exc, 0)
+        if _ParsingError is not None and isinstance(exc, _ParsingError):
+            return BadOutputError(f"{self.host} sent a response that does not fit the API")
+        return exc  # the core reports it as an internal error, without its text
+
+    # -- errors ----------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """A server-supplied message made safe to show: no key, one line, short."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+    def _detail(self, body: Any) -> tuple[str, str]:
+        """(code, message) from ElevenLabs' error body.
+
+        Shapes: ``{"detail": {"status"|"code": ..., "message": ...}}``, FastAPI's
+        ``{"detail": [{"loc": [...], "msg": ...}]}`` (422), ``{"detail": "text"}``,
+        or a plain-text body.
+        """
+        detail = body.get("detail", body) if isinstance(body, Mapping) else body
+        code, message = "", ""
+        if isinstance(detail, Mapping):
+            code = str(detail.get("status") or detail.get("code") or "")
+            message = str(detail.get("message") or detail.get("msg") or "")
+        elif isinstance(detail, list) and detail:
+            first = detail[0]
+            if isinstance(first, Mapping):
+                where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+                message = f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
+            else:
+                message = str(first)
+        elif isinstance(detail, str):
+            message = detail
+        return self.scrub(code), self.scrub(message)
+
+    def translate(
+        self, exc: ApiError, *, voice_id: str | None = None, model: str | None = None
+    ) -> ProviderError:
+        """The core's error for an HTTP error from the client (never carrying the key)."""
+        host = self.host
+        status = exc.status_code or 0
+        code, message = self._detail(exc.body)
+        suffix = f": {message}" if message else ""
+        label = f" {code}" if code else ""
+        error: ProviderError
+        if 200 <= status < 300:
+            error = BadOutputError(f"{host} sent a response that is not what the API promises")
+        elif status == 401 and code in ("quota_exceeded", "payment_required"):
+            error = ProviderError(f"the ElevenLabs account has used up its character quota{suffix}")
+        elif status in (401, 403):
+            error = ProviderStatusError(
+                f"{host} rejected the API key (HTTP {status}{label}); check ELEVENLABS_API_KEY"
+                f"{suffix}",
+                status=status,
+            )
+        elif status == 404 and voice_id and (code.startswith("voice") or not code):
+            error = ConfigurationError(
+                f"ElevenLabs has no voice `{voice_id}`; choose one with `!elevenlabs voices`"
+                " and `!elevenlabs voice NAME`, or fix ELEVENLABS_VOICE_ID"
+            )
+        elif status in (400, 404, 422) and model and "model" in code:
+            error = ConfigurationError(
+                f"ElevenLabs refused the model `{model}`{suffix}; fix ELEVENLABS_MODEL"
+                " or `!elevenlabs set model`"
+            )
+        else:
+            headers = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            if retry_after is None and headers.get("retry-after-ms"):
+                ms = parse_retry_after(headers.get("retry-after-ms"))
+                retry_after = None if ms is None else ms / 1000
+            error = ProviderStatusError(
+                f"{host} returned an error (HTTP {status}{label}){suffix}",
+                status=status,
+                retry_after=retry_after,
+            )
+        self.log.debug("HTTP %s from %s -> %s: %s", status, host, type(error).__name__, error.message)
+        return error
