@@ -257,7 +257,18 @@ class HarkBot(commands.Bot):
         if late:
             await asyncio.wait(late, timeout=1.0)
 
+    async def speak(self, guild_id: int, text: str) -> bool:
+        """Say ``text`` in this server's voice session; False when there is none."""
+        voice = self.get_cog("Voice")
+        return bool(voice is not None and await voice.speak(guild_id, text))
+
     async def close(self) -> None:
+        for cog in list(self.cogs.values()):
+            if isinstance(cog, PluginCog):
+                try:
+                    await cog.on_shutdown()
+                except Exception:
+                    log.exception("cog %s failed to shut down", cog.qualified_name)
         for voice in list(self.voice_clients):
             try:
                 await voice.disconnect(force=True)

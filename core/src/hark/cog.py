@@ -117,6 +117,10 @@ class PluginCog(commands.Cog):
             return True
         return control.is_enabled(self.plugin_id, guild_id)
 
+    async def on_shutdown(self) -> None:
+        """Called once when the bot shuts down, before it disconnects: stop background
+        work, leave voice, flush state. (The database is still open.)"""
+
     @property
     def providers(self) -> list[Provider]:
         """The providers this cog's plugin registered."""

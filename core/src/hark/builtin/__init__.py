@@ -1,7 +1,7 @@
 """Plugins that ship inside the core and use the same hooks as any other plugin.
 
 ``core`` (plugin management) is protected: it can't be disabled or blocked.
-``persona``, ``history`` and ``chat`` can be switched per server like any plugin,
+``persona``, ``history``, ``chat`` and ``voice`` can be switched per server like any plugin,
 and blocked globally with ``HARK_BLOCK_PLUGINS``; the allow-list does not apply
 to them.
 """
@@ -22,12 +22,14 @@ def install_builtins(manager: PluginManager, runtime: Runtime) -> None:
     from hark.builtin.core import CorePlugin
     from hark.builtin.history import HistoryPlugin
     from hark.builtin.persona import PersonaPlugin
+    from hark.builtin.voice import VoicePlugin
 
     builtins = {
         CORE_PLUGIN_ID: CorePlugin(),
         "persona": PersonaPlugin(runtime),
         "history": HistoryPlugin(runtime),
         "chat": ChatPlugin(),
+        "voice": VoicePlugin(),
     }
     for plugin_id, plugin in builtins.items():
         if plugin_id not in manager.plugins:
