@@ -156,9 +156,8 @@ async def main() -> int:
     print(f"bare discord.py echo bot : {describe(echo)}  ({args.messages} round trips)")
     print(f"hark text path           : {describe(hark)}  ({args.messages} round trips)")
     print(f"per-message cost ratio   : {ratio:.2f}x the echo bot (median round trip)")
-    print(
-        f"sustained, {args.channels} channels  : {rate:.1f} messages/s ({total} messages, all in flight)"
-    )
+    label = f"sustained, {args.channels} channels"
+    print(f"{label:<25}: {rate:.1f} messages/s ({total} messages, all in flight)")
     print(f"event-loop lag under load: p99 {lag_p99 * 1000:.2f} ms, max {max(lag) * 1000:.2f} ms")
     return 0
 

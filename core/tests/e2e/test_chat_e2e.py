@@ -230,7 +230,8 @@ async def test_provider_failure_gives_one_notice_and_no_history(tmp_path):
 
 async def test_cut_off_stream_is_marked_and_not_recorded(tmp_path):
     h = await start(
-        tmp_path, FakeGenerator("a long answer " * 20, chunk_size=10, delay=0.03, fail_after_chars=40)
+        tmp_path,
+        FakeGenerator("a long answer " * 20, chunk_size=10, delay=0.03, fail_after_chars=40),
     )
     try:
         await h.say("robot, go")

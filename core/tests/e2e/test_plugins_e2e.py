@@ -207,7 +207,7 @@ async def test_global_defaults_need_the_owner(harness: BotHarness) -> None:
     reply = await harness.ask("!plugins global disable hello", author=owner)
     assert "by default" in reply.content
     assert not harness.bot.control.is_enabled("hello", harness.guild.id)
-    guild2, lobby, carol = second_guild(harness)
+    _, lobby, carol = second_guild(harness)
     await harness.say("!hello", author=carol, channel=lobby)
     await harness.expect_silence(channel=lobby)
     # a server's own switch beats the global default
