@@ -1,9 +1,9 @@
 """Plugins that ship inside the core and use the same hooks as any other plugin.
 
 ``core`` (plugin management) is protected: it can't be disabled or blocked.
-``persona``, ``history``, ``chat`` and ``voice`` can be switched per server like any plugin,
-and blocked globally with ``HARK_BLOCK_PLUGINS``; the allow-list does not apply
-to them.
+``persona``, ``history``, ``chat``, ``voice`` and ``speech`` can be switched per
+server like any plugin, and blocked globally with ``HARK_BLOCK_PLUGINS``; the
+allow-list does not apply to them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def install_builtins(manager: PluginManager, runtime: Runtime) -> None:
     from hark.builtin.core import CorePlugin
     from hark.builtin.history import HistoryPlugin
     from hark.builtin.persona import PersonaPlugin
+    from hark.builtin.speech import SpeechPlugin
     from hark.builtin.voice import VoicePlugin
 
     builtins = {
@@ -30,6 +31,7 @@ def install_builtins(manager: PluginManager, runtime: Runtime) -> None:
         "history": HistoryPlugin(runtime),
         "chat": ChatPlugin(),
         "voice": VoicePlugin(),
+        "speech": SpeechPlugin(),
     }
     for plugin_id, plugin in builtins.items():
         if plugin_id not in manager.plugins:

@@ -126,6 +126,8 @@ class ChatCog(PluginCog, name="Chat"):
                 await reply.abandon(exc.user_message)
             return None
         await conversation.record(turn, text)
+        # Plugins may react to a delivered reply (e.g. attach its spoken version).
+        self.bot.dispatch("hark_reply", request, text, list(reply.handles))
         return text
 
     # -- commands ------------------------------------------------------------
