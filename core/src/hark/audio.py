@@ -60,6 +60,7 @@ class StreamResampler:
     ) -> None:
         self.in_rate, self.in_channels = in_rate, in_channels
         self.out_rate, self.out_channels = out_rate, out_channels
+        self._leftover = b""
         self._stream = (
             soxr.ResampleStream(in_rate, out_rate, out_channels, dtype="int16", quality="HQ")
             if in_rate != out_rate
@@ -72,7 +73,13 @@ class StreamResampler:
         )
 
     def feed(self, pcm: bytes) -> AudioClip:
-        samples = remix(to_array(pcm, self.in_channels), self.out_channels)
+        """Convert the next bytes of the stream. Any length is fine: a partial frame
+        (an HTTP chunk ending mid-sample) is kept for the next call."""
+        data = self._leftover + pcm
+        frame = 2 * self.in_channels
+        whole = len(data) - len(data) % frame
+        self._leftover = data[whole:]
+        samples = remix(to_array(data[:whole], self.in_channels), self.out_channels)
         if self._stream is not None:
             samples = self._stream.resample_chunk(samples, last=False)
         return self._out(samples)

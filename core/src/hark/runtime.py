@@ -54,4 +54,10 @@ class Runtime:
                 provider.bind(self.settings.for_plugin(info.id))
 
     async def close(self) -> None:
+        for info in self.manager.loaded():
+            for provider in info.providers:
+                try:
+                    await provider.aclose()
+                except Exception:
+                    log.exception("provider %s failed to close", provider.id)
         await self.db.close()

@@ -75,6 +75,9 @@ class Provider:
     def log(self) -> logging.Logger:
         return logging.getLogger(f"hark.provider.{self.id}")
 
+    async def aclose(self) -> None:
+        """Release resources (HTTP connection pools, models). Called once at shutdown."""
+
     def unavailable_reason(self) -> str | None:
         """Why this provider can't work as configured (e.g. "OPENROUTER_API_KEY is not set"),
         or None when it looks usable. Shown in listings and used to pick defaults."""

@@ -10,8 +10,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from hark import PluginCog
-from hark.cogs.plugins import can_manage
+from hark.cog import PluginCog, can_manage
 from hark.providers.errors import ProviderError
 from hark.text import split_message
 from hark_tts_azure.ssml import parse_pitch, parse_rate

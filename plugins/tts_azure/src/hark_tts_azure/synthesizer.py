@@ -215,6 +215,9 @@ class AzureSynthesizer(Synthesizer):
     # One request's text; the core splits longer text at sentences. (Azure caps the
     # audio of one request at 10 minutes, far beyond this.)
     max_text_length = 5_000
+    # A configured cloud voice ranks above local fallbacks (piper: -10) and level with
+    # the other cloud voice (ElevenLabs: 10) when a server has chosen none.
+    default_priority = 10
     default_settings: ClassVar[dict[str, Any]] = {
         # None: AZURE_SPEECH_VOICE (or en-US-AmberNeural).
         "voice": None,
@@ -242,14 +245,17 @@ class AzureSynthesizer(Synthesizer):
         register_secret(self._api_key)
         raw_region = _env(env, "AZURE_SPEECH_REGION") if region is None else region
         self.region = re.sub(r"\s+", "", raw_region.lower())
-        self.endpoint = (_env(env, "AZURE_SPEECH_ENDPOINT") if endpoint is None else endpoint).strip()
+        raw_endpoint = _env(env, "AZURE_SPEECH_ENDPOINT") if endpoint is None else endpoint
+        self.endpoint = raw_endpoint.strip()
         self.default_voice = (voice or _env(env, "AZURE_SPEECH_VOICE") or DEFAULT_VOICE).strip()
         if timeout is None:
             raw = _env(env, "AZURE_SPEECH_TIMEOUT")
             try:
                 timeout = float(raw) if raw else DEFAULT_TIMEOUT
             except ValueError:
-                log.warning("AZURE_SPEECH_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
+                log.warning(
+                    "AZURE_SPEECH_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT
+                )
                 timeout = DEFAULT_TIMEOUT
         # The core's per-clip deadline and the HTTP read timeout agree.
         self.timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT
@@ -453,7 +459,9 @@ class AzureSynthesizer(Synthesizer):
             message += f": {detail}"
         return ProviderStatusError(message, status=status, retry_after=retry_after)
 
-    def _client_error(self, exc: BaseException, what: str, pcm: PcmToDiscord | None) -> ProviderError:
+    def _client_error(
+        self, exc: BaseException, what: str, pcm: PcmToDiscord | None
+    ) -> ProviderError:
         """A transport failure as the core's error (the message never carries the key)."""
         if isinstance(exc, TimeoutError):
             return ProviderTimeoutError(f"Azure Speech sent nothing for {self.timeout:g}s ({what})")
@@ -481,7 +489,8 @@ class AzureSynthesizer(Synthesizer):
             return
         voice_name = (voice or self.voice_for(guild_id)).strip()
         rate, pitch = self.prosody_for(guild_id)
-        ssml = build_ssml(text, voice_name, locale=self.locale_of(voice_name), rate=rate, pitch=pitch)
+        locale = self.locale_of(voice_name)
+        ssml = build_ssml(text, voice_name, locale=locale, rate=rate, pitch=pitch)
         pcm = PcmToDiscord()
         self.log.debug(
             "%s synthesizing %d characters with %s at %s",
@@ -527,10 +536,10 @@ class AzureSynthesizer(Synthesizer):
         return list(voices)
 
     async def find_voice(self, name: str) -> Voice | None:
-        """The listed voice called ``name`` (ShortName, any case), or None."""
+        """The listed voice called ``name`` (its ShortName or long Name, any case), or None."""
         wanted = name.strip().lower()
         for voice in await self.list_voices():
-            if voice.short_name.lower() == wanted:
+            if wanted in (voice.short_name.lower(), voice.name.lower()):
                 return voice
         return None
 

@@ -1,4 +1,4 @@
-"""A loopback Discord (REST API v10 + gateway) for end-to-end tests of discord.py bots.
+"""A loopback Discord (REST API v10, gateway, voice) for end-to-end tests of discord.py bots.
 
 Example::
 
@@ -11,6 +11,10 @@ Example::
         ...  # start the bot with server.bot_token
         await server.post_message(general, alice, "!ping")
         reply = await server.wait_for_message(general, author=server.bot_user)
+
+Voice (see :mod:`.voice_helpers`): create the bot with
+``connector=server.bot_connector()`` so it trusts the voice server's TLS
+certificate, then ``server.speak(member, pcm)`` and ``server.bot_audio(guild)``.
 """
 
 from . import permissions
@@ -50,6 +54,7 @@ from .state import (
     UserRecord,
 )
 from .voice import VoiceStateRecord
+from .voice_records import BotAudioPacket, SpeakingEvent, SpokenAudio, VoiceConnectionRecord
 from .waiters import WaitTimeout, eventually
 
 __all__ = [
@@ -71,6 +76,7 @@ __all__ = [
     "VIEW_CHANNEL",
     "AppCommandRecord",
     "AttachmentRecord",
+    "BotAudioPacket",
     "ChannelRecord",
     "CommandNotAvailable",
     "FakeDiscord",
@@ -84,8 +90,11 @@ __all__ = [
     "Overwrite",
     "RequestLog",
     "RoleRecord",
+    "SpeakingEvent",
+    "SpokenAudio",
     "TypingRecord",
     "UserRecord",
+    "VoiceConnectionRecord",
     "VoiceStateRecord",
     "WaitTimeout",
     "eventually",

@@ -1,4 +1,4 @@
-"""``FakeDiscord``: a loopback Discord (REST v10 + gateway) for end-to-end tests.
+"""``FakeDiscord``: a loopback Discord (REST v10 + gateway + voice) for end-to-end tests.
 
 Point an unpatched discord.py client at it with::
 
@@ -7,6 +7,9 @@ Point an unpatched discord.py client at it with::
 
 and drive it with the helpers (``create_guild``, ``post_message``,
 ``invoke_slash``, ``wait_for_message``, ...). Everything binds 127.0.0.1.
+
+For voice, create the bot with ``connector=server.bot_connector()`` so that it
+trusts the voice server's ``wss://`` certificate (see :mod:`.voice_helpers`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from .rest import FaultRule, build_app
 from .snowflakes import SnowflakeGenerator
 from .state import FakeState, UserRecord
 from .voice import VoiceStateRecord, VoiceStates
+from .voice_helpers import VoiceHelpers
+from .voice_server import VoiceServer
 from .waiters import Waiters
 
 # Application flags for an unverified bot with all privileged intents enabled:
@@ -45,7 +50,9 @@ _INTENT_APP_FLAGS = {
 APPLICATION_COMMAND_BADGE = 1 << 23
 
 
-class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, CommandRegistry):
+class FakeDiscord(
+    GuildHelpers, InteractionHelpers, InteractionResponses, CommandRegistry, VoiceHelpers
+):
     """A Discord-compatible server on 127.0.0.1 with a bot application and an owner."""
 
     def __init__(
@@ -93,6 +100,8 @@ class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, Comman
         )
         self.gateway.changed = self._changed
         self.gateway.internal_errors = self.internal_errors
+        # Started on the bot's first voice join (needs trustme and libopus only then).
+        self.voice_server = VoiceServer(self, host=host, internal_errors=self.internal_errors)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -108,6 +117,7 @@ class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, Comman
         return self
 
     async def close(self) -> None:
+        await self.voice_server.close()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -303,7 +313,8 @@ class FakeDiscord(GuildHelpers, InteractionHelpers, InteractionResponses, Comman
         self.after_bot_voice_state(session, state)
 
     def after_bot_voice_state(self, session: GatewaySession, state: VoiceStateRecord) -> None:
-        """Extension point: a voice server sends VOICE_SERVER_UPDATE from here."""
+        """The voice server sends VOICE_SERVER_UPDATE (join/move) or tears down (leave)."""
+        self.voice_server.on_bot_voice_state(session, state)
 
     def member_chunks(self, session: GatewaySession, data: dict[str, Any]) -> list[dict[str, Any]]:
         guild = self.state.guilds.get(int(data.get("guild_id") or 0))

@@ -1,13 +1,14 @@
 """Voice-state bookkeeping: who is in which voice channel, per guild.
 
 All voice state changes (the bot's op 4 and test helpers moving users) go
-through ``VoiceStates.update`` so that one place owns the data. A voice server
-(VOICE_SERVER_UPDATE + a UDP/WebSocket voice endpoint) can hook in at
-``FakeDiscord.on_voice_state_update`` without touching this bookkeeping.
+through ``VoiceStates.update`` so that one place owns the data. The voice
+server (:mod:`.voice_server`) hooks in at ``FakeDiscord.after_bot_voice_state``
+for the bot and through ``VoiceStates.listeners`` for everyone else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ class VoiceStates:
         # (guild id, user id) -> current state; users who left are removed
         self._states: dict[tuple[int, int], VoiceStateRecord] = {}
         self.history: list[VoiceStateRecord] = []  # every update, in order
+        # Called with every new state, after it was stored (the voice server's hook).
+        self.listeners: list[Callable[[VoiceStateRecord], None]] = []
 
     def get(self, guild_id: int, user_id: int) -> VoiceStateRecord | None:
         return self._states.get((guild_id, user_id))
@@ -83,6 +86,8 @@ class VoiceStates:
         else:
             self._states[(guild_id, user_id)] = state
         self.history.append(state)
+        for listener in self.listeners:
+            listener(state)
         return state
 
     def event_payload(self, guild: GuildRecord, state: VoiceStateRecord) -> dict[str, Any]:
