@@ -77,7 +77,8 @@ class PluginControl:
         if exact:
             return exact[0]
         by_plugin = [p for p in pool if p.plugin_id == name]
-        return by_plugin[0] if len(by_plugin) == 1 else None
+        # A plugin with several providers of one kind: its best usable one.
+        return min(by_plugin, key=_rank) if by_plugin else None
 
     def chosen(self, capability: Capability, guild_id: int | None) -> tuple[str | None, str]:
         """The explicit choice in force and where it comes from ("server", "global", "config")."""
@@ -102,10 +103,7 @@ class PluginControl:
             picked = self.find(capability, name, pool)
             if picked is not None:
                 return picked
-        ranked = sorted(
-            pool, key=lambda p: (p.unavailable_reason() is not None, -p.default_priority, p.id)
-        )
-        return ranked[0] if ranked else None
+        return min(pool, key=_rank) if pool else None
 
     async def choose(self, capability: Capability, provider_name: str, guild_id: int) -> Provider:
         if capability not in Capability.selectable():
@@ -133,6 +131,11 @@ class PluginControl:
             for p in self.candidates(Capability.CONTEXT, guild_id)
             if isinstance(p, ContextProvider)
         ]
+
+
+def _rank(provider: Provider) -> tuple[bool, int, str]:
+    """Default order: usable before unusable, then higher priority, then id."""
+    return provider.unavailable_reason() is not None, -provider.default_priority, provider.id
 
 
 def parse_capability(text: str) -> Capability:

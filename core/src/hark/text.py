@@ -26,6 +26,34 @@ def _cut_point(text: str, limit: int) -> int:
     return limit
 
 
+_SENTENCE_END = re.compile(r"""(?<=[.!?…])["'”’)\]]*\s+|\n+""")
+
+
+def chunk_text(text: str, limit: int) -> list[str]:
+    """Group ``text`` into pieces of at most ``limit`` characters, cutting between
+    sentences (or, for an overlong sentence, between words)."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
+        if not sentence:
+            continue
+        while len(sentence) > limit:
+            cut = sentence.rfind(" ", 0, limit)
+            cut = cut if cut > 0 else limit
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > limit:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return pieces
+
+
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """Split ``text`` into parts of at most ``limit`` characters.
 

@@ -239,7 +239,8 @@ async def test_find_by_provider_id_or_unambiguous_plugin_id(state: PluginState) 
     )
     assert control.find(GEN, "multi:smart").id == "multi:smart"
     assert control.find(GEN, "single").id == "single:only"
-    assert control.find(GEN, "multi") is None, "ambiguous"
+    # several providers of one kind: the plugin id picks its best (usable, priority, id)
+    assert control.find(GEN, "multi").id == "multi:fast"
     assert control.find(GEN, "nope") is None
     provider = await control.choose(GEN, "multi:fast", G1)
     assert state.choice(G1, "generate") == "multi:fast"

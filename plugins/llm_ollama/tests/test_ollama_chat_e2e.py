@@ -54,6 +54,13 @@ async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
     assert fake_ollama.last_chat["model"] == "qwen2.5:7b"
     assert fake_ollama.last_chat["options"]["num_ctx"] == 8192
 
+    # the core's own !model command lists and sets through the same generator
+    shown = await chat.ask("!model")
+    assert shown.content == "`llm_ollama` uses model `qwen2.5:7b` here."
+    await chat.ask("!model llama3.2:latest", author=chat.admin)
+    await final_text(chat, await chat.ask("robot, hello again"))
+    assert fake_ollama.last_chat["model"] == "llama3.2:latest"
+
 
 async def test_a_missing_model_tells_how_to_fix_it(chat, fake_ollama):
     await chat.generator.set_model(chat.guild.id, "mistral")
@@ -71,7 +78,7 @@ async def test_a_stream_that_breaks_is_cut_off_once(chat, fake_ollama):
     release = fake_ollama.hold(after=3)  # three words, then wait until the bot posted them
     fake_ollama.break_stream("disconnect", after=4)
     first = await chat.ask("robot, count for me")
-    assert first.content.startswith("One two")
+    assert first.content.startswith("One ")  # posted while the stream is held
     waiter = asyncio.create_task(chat.next_reply())
     release.set()
     notice = await waiter

@@ -73,6 +73,16 @@ async def test_a_model_that_is_not_pulled_is_refused(harness):
     assert "ollama pull mistral" in reply.content
     assert generator(harness).model_for(harness.guild.id) == "llama3.2"
 
+    # set behind the command's back (e.g. bot.toml): both listings say what to do
+    await generator(harness).set_model(harness.guild.id, "mistral")
+    listing = (await harness.ask("!ollama models")).content
+    assert "used here" not in listing
+    assert "This server uses `mistral`, which is not on the server: `ollama pull mistral`" in (
+        listing
+    )
+    status = (await harness.ask("!ollama")).content
+    assert "`mistral` is **not pulled**: run `ollama pull mistral` on the server" in status
+
 
 async def test_status_and_options(harness, fake_ollama):
     await harness.ask("!ollama set temperature 0.3", author=harness.admin)

@@ -326,6 +326,16 @@ async def test_closing_the_stream_releases_the_server(fake_ollama, make_generato
     assert fake_ollama.open_streams == 0
 
 
+async def test_aclose_releases_the_client_and_the_next_call_reopens(fake_ollama, make_generator):
+    generator = make_generator()
+    await generator.complete(PROMPT)
+    client = generator._client()
+    await generator.aclose()
+    assert client._client.is_closed
+    assert await generator.complete(PROMPT) == fake_ollama.reply
+    assert generator._client() is not client
+
+
 # -- models ------------------------------------------------------------------
 
 

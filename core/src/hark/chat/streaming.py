@@ -8,6 +8,8 @@ pings anyone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any, Protocol
 
@@ -82,6 +84,12 @@ class StreamingReply:
         # The first post also waits one interval: a reply that completes sooner is
         # posted once, final, with no edit at all.
         self._last_flush = time.monotonic()
+        self._lock = asyncio.Lock()
+        # A pending flush for text that arrived before the interval was up, so a
+        # pause in the model's output does not hide what it already said.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed: asyncio.Task[None] | None = None
+        self._finished = False
 
     @property
     def started(self) -> bool:
@@ -89,10 +97,34 @@ class StreamingReply:
 
     async def feed(self, delta: str) -> None:
         self.text += delta
-        if time.monotonic() - self._last_flush >= self.interval:
+        due = self._last_flush + self.interval - time.monotonic()
+        if due <= 0:
+            await self.flush(final=False)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self._finished:
+            self._timed = asyncio.ensure_future(self._timed_flush())
+
+    async def _timed_flush(self) -> None:
+        # A failed edit here is retried by the next flush (or finish), which reports.
+        with contextlib.suppress(Exception):
             await self.flush(final=False)
 
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def flush(self, *, final: bool) -> None:
+        async with self._lock:
+            if self._finished and not final:
+                return
+            await self._render(final)
+
+    async def _render(self, final: bool) -> None:
         if not self.text.strip():
             return
         parts = split_message(self.text, self.limit)
@@ -116,18 +148,27 @@ class StreamingReply:
                 self._shown[index] = PLACEHOLDER
         self._last_flush = time.monotonic()
 
+    async def _stop_timer(self) -> None:
+        self._finished = True
+        self._cancel_timer()
+        if self._timed is not None and not self._timed.done():
+            await asyncio.wait([self._timed])
+
     async def finish(self) -> str:
+        await self._stop_timer()
         await self.flush(final=True)
         return self.text
 
     async def abandon(self, notice: str) -> None:
         """The reply failed part-way: mark what was shown as cut off and say why, once."""
-        if self.handles:
-            shown = split_message(self.text, self.limit)
-            last = len(shown) - 1
-            cut = f"{shown[last]} [cut off]"
-            if len(cut) <= self.limit and last < len(self.handles):
-                await self.target.edit(self.handles[last], cut)
-            await self.target.send(notice, first=False)
-        else:
-            await self.target.send(notice, first=True)
+        await self._stop_timer()
+        async with self._lock:
+            if self.handles:
+                shown = split_message(self.text, self.limit)
+                last = len(shown) - 1
+                cut = f"{shown[last]} [cut off]"
+                if len(cut) <= self.limit and last < len(self.handles):
+                    await self.target.edit(self.handles[last], cut)
+                await self.target.send(notice, first=False)
+            else:
+                await self.target.send(notice, first=True)

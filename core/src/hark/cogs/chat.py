@@ -191,13 +191,15 @@ class ChatCog(PluginCog, name="Chat"):
             except ProviderError as exc:
                 note = f" (couldn't check it: {exc.message})"
             else:
-                if name not in models:
+                matched = generator.match_model(name, models)
+                if matched is None:
                     shown = ", ".join(f"`{m}`" for m in models[:20]) or "none"
                     await ctx.reply(
                         f"`{generator.id}` has no model `{name}`. Available: {shown}.",
                         mention_author=False,
                     )
                     return
+                name = matched
         await generator.set_model(ctx.guild.id, name)
         await ctx.reply(
             f"`{generator.id}` now uses model `{name}` here.{note}", mention_author=False

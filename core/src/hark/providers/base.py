@@ -38,6 +38,9 @@ class Provider:
     capability: ClassVar[Capability]
     name: str = ""
     timeout: float = 60.0
+    # Deadline for a stream's first item, when it differs (e.g. a cold model load);
+    # None means ``timeout``. Later items each get ``timeout``.
+    first_item_timeout: float | None = None
     retry: RetryPolicy = RetryPolicy()
     # Among several enabled providers with no explicit choice, the highest wins
     # (e.g. a local fallback voice ranks below a configured cloud one).
@@ -146,8 +149,11 @@ class Provider:
             stream = make()
             try:
                 while True:
+                    deadline = self.timeout
+                    if not produced and self.first_item_timeout is not None:
+                        deadline = self.first_item_timeout
                     try:
-                        async with asyncio.timeout(self.timeout):
+                        async with asyncio.timeout(deadline):
                             item = await anext(stream)
                     except StopAsyncIteration:
                         break

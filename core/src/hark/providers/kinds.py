@@ -18,6 +18,7 @@ from hark.providers.types import (
     PromptMessage,
     Transcript,
 )
+from hark.text import chunk_text
 
 
 async def _empty() -> AsyncIterator[AudioClip]:
@@ -116,6 +117,11 @@ class Generator(Provider):
     def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
         raise NotImplementedError
 
+    def match_model(self, name: str, models: list[str]) -> str | None:
+        """The entry of ``models`` that ``name`` means, or None. Backends with aliases
+        (Ollama's implied ``:latest``) override this."""
+        return name if name in models else None
+
     def model_for(self, guild_id: int | None) -> str | None:
         """The model this server uses: its ``model`` setting (``!model``), else the
         global one, else ``default_model``."""
@@ -151,10 +157,23 @@ class Synthesizer(Provider):
     def synthesize(
         self, text: str, *, voice: str | None = None, guild_id: int | None = None
     ) -> AsyncIterator[AudioClip]:
-        """Stream speech for ``text``. Blank text yields nothing (no backend call)."""
+        """Stream speech for ``text``. Blank text yields nothing (no backend call);
+        text over ``max_text_length`` is sent in several calls, cut between sentences."""
         if not text.strip():
             return _empty()
-        return self._stream("synthesize", lambda: self._checked(text, voice, guild_id))
+        pieces = chunk_text(text, self.max_text_length)
+        if len(pieces) == 1:
+            return self._stream("synthesize", lambda: self._checked(text, voice, guild_id))
+        return self._pieces(pieces, voice, guild_id)
+
+    async def _pieces(
+        self, pieces: list[str], voice: str | None, guild_id: int | None
+    ) -> AsyncIterator[AudioClip]:
+        for piece in pieces:
+            stream = self._stream("synthesize", lambda p=piece: self._checked(p, voice, guild_id))
+            async with contextlib.aclosing(stream):
+                async for clip in stream:
+                    yield clip
 
     async def _checked(
         self, text: str, voice: str | None, guild_id: int | None
@@ -169,7 +188,8 @@ class Synthesizer(Provider):
                 if clip.pcm:
                     produced = True
                     yield clip
-        if not produced and text.strip():
+        # Text with nothing to pronounce ("...", a lone emoji) may legitimately be silent.
+        if not produced and any(ch.isalnum() for ch in text):
             raise BadOutputError("no audio for non-empty text", provider=self.id)
 
     def _impl(

@@ -224,7 +224,8 @@ class OllamaGenerator(Generator):
         return cached[2]
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool (the next call opens a new one)."""
+        """Close the HTTP connection pool (the core calls this at shutdown; a later call
+        opens a new one)."""
         cached, self._cached = self._cached, None
         if cached is not None and cached[0] is asyncio.get_running_loop():
             await cached[2].close()

@@ -5,7 +5,9 @@ from ``POST /v1/text-to-speech/{voice_id}/stream`` through the official
 ``elevenlabs`` async client, and converted chunk by chunk, as it arrives, to
 Discord's 48 kHz stereo with :class:`hark.audio.StreamResampler` (which keeps the
 filter state across chunks, so chunk boundaries make no clicks). HTTP chunks may
-split a sample in two: the odd byte is kept for the next chunk.
+split a sample in two: the odd byte is kept for the next chunk of the same request
+(:class:`PcmAligner`), and a request's stray last byte is dropped rather than glued
+to the next request's audio, which would shift every sample after it.
 
 Text longer than ElevenLabs' per-request limit is cut at sentence boundaries
 (:func:`hark_tts_elevenlabs.text.split_for_requests`) and sent as several
@@ -113,11 +115,25 @@ class VoiceInfo:
     voice_id: str
     name: str
     category: str | None = None
+    #: The voice's label values (accent, gender, age, use case...), for filtering.
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, voice: Any) -> VoiceInfo:
+        """From the client's ``Voice`` model."""
+        raw = getattr(voice, "labels", None) or {}
+        labels = tuple(str(v) for v in raw.values() if v) if isinstance(raw, Mapping) else ()
+        name = getattr(voice, "name", None) or voice.voice_id
+        return cls(voice.voice_id, name, getattr(voice, "category", None), labels)
 
 
 class PcmAligner:
-    """Re-cuts a byte stream into whole 16-bit samples, keeping a split sample's first
-    byte for the next chunk (HTTP does not know about samples)."""
+    """Re-cuts one response's bytes into whole 16-bit samples, keeping a split sample's
+    first byte for the next chunk (HTTP does not know about samples).
+
+    One per request: the resampler is shared by every request of a long text, so
+    alignment is settled here, where a response's end is known.
+    """
 
     def __init__(self) -> None:
         self._carry = b""
@@ -149,6 +165,9 @@ class ElevenLabsSynthesizer(Synthesizer):
     # A configured cloud voice ranks above local fallback voices for default selection.
     default_priority = 10
     default_settings: ClassVar[dict[str, Any]] = DEFAULT_SETTINGS
+    # This plugin splits long text itself (at REQUEST_CHAR_LIMIT, retrying a failed
+    # piece on its own), so the core passes any length through in one call.
+    max_text_length = 1_000_000
 
     def __init__(
         self,
@@ -171,9 +190,7 @@ class ElevenLabsSynthesizer(Synthesizer):
         register_secret(self._api_key)
         self.default_voice_id = (voice_id or _env(env, "ELEVENLABS_VOICE_ID")).strip() or None
         self.default_model = model or _env(env, "ELEVENLABS_MODEL", DEFAULT_MODEL)
-        self.base_url = (base_url or _env(env, "ELEVENLABS_BASE_URL", DEFAULT_BASE_URL)).rstrip(
-            "/"
-        )
+        self.base_url = (base_url or _env(env, "ELEVENLABS_BASE_URL", DEFAULT_BASE_URL)).rstrip("/")
         if timeout is None:
             raw = _env(env, "ELEVENLABS_TIMEOUT", str(DEFAULT_TIMEOUT))
             try:
@@ -196,6 +213,14 @@ class ElevenLabsSynthesizer(Synthesizer):
         """The API's host (and port): how messages name the service."""
         parts = urlsplit(self.base_url)
         return parts.netloc.rsplit("@", 1)[-1] or self.base_url
+
+    @property
+    def service(self) -> str:
+        """How messages name the service: "ElevenLabs", or "ElevenLabs at HOST" elsewhere."""
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        if host == "elevenlabs.io" or host.endswith(".elevenlabs.io"):
+            return "ElevenLabs"
+        return f"ElevenLabs at {self.host}"
 
     @property
     def public_base_url(self) -> str:
@@ -331,12 +356,15 @@ class ElevenLabsSynthesizer(Synthesizer):
                     self._note_partial(error, source_bytes + received, index, len(segments))
                     if received:
                         # Part of this request's audio was played: replaying would repeat it.
-                        raise self._mid_speech(error, source_bytes + received) from error
+                        final = self._mid_speech(error, source_bytes + received)
+                        if final is error:
+                            raise
+                        raise final from error
                     # An earlier request's audio was played, none of this one's: this request
                     # alone can be tried again without repeating anything.
                     delay = self.retry.delay(attempt, error)
-                    if delay is None:
-                        raise
+                    if delay is None or delay >= self.timeout:
+                        raise  # (a wait past the core's per-chunk deadline would time out)
                     self.stats.retries += 1
                     self.log.warning(
                         "%s request %d/%d failed (%s); retry %d in %.2fs",
@@ -394,14 +422,14 @@ class ElevenLabsSynthesizer(Synthesizer):
             raise self.translate(exc, voice_id=voice_id, model=model) from None
         except httpx.TimeoutException:
             raise ProviderTimeoutError(
-                f"{self.host} did not answer within {self.timeout:g}s"
+                f"{self.service} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.TransportError as exc:
             raise self._connection_error(exc, received) from None
         except Exception as exc:
             if _ParsingError is not None and isinstance(exc, _ParsingError):
                 raise BadOutputError(
-                    f"{self.host} sent a response that does not fit the API"
+                    f"{self.service} sent a response that does not fit the API"
                 ) from None
             raise
         if aligner.pending:
@@ -412,23 +440,25 @@ class ElevenLabsSynthesizer(Synthesizer):
         kind = type(exc).__name__
         if received:
             return ProviderConnectionError(
-                f"the audio stream from {self.host} broke off ({kind})"
-                f" after {received / 2 / SOURCE_RATE:.2f}s of speech"
+                f"the audio stream from {self.service} broke off"
+                f" after {received / 2 / SOURCE_RATE:.2f}s of speech ({kind})"
             )
         if isinstance(exc, httpx.ConnectError):
-            return ProviderConnectionError(f"could not connect to {self.host} ({kind})")
-        return ProviderConnectionError(f"the connection to {self.host} broke ({kind})")
+            return ProviderConnectionError(f"could not connect to {self.service} ({kind})")
+        return ProviderConnectionError(f"the connection to {self.service} broke ({kind})")
 
     def _mid_speech(self, error: ProviderError, source_bytes: int) -> ProviderError:
         """An error after some of a request's audio was played: never retried."""
         if isinstance(error, (ProviderConnectionError, ProviderTimeoutError)):
             return BadOutputError(
-                f"the speech from {self.host} was cut off after"
-                f" {source_bytes / 2 / SOURCE_RATE:.2f}s: {error.message}"
+                f"the speech from {self.service} was cut off after"
+                f" {source_bytes / 2 / SOURCE_RATE:.2f}s of audio"
             )
         return error
 
-    def _note_partial(self, error: ProviderError, source_bytes: int, index: int, total: int) -> None:
+    def _note_partial(
+        self, error: ProviderError, source_bytes: int, index: int, total: int
+    ) -> None:
         where = f" (request {index + 1} of {total})" if total > 1 else ""
         self.log.debug(
             "failed after %.2fs of speech%s: %s", source_bytes / 2 / SOURCE_RATE, where, error
@@ -455,9 +485,7 @@ class ElevenLabsSynthesizer(Synthesizer):
                 raise self._request_error(exc) from None
             for voice in page.voices or ():
                 if getattr(voice, "voice_id", None):
-                    voices.append(
-                        VoiceInfo(voice.voice_id, voice.name or voice.voice_id, voice.category)
-                    )
+                    voices.append(VoiceInfo.from_api(voice))
             token = page.next_page_token
             if not page.has_more or not token:
                 break
@@ -479,17 +507,17 @@ class ElevenLabsSynthesizer(Synthesizer):
             raise self.translate(exc) from None
         except Exception as exc:
             raise self._request_error(exc) from None
-        return VoiceInfo(voice.voice_id, voice.name or voice.voice_id, voice.category)
+        return VoiceInfo.from_api(voice)
 
     def _request_error(self, exc: Exception) -> Exception:
         if isinstance(exc, ApiError):
             return self.translate(exc)
         if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeoutError(f"{self.host} did not answer within {self.timeout:g}s")
+            return ProviderTimeoutError(f"{self.service} did not answer within {self.timeout:g}s")
         if isinstance(exc, httpx.TransportError):
             return self._connection_error(exc, 0)
         if _ParsingError is not None and isinstance(exc, _ParsingError):
-            return BadOutputError(f"{self.host} sent a response that does not fit the API")
+            return BadOutputError(f"{self.service} sent a response that does not fit the API")
         return exc  # the core reports it as an internal error, without its text
 
     # -- errors ----------------------------------------------------------
@@ -528,7 +556,7 @@ class ElevenLabsSynthesizer(Synthesizer):
         self, exc: ApiError, *, voice_id: str | None = None, model: str | None = None
     ) -> ProviderError:
         """The core's error for an HTTP error from the client (never carrying the key)."""
-        host = self.host
+        host = self.service
         status = exc.status_code or 0
         code, message = self._detail(exc.body)
         suffix = f": {message}" if message else ""
@@ -565,5 +593,7 @@ class ElevenLabsSynthesizer(Synthesizer):
                 status=status,
                 retry_after=retry_after,
             )
-        self.log.debug("HTTP %s from %s -> %s: %s", status, host, type(error).__name__, error.message)
+        self.log.debug(
+            "HTTP %s from %s -> %s: %s", status, self.host, type(error).__name__, error.message
+        )
         return error

@@ -106,9 +106,7 @@ class PiperCog(PluginCog, name="Piper"):
         except ConfigurationError as exc:
             lines.append(f"Voice: not usable: {exc.message}.")
             return "\n".join(lines)
-        speakers = (
-            f"{voice.num_speakers} speakers" if voice.num_speakers > 1 else "single speaker"
-        )
+        speakers = f"{voice.num_speakers} speakers" if voice.num_speakers > 1 else "single speaker"
         lines.append(
             f"Voice: `{voice.name}` ({paths.source}) · {voice.sample_rate:,} Hz, {speakers}"
             f" · played at 48 kHz stereo"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hark import AudioClip, Synthesizer
-from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
+from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler, remix, to_array
 from hark.providers.errors import ConfigurationError
 from hark.providers.policy import RetryPolicy
 from hark_tts_piper.text import FIRST_PIECE_CHARS, MAX_PIECE_CHARS, split_for_speech
@@ -77,39 +77,47 @@ class _Worker:
             self.stop.set()
 
     def _run(self) -> None:
-        resampler = StreamResampler(
-            self.voice.sample_rate, 1, out_rate=DISCORD_RATE, out_channels=DISCORD_CHANNELS
-        )
+        final: Any = None
         try:
-            for piece in self.pieces:
-                if self.stop.is_set():
-                    return
-                chunks = iter(self.voice.piper.synthesize(piece, syn_config=self.syn_config))
-                while True:
-                    # One inference at a time per voice: concurrent streams take turns
-                    # sentence by sentence instead of slowing each other down.
-                    with self.voice.lock:
-                        if self.stop.is_set():
-                            return
-                        chunk = next(chunks, None)
-                    if chunk is None:
-                        break
-                    if self.stop.is_set():
-                        return
-                    clip = resampler.feed(chunk.audio_int16_bytes)
-                    if clip.pcm:
-                        self._emit(clip)
-                self.pieces_done += 1
-            if self.stop.is_set():
-                return
-            tail = resampler.flush()
-            if tail.pcm:
-                self._emit(tail)
-            self._emit(_DONE)
+            final = self._synthesize()
         except BaseException as exc:  # handed to the event loop, raised there
-            self._emit(exc)
+            final = exc
         finally:
+            # Leave the active set before the consumer hears that the stream ended.
             self._on_exit(self)
+            if final is not None and not self.stop.is_set():
+                self._emit(final)
+
+    def _synthesize(self) -> object | None:
+        """Feed every piece to Piper; returns ``_DONE``, or None when stopped early."""
+        # Resample the mono voice, then duplicate it: half the work of resampling two
+        # channels, and both channels stay sample-identical.
+        resampler = StreamResampler(
+            self.voice.sample_rate, 1, out_rate=DISCORD_RATE, out_channels=1
+        )
+        for piece in self.pieces:
+            if self.stop.is_set():
+                return None
+            chunks = iter(self.voice.piper.synthesize(piece, syn_config=self.syn_config))
+            while True:
+                # One inference at a time per voice: concurrent streams take turns
+                # sentence by sentence instead of slowing each other down.
+                with self.voice.lock:
+                    if self.stop.is_set():
+                        return None
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                if self.stop.is_set():
+                    return None
+                clip = _stereo(resampler.feed(chunk.audio_int16_bytes))
+                if clip.pcm:
+                    self._emit(clip)
+            self.pieces_done += 1
+        tail = _stereo(resampler.flush())
+        if tail.pcm:
+            self._emit(tail)
+        return _DONE
 
 
 class PiperSynthesizer(Synthesizer):
@@ -271,6 +279,11 @@ class PiperSynthesizer(Synthesizer):
             # worker at its next piece. It is not awaited: a sentence in inference
             # can't be interrupted, and the caller should not wait for it.
             worker.stop.set()
+
+
+def _stereo(clip: AudioClip) -> AudioClip:
+    samples = remix(to_array(clip.pcm, 1), DISCORD_CHANNELS)
+    return AudioClip(samples.tobytes(), clip.sample_rate, DISCORD_CHANNELS)
 
 
 def _positive(name: str, value: Any) -> float:

@@ -23,6 +23,7 @@ _PAIRED = re.compile(r"\*\*|__|~~|\|\||`")
 # A lone * or _ that touches a word on one side only: emphasis, not "2 * 3" or snake_case.
 _EMPHASIS = re.compile(r"(?<![\w*])[*_]+(?=\w)|(?<=\w)[*_]+(?![\w*])")
 _SPACES = re.compile(r"[ \t\f\v]+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+(?=[,.!?;:…](?:\s|$))")
 
 # A sentence: anything up to terminal punctuation (and closing quotes/brackets)
 # that is followed by whitespace or the end; "3.14" and "e.g.x" do not end one.
@@ -47,6 +48,7 @@ def speech_text(text: str) -> str:
     text = _BULLET.sub("", text)
     text = _PAIRED.sub("", text)
     text = _EMPHASIS.sub("", text)
+    text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
     lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 

@@ -1,0 +1,227 @@
+"""``OpenAIWhisperTranscriber``: OpenAI's transcription API (``whisper-1``) for operators
+without a CPU to spare, or any server speaking it (``OPENAI_BASE_URL``).
+
+Each clip is converted to 16 kHz mono (a third of the upload of Discord's 48 kHz
+stereo, and what Whisper resamples to anyway), wrapped as a WAV file in memory and
+sent as ``POST {base}/audio/transcriptions`` (multipart: ``file``, ``model``,
+``prompt``, ``language``, ``response_format=json``) with the official ``openai``
+async client, its own retries off: the core retries (see :mod:`hark.providers.base`).
+
+Every client error becomes one of the core's errors, and no message, log line or
+``repr`` this module produces carries the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import openai
+
+from hark.audio import convert, wav_bytes
+from hark.logs import register_secret
+from hark.providers import AudioClip, Transcript
+from hark.providers.errors import (
+    BadOutputError,
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    parse_retry_after,
+)
+from hark_stt_whisper.base import WhisperTranscriber
+from hark_stt_whisper.config import DEFAULT_OPENAI_MODEL, WhisperConfig
+
+#: Upload rate: Whisper works at 16 kHz whatever it is sent.
+UPLOAD_RATE = 16_000
+#: OpenAI refuses files over 25 MB (about 13 minutes of 16 kHz mono WAV).
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+# Hosted APIs that refuse every request without a key; any other server (a local
+# speaches / LocalAI / whisper.cpp server) may run without one.
+KEYED_HOSTS = frozenset({"api.openai.com"})
+PLACEHOLDER_KEY = "no-key"
+_MAX_DETAIL = 200
+
+
+class OpenAIWhisperTranscriber(WhisperTranscriber):
+    """Speech to text through OpenAI's ``/audio/transcriptions`` endpoint."""
+
+    name = "openai"
+    mode = "openai"
+    preferred_sample_rate = UPLOAD_RATE
+
+    def __init__(self, config: WhisperConfig | None = None) -> None:
+        super().__init__(config)
+        # The bot's log formatter replaces registered secrets with *** (a second line of
+        # defence: nothing here logs the key in the first place).
+        register_secret(self.config.api_key)
+        self.timeout = self.config.openai_timeout
+        self._client: openai.AsyncOpenAI | None = None
+
+    # -- configuration ----------------------------------------------------
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.config.api_key)
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host (and port): how messages name the service."""
+        parts = urlsplit(self.config.base_url)
+        return parts.netloc.rsplit("@", 1)[-1] or self.config.base_url
+
+    @property
+    def public_base_url(self) -> str:
+        """The base URL fit to show or log: no ``user:password@``, no query string."""
+        parts = urlsplit(self.config.base_url)
+        return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else self.host
+
+    @property
+    def needs_key(self) -> bool:
+        return (urlsplit(self.config.base_url).hostname or "").lower() in KEYED_HOSTS
+
+    def unavailable_reason(self) -> str | None:
+        if self.needs_key and not self.has_key:
+            return "OPENAI_API_KEY is not set"
+        return None
+
+    def model_for(self, guild_id: int | None) -> str:
+        value, _ = self.resolve("openai_model", guild_id)
+        return str(value or DEFAULT_OPENAI_MODEL)
+
+    def client(self) -> openai.AsyncOpenAI:
+        """The shared async client (created on first use)."""
+        reason = self.unavailable_reason()
+        if reason:
+            raise ConfigurationError(f"{reason}: the OpenAI transcriber can't be used")
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.config.api_key or PLACEHOLDER_KEY,
+                base_url=self.config.base_url,
+                max_retries=0,  # the core retries
+                timeout=openai.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool (the next call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def __repr__(self) -> str:  # never the key
+        return f"<{type(self).__name__} {self.id} {self.public_base_url}>"
+
+    # -- transcription ----------------------------------------------------
+
+    @staticmethod
+    def wav(clip: AudioClip) -> bytes:
+        """The clip as a 16 kHz mono WAV file."""
+        return wav_bytes([convert(clip, UPLOAD_RATE, 1)])
+
+    def _upload(self, clip: AudioClip, guild_id: int | None) -> bytes | None:
+        return None if self.is_silence(clip, guild_id) else self.wav(clip)
+
+    async def _impl(
+        self, clip: AudioClip, *, language: str | None, prompt: str | None, guild_id: int | None
+    ) -> Transcript:
+        language = self.language_for(guild_id, language)
+        client = self.client()
+        model = self.model_for(guild_id)
+        # Off the loop: the level check and the conversion touch every sample.
+        data = await asyncio.to_thread(self._upload, clip, guild_id)
+        if data is None:  # silence: nothing worth paying for
+            return Transcript("", language=language, duration=clip.duration)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise BadOutputError(
+                f"the clip is too long to upload ({clip.duration:.0f}s; the API takes 25 MB)"
+            )
+        params: dict[str, object] = {
+            "model": model,
+            "file": ("speech.wav", data, "audio/wav"),
+            "response_format": "json",
+        }
+        prompt = (prompt or "").strip()
+        if prompt:
+            params["prompt"] = prompt
+        if language:
+            params["language"] = language
+        self.log.debug(
+            "POST %s/audio/transcriptions model=%s %.2fs language=%s",
+            self.public_base_url,
+            model,
+            clip.duration,
+            language or "auto",
+        )
+        try:
+            result = await client.audio.transcriptions.create(**params)
+        except openai.OpenAIError as exc:
+            raise self.translate(exc, model=model) from None
+        except ValueError:  # a 200 whose body is not the JSON it claims to be
+            raise BadOutputError(f"{self.host} sent a transcription that is not JSON") from None
+        text = result if isinstance(result, str) else getattr(result, "text", None)
+        if not isinstance(text, str):
+            raise BadOutputError(f"{self.host} sent a transcription without text")
+        return Transcript(text.strip(), language=language, duration=clip.duration)
+
+    # -- errors -----------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """A server-supplied message made safe to show: no key, one line, short."""
+        if self.config.api_key:
+            text = text.replace(self.config.api_key, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+    def _detail(self, exc: openai.APIError) -> str:
+        body = exc.body
+        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+            body = body["error"]  # some client versions hand over the whole envelope
+        message = body.get("message") if isinstance(body, Mapping) else None
+        if not isinstance(message, str) or not message:
+            message = body if isinstance(body, str) else ""
+        return self.scrub(message)
+
+    def translate(self, exc: openai.OpenAIError, *, model: str | None = None) -> ProviderError:
+        """The core's error for a client library exception (never carrying the key)."""
+        host = self.host
+        error: ProviderError
+        if isinstance(exc, openai.APITimeoutError):
+            error = ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
+        elif isinstance(exc, openai.APIConnectionError):
+            error = ProviderConnectionError(f"could not connect to {host}")
+        elif isinstance(exc, openai.APIStatusError):
+            error = self._status_error(exc, model)
+        elif isinstance(exc, openai.APIResponseValidationError):
+            error = BadOutputError(f"{host} sent a response that does not fit the API")
+        else:
+            error = ProviderError(f"client error ({type(exc).__name__})")
+        self.log.debug("%s -> %s: %s", type(exc).__name__, type(error).__name__, error.message)
+        return error
+
+    def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
+        host, status, detail = self.host, exc.status_code, self._detail(exc)
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            key_state = "the API key" if self.has_key else "the request without an API key"
+            return ProviderStatusError(
+                f"{host} rejected {key_state} (HTTP {status}); check OPENAI_API_KEY{suffix}",
+                status=status,
+            )
+        if status == 404 and model is not None:
+            return ConfigurationError(
+                f"the transcription model `{model}` was not found at {host}; set another with"
+                " `!whisper openai-model NAME` or WHISPER_OPENAI_MODEL, or check OPENAI_BASE_URL"
+            )
+        if status == 413:
+            return ProviderStatusError(f"{host} refused the clip as too large{suffix}", status=413)
+        headers = exc.response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None and headers.get("retry-after-ms"):
+            ms = parse_retry_after(headers.get("retry-after-ms"))
+            retry_after = None if ms is None else ms / 1000
+        return ProviderStatusError(
+            f"{host} returned an error{suffix}", status=status, retry_after=retry_after
+        )

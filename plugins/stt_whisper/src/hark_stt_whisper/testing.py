@@ -1,0 +1,537 @@
+"""A loopback fake of OpenAI's transcription endpoint, for tests (no internet, no account).
+
+:class:`FakeTranscriptionServer` speaks the documented wire format of
+``POST /v1/audio/transcriptions`` closely enough for the real ``openai`` client:
+a ``multipart/form-data`` body with ``file`` (the audio, with a filename), ``model``,
+and optionally ``prompt``, ``language``, ``response_format`` (``json``, ``text``,
+``verbose_json``, ``srt``, ``vtt``) and ``temperature``; ``Authorization: Bearer``;
+errors in OpenAI's JSON shape (``{"error": {"message", "type", "param", "code"}}``).
+
+It checks what a client sends (a file is present and a WAV file is a valid one, the
+model is known, the language is an ISO 639-1 code), records every request, and can
+fail on demand: an HTTP status for the next N requests (401, 429 with ``Retry-After``,
+5xx...), a dropped connection, a malformed 200, a slow answer::
+
+    async with FakeTranscriptionServer(reply="turn on the lights", api_key="sk-test") as server:
+        transcriber = OpenAIWhisperTranscriber(
+            WhisperConfig(api_key="sk-test", base_url=server.base_url)
+        )
+        ...
+        assert server.last.prompt == "Alice, Bob"
+        assert server.last.wav.sample_rate == 16_000
+
+Other packages' end-to-end tests (a voice pipeline) import it from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import socket
+import time
+import wave
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from multidict import CIMultiDict
+
+from hark.audio import read_wav
+from hark.providers import AudioClip
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "DEFAULT_TEXT",
+    "TRANSCRIPTIONS_PATH",
+    "FakeTranscriptionServer",
+    "RecordedTranscription",
+    "error_body",
+]
+
+DEFAULT_TEXT = "Hello from the fake transcription server."
+DEFAULT_MODELS: tuple[str, ...] = (
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+)
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+# The formats OpenAI accepts, by file extension.
+AUDIO_EXTENSIONS = frozenset(
+    {"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"}
+)
+RESPONSE_FORMATS = frozenset({"json", "text", "srt", "verbose_json", "vtt"})
+MAX_FILE_BYTES = 25 * 1024 * 1024
+# ISO 639-1 codes Whisper supports (the API rejects others).
+LANGUAGES = frozenset(
+    [
+        "af",
+        "am",
+        "ar",
+        "as",
+        "az",
+        "ba",
+        "be",
+        "bg",
+        "bn",
+        "bo",
+        "br",
+        "bs",
+        "ca",
+        "cs",
+        "cy",
+        "da",
+        "de",
+        "el",
+        "en",
+        "es",
+        "et",
+        "eu",
+        "fa",
+        "fi",
+        "fo",
+        "fr",
+        "gl",
+        "gu",
+        "ha",
+        "haw",
+        "he",
+        "hi",
+        "hr",
+        "ht",
+        "hu",
+        "hy",
+        "id",
+        "is",
+        "it",
+        "ja",
+        "jw",
+        "ka",
+        "kk",
+        "km",
+        "kn",
+        "ko",
+        "la",
+        "lb",
+        "ln",
+        "lo",
+        "lt",
+        "lv",
+        "mg",
+        "mi",
+        "mk",
+        "ml",
+        "mn",
+        "mr",
+        "ms",
+        "mt",
+        "my",
+        "ne",
+        "nl",
+        "nn",
+        "no",
+        "oc",
+        "pa",
+        "pl",
+        "ps",
+        "pt",
+        "ro",
+        "ru",
+        "sa",
+        "sd",
+        "si",
+        "sk",
+        "sl",
+        "sn",
+        "so",
+        "sq",
+        "sr",
+        "su",
+        "sv",
+        "sw",
+        "ta",
+        "te",
+        "tg",
+        "th",
+        "tk",
+        "tl",
+        "tr",
+        "tt",
+        "uk",
+        "ur",
+        "uz",
+        "vi",
+        "yi",
+        "yo",
+        "yue",
+        "zh",
+    ]
+)
+LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "es": "spanish"}
+
+_STATUS_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    413: ("invalid_request_error", "file_too_large"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def error_body(status: int, message: str, *, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object for ``status``."""
+    kind, code = _STATUS_TYPES.get(status, ("server_error" if status >= 500 else "api_error", None))
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass(slots=True)
+class RecordedTranscription:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    fields: dict[str, str] = field(default_factory=dict)
+    file: bytes | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def model(self) -> str | None:
+        return self.fields.get("model")
+
+    @property
+    def prompt(self) -> str | None:
+        return self.fields.get("prompt")
+
+    @property
+    def language(self) -> str | None:
+        return self.fields.get("language")
+
+    @property
+    def response_format(self) -> str:
+        return self.fields.get("response_format") or "json"
+
+    @property
+    def bearer(self) -> str | None:
+        """The bearer token sent in ``Authorization`` (tests compare it; never print it)."""
+        value = self.headers.get("Authorization", "")
+        return value[7:] if value.startswith("Bearer ") else None
+
+    @property
+    def wav(self) -> AudioClip:
+        """The uploaded file read as a 16-bit PCM WAV (raises if it is not one)."""
+        if self.file is None:
+            raise AssertionError("the request carried no file")
+        return read_wav(self.file)
+
+    def __repr__(self) -> str:  # never the Authorization header
+        size = len(self.file) if self.file is not None else 0
+        return f"<RecordedTranscription {self.method} {self.path} {self.fields} file={size}B>"
+
+
+ReplyFunc = Callable[[RecordedTranscription], "str | Awaitable[str]"]
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    retry_after: float | str | None
+    message: str | None
+
+
+def _check_wav(data: bytes) -> str | None:
+    """Why ``data`` is not a usable WAV file, or None."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            if wav.getnframes() == 0:
+                return "the audio file is empty"
+            if wav.getframerate() < 1000 or wav.getnchannels() not in (1, 2):
+                return "unsupported WAV parameters"
+            got = len(wav.readframes(wav.getnframes()))
+            if got != wav.getnframes() * wav.getsampwidth() * wav.getnchannels():
+                return "the WAV file is truncated"
+    except (wave.Error, EOFError) as exc:
+        return f"not a valid WAV file ({exc})"
+    return None
+
+
+class FakeTranscriptionServer:
+    """OpenAI's ``POST /v1/audio/transcriptions`` on 127.0.0.1 (a random port).
+
+    ``reply``: the transcript, or a function of the :class:`RecordedTranscription`
+    returning it (sync or async). ``api_key``: when set, requests must carry
+    ``Authorization: Bearer <api_key>``. ``models``: accepted models (others get 404
+    unless ``accept_any_model``). ``delay``: seconds before answering (for timeouts
+    and cancellation).
+    """
+
+    def __init__(
+        self,
+        *,
+        reply: str | ReplyFunc = DEFAULT_TEXT,
+        api_key: str | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+        accept_any_model: bool = False,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.reply = reply
+        self.api_key = api_key
+        self.models = list(models)
+        self.accept_any_model = accept_any_model
+        self.delay = delay
+        self.host = host
+        self.requests: list[RecordedTranscription] = []
+        self._failures: list[_Failure] = []
+        self._drops = 0
+        self._malformed = 0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> FakeTranscriptionServer:
+        app = web.Application(client_max_size=MAX_FILE_BYTES + 1024 * 1024)
+        app.router.add_post(TRANSCRIPTIONS_PATH, self._transcriptions)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeTranscriptionServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (the server root)."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL to give a client (``OPENAI_BASE_URL``): ``.../v1``."""
+        return f"{self.url}/v1"
+
+    # -- what arrived ------------------------------------------------------
+
+    @property
+    def last(self) -> RecordedTranscription:
+        if not self.requests:
+            raise AssertionError("no transcription request was received")
+        return self.requests[-1]
+
+    # -- scripted failures -------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 503,
+        *,
+        times: int = 1,
+        retry_after: float | str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests with HTTP ``status`` (an OpenAI error body),
+        with a ``Retry-After`` header when ``retry_after`` is given."""
+        self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
+
+    def drop_next(self, times: int = 1) -> None:
+        """Close the connection of the next ``times`` requests without answering."""
+        self._drops += times
+
+    def malformed_next(self, times: int = 1) -> None:
+        """Answer the next ``times`` requests 200 with a body that is not JSON."""
+        self._malformed += times
+
+    def clear(self) -> None:
+        """Forget recorded requests and pending failures."""
+        self.requests.clear()
+        self._failures.clear()
+        self._drops = self._malformed = 0
+
+    # -- handler -----------------------------------------------------------
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        *,
+        retry_after: float | str | None = None,
+        param: str | None = None,
+    ) -> web.Response:
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return web.json_response(
+            error_body(status, message, param=param), status=status, headers=headers
+        )
+
+    async def _read(self, request: web.Request) -> RecordedTranscription | web.Response:
+        record = RecordedTranscription(request.method, request.path, CIMultiDict(request.headers))
+        self.requests.append(record)
+        if not request.content_type.startswith("multipart/"):
+            return self._error(
+                400, "Expected a multipart/form-data body with the audio file.", param="file"
+            )
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                if part.filename is not None or part.name == "file":
+                    record.file = bytes(await part.read())
+                    record.filename = part.filename
+                    record.content_type = part.headers.get("Content-Type")
+                else:
+                    record.fields[part.name] = await part.text()
+        except ValueError as exc:
+            return self._error(400, f"Could not parse the multipart body: {exc}")
+        return record
+
+    def _validate(self, record: RecordedTranscription) -> web.Response | None:
+        if record.file is None:
+            return self._error(400, "You must provide a file.", param="file")
+        if len(record.file) > MAX_FILE_BYTES:
+            return self._error(413, "Maximum content size limit (26214400) exceeded.", param="file")
+        extension = (record.filename or "").rsplit(".", 1)[-1].lower()
+        if not record.filename or "." not in record.filename or extension not in AUDIO_EXTENSIONS:
+            formats = sorted(AUDIO_EXTENSIONS)
+            return self._error(
+                400, f"Invalid file format. Supported formats: {formats}", param="file"
+            )
+        if extension == "wav":
+            problem = _check_wav(record.file)
+            if problem:
+                return self._error(
+                    400, f"The audio file could not be decoded: {problem}", param="file"
+                )
+        model = record.model
+        if not model:
+            return self._error(400, "you must provide a model parameter", param="model")
+        if not self.accept_any_model and model not in self.models:
+            return self._error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        if record.language is not None and record.language not in LANGUAGES:
+            return self._error(
+                400,
+                f"Invalid language '{record.language}'. Language parameter must be specified"
+                " in ISO-639-1 format.",
+                param="language",
+            )
+        if record.response_format not in RESPONSE_FORMATS:
+            return self._error(
+                400, f"Invalid response_format '{record.response_format}'.", param="format"
+            )
+        return None
+
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
+        record = await self._read(request)
+        if isinstance(record, web.Response):
+            return record
+        if self.api_key is not None and record.bearer != self.api_key:
+            return self._error(
+                401, "Incorrect API key provided. You can find your API key in your account."
+            )
+        if self._drops:
+            self._drops -= 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPInternalServerError()  # never sent: the connection is gone
+        if self._failures:
+            failure = self._failures.pop(0)
+            message = failure.message or f"Injected failure (HTTP {failure.status})."
+            return self._error(failure.status, message, retry_after=failure.retry_after)
+        refusal = self._validate(record)
+        if refusal is not None:
+            return refusal
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self._malformed:
+            self._malformed -= 1
+            return web.Response(
+                text='{"text": "cut off', content_type="application/json", status=200
+            )
+        text = await self._text(record)
+        return self._format(record, text)
+
+    async def _text(self, record: RecordedTranscription) -> str:
+        reply: Any = self.reply
+        if callable(reply):
+            reply = reply(record)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        return str(reply)
+
+    def _duration(self, record: RecordedTranscription) -> float:
+        with contextlib.suppress(Exception):
+            return record.wav.duration
+        return 0.0
+
+    def _format(self, record: RecordedTranscription, text: str) -> web.Response:
+        fmt = record.response_format
+        duration = self._duration(record)
+        if fmt == "text":
+            return web.Response(text=text + "\n", content_type="text/plain")
+        if fmt in ("srt", "vtt"):
+            end = _timestamp(duration, "," if fmt == "srt" else ".")
+            start = _timestamp(0.0, "," if fmt == "srt" else ".")
+            if fmt == "srt":
+                body = f"1\n{start} --> {end}\n{text}\n\n"
+            else:
+                body = f"WEBVTT\n\n{start} --> {end}\n{text}\n\n"
+            return web.Response(text=body, content_type="text/plain")
+        usage = {"type": "duration", "seconds": max(1, round(duration))}
+        if fmt == "verbose_json":
+            language = record.language or "en"
+            return web.json_response(
+                {
+                    "task": "transcribe",
+                    "language": LANGUAGE_NAMES.get(language, language),
+                    "duration": duration,
+                    "text": text,
+                    "segments": [
+                        {
+                            "id": 0,
+                            "seek": 0,
+                            "start": 0.0,
+                            "end": duration,
+                            "text": text,
+                            "tokens": [],
+                            "temperature": 0.0,
+                            "avg_logprob": -0.2,
+                            "compression_ratio": 1.0,
+                            "no_speech_prob": 0.01,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        return web.json_response({"text": text, "usage": usage})
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}"

@@ -1,0 +1,99 @@
+"""Fixtures for the Whisper plugin's tests: the real bundled model (loaded once per
+session), real synthesized speech, and a loopback fake of OpenAI's transcription API.
+Nothing here reaches the internet."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber, WhisperConfig
+from hark_stt_whisper.models import BUNDLED, CACHE, ModelKey
+from hark_stt_whisper.testing import FakeTranscriptionServer
+from whisper_support import FAST_RETRY, KEY, KITCHEN, NAME_SENTENCE, PLUGIN_ID, Speaker
+
+from hark.store import Database, SettingsStore
+
+_ENV_PREFIXES = ("WHISPER_", "OPENAI_")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    """The developer's own WHISPER_*/OPENAI_* variables never leak into a test, and no
+    test may download a model."""
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WHISPER_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def speaker() -> Speaker:
+    speaker = Speaker()
+    if speaker.source is None:
+        pytest.skip("real speech needs espeak-ng (apt-get install espeak-ng) or tts_piper")
+    for text in (KITCHEN, NAME_SENTENCE):  # made once, up front
+        speaker.say(text)
+    return speaker
+
+
+@pytest.fixture(scope="session")
+def whisper_model() -> Any:
+    """The bundled tiny.en, loaded once for the whole session into the process cache
+    every default-configured local transcriber uses."""
+    return CACHE.get(ModelKey.of(BUNDLED), offline=True)
+
+
+@pytest.fixture
+def make_local() -> Callable[..., LocalWhisperTranscriber]:
+    """``make_local(**config)``: a local transcriber (offline, plugin id set)."""
+
+    def make(*, cache=None, **config: Any) -> LocalWhisperTranscriber:
+        config.setdefault("offline", True)
+        transcriber = LocalWhisperTranscriber(WhisperConfig(**config), cache=cache)
+        transcriber.plugin_id = PLUGIN_ID
+        return transcriber
+
+    return make
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeTranscriptionServer]:
+    async with FakeTranscriptionServer(api_key=KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def make_remote(
+    server: FakeTranscriptionServer,
+) -> AsyncIterator[Callable[..., OpenAIWhisperTranscriber]]:
+    """``make_remote(**config)``: an OpenAI transcriber for ``server`` (key, fast retries)."""
+    made: list[OpenAIWhisperTranscriber] = []
+
+    def make(**config: Any) -> OpenAIWhisperTranscriber:
+        config.setdefault("base_url", server.base_url)
+        config.setdefault("api_key", KEY)
+        transcriber = OpenAIWhisperTranscriber(WhisperConfig(**config))
+        transcriber.plugin_id = PLUGIN_ID
+        transcriber.retry = FAST_RETRY
+        made.append(transcriber)
+        return transcriber
+
+    yield make
+    for transcriber in made:
+        await transcriber.aclose()
+
+
+@pytest.fixture
+async def settings_store(tmp_path) -> AsyncIterator[SettingsStore]:
+    """The bot's settings store on a fresh SQLite database."""
+    db = Database(tmp_path / "hark.sqlite3")
+    await db.open()
+    store = SettingsStore(db)
+    await store.load()
+    try:
+        yield store
+    finally:
+        await db.close()
