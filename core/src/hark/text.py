@@ -69,7 +69,7 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     while rest:
         rest = reopen + rest
         if len(rest) <= limit:
-            parts.append(rest)
+            parts.append(rest.rstrip())  # Discord trims trailing whitespace anyway
             break
         # Leave room to close a fence ("\n```" is 4 characters).
         cut = _cut_point(rest, limit - 4)
