@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import socket
 import struct
 import threading
@@ -87,6 +88,22 @@ async def play(vc: discord.VoiceClient, pcm: bytes) -> None:
     assert await asyncio.wait_for(finished, 10) is None
 
 
+class Received:
+    """What a voice-recv BasicSink got, per user id (written from its router thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pcm: dict[int | None, bytearray] = defaultdict(bytearray)
+
+    def __call__(self, user: discord.abc.User | None, data: voice_recv.VoiceData) -> None:
+        with self.lock:
+            self.pcm[None if user is None else user.id] += data.pcm
+
+    def of(self, user_id: int | None) -> bytes:
+        with self.lock:
+            return bytes(self.pcm.get(user_id, b""))
+
+
 # -- the bot joins, plays, leaves -------------------------------------------------------
 
 
@@ -103,9 +120,9 @@ async def test_bot_joins_plays_a_tone_and_leaves(
     assert vc.endpoint == server.voice_endpoint == record.endpoint
     names = [event.name for event in server.gateway_events]
     assert names.index("VOICE_STATE_UPDATE") < names.index("VOICE_SERVER_UPDATE")
-    assert server.bot_speaking(world.guild) == 0  # discord.py says "not speaking" on connect
+    # discord.py says "not speaking" as soon as it has the key.
+    await eventually(lambda: server.bot_speaking(world.guild) == 0)
 
-    started = asyncio.get_running_loop().time()
     await play(vc, tone(440, 1.0))
     audio = await server.wait_for_bot_audio(world.guild, seconds=1.0, timeout=5)
     assert seconds_of(audio) == pytest.approx(1.0, abs=0.021)
@@ -114,8 +131,9 @@ async def test_bot_joins_plays_a_tone_and_leaves(
     await eventually(lambda: sum(p.silence for p in server.bot_audio_packets(world.guild)) == 5)
     packets = server.bot_audio_packets(world.guild)
     assert [p.silence for p in packets[-6:]] == [False] + [True] * 5
-    assert packets[0].received_at - started < 0.5
-    assert packets[-6].received_at - packets[0].received_at == pytest.approx(0.98, abs=0.25)
+    # Paced in real time by discord.py's player (a lower bound only: load only slows it).
+    assert packets[-6].received_at - packets[0].received_at > 0.5
+    assert all(a.received_at <= b.received_at for a, b in itertools.pairwise(packets))
     assert all(p.ssrc == vc.ssrc for p in packets)
     await server.wait_for_bot_speaking(world.guild, False)
     assert [e.speaking for e in server.bot_speaking_events(world.guild)][-2:] == [1, 0]
@@ -128,44 +146,69 @@ async def test_bot_joins_plays_a_tone_and_leaves(
     assert server.voice_connection(world.guild) is None
     assert server.voice_state(world.guild, server.bot_user) is None
     await eventually(lambda: not server.voice_server.gateway.sockets)
-    assert record.ended and record.heartbeat_count >= 0
+    assert record.ended
     assert not server.voice_server.rejected
     assert voice_bot.voice_clients == []
 
 
-async def test_voice_reconnects_after_the_server_drops_it(
+async def test_a_bot_without_the_trusting_connector_fails_on_the_certificate(
+    server: FakeDiscord, world: World, start_bot: StartBot, make_bot: MakeBot
+) -> None:
+    bot = await start_bot(make_bot())
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        await connect(bot, world)  # type: ignore[arg-type]
+    await eventually(lambda: server.voice_state(world.guild, server.bot_user) is None)
+    assert server.voice_connection(world.guild) is None
+
+
+async def test_voice_reconnects_after_a_voice_server_failover(
     server: FakeDiscord, world: World, voice_bot: commands.Bot
 ) -> None:
     vc = await connect(voice_bot, world)
     first = await server.wait_for_voice_connection(world.guild)
-    await server.drop_voice(world.guild)  # 4006: discord.py leaves and rejoins
-    await eventually(lambda: server.voice_connection(world.guild) not in (None, first), timeout=10)
-    second = await server.wait_for_voice_connection(world.guild, timeout=10)
-    await eventually(vc.is_connected, timeout=10)
-    assert first.ended and second.ssrc != first.ssrc and vc.ssrc == second.ssrc
+    second = await server.drop_voice(world.guild)  # new VOICE_SERVER_UPDATE, old socket 4014
+    assert second is not None and second.token != first.token
+    await server.wait_for_voice_connection(world.guild, timeout=10)
+    await eventually(lambda: vc.is_connected() and vc.ssrc == second.ssrc, timeout=10)
+    assert first.ended and vc.token == second.token
     await play(vc, tone(660, 0.4))
     audio = await server.wait_for_bot_audio(world.guild, seconds=0.4, timeout=5)
     assert dominant_frequency(audio) == pytest.approx(660, abs=5)
+    assert {p.ssrc for p in server.bot_audio_packets(world.guild)} == {second.ssrc}
+    await vc.disconnect()
+
+
+async def test_listening_bot_moves_to_another_voice_channel(
+    server: FakeDiscord, world: World, voice_bot: commands.Bot
+) -> None:
+    quiet = server.create_voice_channel(world.guild, "Quiet Room")
+    vc = await connect(voice_bot, world, cls=voice_recv.VoiceRecvClient)
+    assert isinstance(vc, voice_recv.VoiceRecvClient)
+    received = Received()
+    vc.listen(voice_recv.BasicSink(received))
+    first = await server.wait_for_voice_connection(world.guild)
+    await eventually(lambda: voice_bot.get_channel(quiet.id) is not None)
+    await vc.move_to(voice_bot.get_channel(quiet.id), timeout=10)  # type: ignore[arg-type]
+    second = await server.wait_for_voice_connection(world.guild)
+    assert second is not first and first.ended and second.channel_id == quiet.id
+    await eventually(lambda: vc.is_connected() and vc.ssrc == second.ssrc, timeout=10)
+    assert server.voice_state(world.guild, server.bot_user).channel_id == quiet.id  # type: ignore[union-attr]
+
+    server.set_voice_state(world.alice, world.voice)  # the old channel
+    with pytest.raises(ValueError, match="not in the bot's voice channel"):
+        await server.speak(world.alice, tone(300, 0.1))
+    server.set_voice_state(world.alice, quiet)
+    await server.speak(world.alice, tone(350, 0.5))
+    await eventually(lambda: seconds_of(received.of(world.alice.id)) >= 0.45, timeout=5)
+    assert dominant_frequency(received.of(world.alice.id)) == pytest.approx(350, abs=10)
+    await play(vc, tone(520, 0.2))
+    audio = await server.wait_for_bot_audio(world.guild, seconds=0.2, timeout=5)
+    assert dominant_frequency(audio) == pytest.approx(520, abs=10)
+    vc.stop_listening()
     await vc.disconnect()
 
 
 # -- members speaking to the bot --------------------------------------------------------
-
-
-class Received:
-    """What a voice-recv BasicSink got, per user id (written from its router thread)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pcm: dict[int | None, bytearray] = defaultdict(bytearray)
-
-    def __call__(self, user: discord.abc.User | None, data: voice_recv.VoiceData) -> None:
-        with self.lock:
-            self.pcm[None if user is None else user.id] += data.pcm
-
-    def of(self, user_id: int | None) -> bytes:
-        with self.lock:
-            return bytes(self.pcm.get(user_id, b""))
 
 
 async def test_two_members_speak_and_voice_recv_attributes_their_audio(
@@ -190,7 +233,7 @@ async def test_two_members_speak_and_voice_recv_attributes_their_audio(
         server.speak(world.alice, tone(300, 1.0)), server.speak(bob, bob_clip)
     )
     assert alice_said.ssrc != bob_said.ssrc and alice_said.frames == bob_said.frames == 50
-    assert bob_said.finished_at - bob_said.started_at == pytest.approx(0.98, abs=0.15)
+    assert bob_said.finished_at - bob_said.started_at >= 0.95  # real time by default
 
     def heard_enough() -> bool:
         return all(seconds_of(received.of(u)) >= 0.95 for u in (world.alice.id, bob.id))
@@ -212,9 +255,11 @@ async def test_speak_checks_the_channel_and_the_connection(
     vc = await connect(voice_bot, world)
     with pytest.raises(ValueError, match="not in the bot's voice channel"):
         await server.speak(world.alice, tone(300, 0.1))
+    server.set_voice_state(world.alice, world.voice)
     with pytest.raises(ValueError, match="4-byte"):
-        server.set_voice_state(world.alice, world.voice)
         await server.speak(world.alice, b"\0\0\0")
+    with pytest.raises(TypeError, match="AudioClip"):
+        await server.speak(world.alice, "hello")
     # A plain VoiceClient does not listen: the packets are simply not read.
     said = await server.speak(world.alice, tone(300, 0.2), realtime=False)
     assert said.frames == 10
@@ -286,7 +331,13 @@ async def test_raw_handshake_ip_discovery_and_rtp(
         ready = await ws.receive_json()
         assert ready["op"] == 2 and ready["seq"] == 1
         await ws.send_json(
-            {"op": 1, "d": {"protocol": "udp", "data": {"address": "127.0.0.1", "port": 9, "mode": "xsalsa20_poly1305"}}}  # noqa: E501
+            {
+                "op": 1,
+                "d": {
+                    "protocol": "udp",
+                    "data": {"address": "127.0.0.1", "port": 9, "mode": "xsalsa20_poly1305"},
+                },
+            }
         )
         assert await closed_with(ws) == 4016
 
@@ -308,7 +359,10 @@ async def test_raw_handshake_ip_discovery_and_rtp(
     assert (address, port) == udp.getsockname()
 
     await ws.send_json(
-        {"op": 1, "d": {"protocol": "udp", "data": {"address": address, "port": port, "mode": MODE}}}
+        {
+            "op": 1,
+            "d": {"protocol": "udp", "data": {"address": address, "port": port, "mode": MODE}},
+        }
     )
     description = await ws.receive_json()
     assert description["op"] == 4 and description["seq"] == 2
@@ -375,7 +429,11 @@ async def test_raw_handshake_ip_discovery_and_rtp(
             }
         )
         assert (await ws2.receive_json())["seq"] == 4  # SPEAKING again
-        assert await ws2.receive_json() == {"op": 13, "d": {"user_id": str(world.alice.id)}, "seq": 5}
+        assert await ws2.receive_json() == {
+            "op": 13,
+            "d": {"user_id": str(world.alice.id)},
+            "seq": 5,
+        }
         assert await ws2.receive_json() == {"op": 9, "d": None}
         assert record.resume_count == 1
 

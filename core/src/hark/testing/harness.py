@@ -113,7 +113,13 @@ class BotHarness:
         runtime = Runtime(config, manager=self.make_manager(config))
         # discord.py waits guild_ready_timeout (2 s) for more guilds before on_ready;
         # the loopback server sends them all at once.
-        self.bot = bot = HarkBot(runtime, guild_ready_timeout=0.05, **self.bot_options)
+        options = dict(self.bot_options)
+        if "connector" not in options:
+            # Trust the loopback voice server's TLS certificate (a new connector per
+            # start: the client closes it). Needs trustme, a test dependency.
+            with contextlib.suppress(ImportError):
+                options["connector"] = self.server.bot_connector()
+        self.bot = bot = HarkBot(runtime, guild_ready_timeout=0.05, **options)
         self._task = asyncio.create_task(bot.start(config.token.get()), name="hark-bot")
         ready = asyncio.create_task(bot.wait_until_ready())
         done, _ = await asyncio.wait(

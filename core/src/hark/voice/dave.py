@@ -60,6 +60,16 @@ class DaveAwareReader(AudioReader):
 class HarkVoiceClient(voice_recv.VoiceRecvClient):
     """``VoiceRecvClient`` that also undoes DAVE on received audio."""
 
+    def _remove_ssrc(self, *, user_id: int) -> None:
+        # voice-recv assumes a reader exists: a member leaving while nobody listens
+        # would raise here and kill the voice websocket's poller task.
+        if not self._reader:
+            ssrc = self._id_to_ssrc.pop(user_id, None)
+            if ssrc:
+                self._ssrc_to_id.pop(ssrc, None)
+            return
+        super()._remove_ssrc(user_id=user_id)
+
     def listen(self, sink: voice_recv.AudioSink, *, after: Any = None) -> None:
         # Same as VoiceRecvClient.listen, with the DAVE-aware reader.
         if not self.is_connected():

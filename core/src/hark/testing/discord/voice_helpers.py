@@ -84,30 +84,48 @@ class VoiceHelpers(ServerCore):
         return await self._waiters.wait_for(ready, timeout=timeout, describe=describe)
 
     async def drop_voice(
-        self, guild: GuildLike, *, code: int = CLOSE_SESSION_INVALID, abnormal: bool = False
-    ) -> None:
-        """Close the bot's voice WebSocket in ``guild`` (to test reconnects).
+        self, guild: GuildLike, *, code: int | None = None, abnormal: bool = False
+    ) -> VoiceConnectionRecord | None:
+        """Interrupt the bot's voice connection in ``guild``, to test reconnects.
 
-        The default 4006 ("session no longer valid") also invalidates the voice
-        session: discord.py then leaves and rejoins the channel, getting a new
-        VOICE_SERVER_UPDATE. Other codes keep it valid for IDENTIFY or RESUME
-        (discord.py treats 4014 as "moved or kicked" and 4015 as "resume").
-        ``abnormal=True`` cuts the TCP connection without a close frame.
+        By default this is Discord's voice-server failover: the connection is
+        replaced (VOICE_SERVER_UPDATE with a new token to the bot's gateway
+        session) and the old WebSocket closed with 4014. discord.py reconnects by
+        itself within a second, keeping its UDP socket. Returns the new record.
+
+        With ``code`` the socket is only closed with that code (4006 also
+        invalidates the voice session); ``abnormal=True`` cuts the TCP connection.
+        Returns None; the bot's reaction is its own. discord.py: after 4014 it
+        waits for a VOICE_SERVER_UPDATE (none comes, so it gives up after its
+        timeout); after anything else it waits 0-2 s, leaves and rejoins the
+        channel with a new UDP socket. A plain VoiceClient is back within about
+        two seconds; a *listening* voice-recv client can take up to 30 s more,
+        because discord.py's socket-reader thread stays blocked in ``select()`` on
+        the socket it closed (a discord.py quirk, not the fake's), so give its
+        ``connect(timeout=...)`` room (the default is 60 s) or use the failover.
         """
         guild_id = self._guild(guild).id
         record = self.voice_server.connections.get(guild_id)
+        if code is None and not abnormal:
+            if record is None or not record.ready:
+                raise LookupError(f"the bot has no voice connection in guild {guild_id}")
+            new = self.voice_server.migrate(record)
+            await self.gateway.flush()
+            return new
         if record is None or record.socket is None:
             raise LookupError(f"the bot has no voice WebSocket in guild {guild_id}")
         if code == CLOSE_SESSION_INVALID:
             record.invalid = True
+        self.voice_server.nudge(record)  # see VoiceServer.nudge: discord.py may close the socket
         conn = self.voice_server.gateway.detach_record(record)
         assert conn is not None
         if abnormal:
             conn.abort()
         else:
-            conn.close_after_flush(code, "dropped by test")
+            conn.close_after_flush(code or CLOSE_SESSION_INVALID, "dropped by test")
             await conn.flush()
         self._changed()
+        return None
 
     # -- members speaking -------------------------------------------------------------------
 

@@ -13,8 +13,16 @@ bot does not close it itself within a second). RTP from the bot is decrypted
 and decoded to PCM per guild; members' speech is encoded, encrypted and sent
 to the address the bot declared in SELECT_PROTOCOL.
 
-Opus comes from discord.py's own ctypes binding (libopus): without libopus the
-server cannot start, and says so in ``FakeDiscord.internal_errors``.
+One deliberate extra: when a connection ends, and when the next one
+identifies, the server sends the bot's old UDP socket one harmless datagram
+(see ``VoiceServer.nudge``): discord.py's socket reader can otherwise sit for
+up to 30 s in ``select()`` on a socket it no longer uses, stalling the next IP
+discovery (moves and rejoins). Real Discord may not do this; the stall is
+discord.py's.
+
+Opus comes from discord.py's own ctypes binding (libopus). Without libopus the
+handshake still works, but ``speak`` raises and audio from the bot ends up in
+``FakeDiscord.internal_errors``, both saying how to install it.
 """
 
 from __future__ import annotations
@@ -120,6 +128,7 @@ class VoiceServer:
         self.rejected: list[str] = []  # RTP the server could not use, with the reason
         self.ignored_datagrams = 0  # RTCP, keep-alives, junk
         self._by_ssrc: dict[int, VoiceConnectionRecord] = {}
+        self._previous: dict[int, VoiceConnectionRecord] = {}  # guild -> last ended connection
         self._streams: dict[tuple[int, int], MemberStream] = {}  # (guild, user) -> stream
         self._ssrcs = itertools.count(random.randrange(1000, 50_000))
         self._runner: web.AppRunner | None = None
@@ -145,7 +154,6 @@ class VoiceServer:
         async with self._start_lock:
             if self._runner is not None:
                 return
-            require_opus()
             ssl_context = server_ssl_context()
             app = web.Application()
             app.router.add_get("/", self.gateway.handle)
@@ -210,11 +218,16 @@ class VoiceServer:
             return  # only mute/deaf changed: Discord sends no new voice server
         if current is not None:
             self.end(current)
+        self._open(session, state.guild_id, state.channel_id, state.user_id, state.session_id)
+
+    def _open(
+        self, session: GatewaySession, guild_id: int, channel_id: int, user_id: int, session_id: str
+    ) -> VoiceConnectionRecord:
         record = VoiceConnectionRecord(
-            guild_id=state.guild_id,
-            channel_id=state.channel_id,
-            user_id=state.user_id,
-            session_id=state.session_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            session_id=session_id,
             token=f"fake-voice-{random.getrandbits(64):016x}",
         )
         record.users = set(self.users_in_channel(record))
@@ -224,6 +237,21 @@ class VoiceServer:
             self._announce(session, record)
         else:
             self._spawn(self._start_and_announce(session, record), "voice-server-start")
+        return record
+
+    def migrate(self, record: VoiceConnectionRecord) -> VoiceConnectionRecord:
+        """Move the bot to a "new voice server", as Discord does on failover.
+
+        VOICE_SERVER_UPDATE with a new token goes to the bot's gateway session and
+        the old voice socket is closed with 4014; the bot identifies again.
+        """
+        session = self.core.gateway.sessions.get(record.session_id)
+        if session is None or session.ended:
+            raise LookupError(f"the bot's gateway session {record.session_id} is gone")
+        self.end(record, close_delay=0.1)
+        return self._open(
+            session, record.guild_id, record.channel_id, record.user_id, record.session_id
+        )
 
     async def _start_and_announce(
         self, session: GatewaySession, record: VoiceConnectionRecord
@@ -240,7 +268,13 @@ class VoiceServer:
         )
         self.changed()
 
-    def end(self, record: VoiceConnectionRecord, *, close_code: int = CLOSE_DISCONNECTED) -> None:
+    def end(
+        self,
+        record: VoiceConnectionRecord,
+        *,
+        close_code: int = CLOSE_DISCONNECTED,
+        close_delay: float = LEAVE_GRACE_SECONDS,
+    ) -> None:
         """The bot left (or moved): no more audio either way; the socket closes soon."""
         record.ended = True
         if self.connections.get(record.guild_id) is record:
@@ -249,14 +283,36 @@ class VoiceServer:
             del self._by_ssrc[record.ssrc]
         conn = self.gateway.detach_record(record)
         if conn is not None and conn.open:
-            self._spawn(self._close_later(conn, close_code), "voice-close-after-leave")
+            self._spawn(self._close_later(conn, close_code, close_delay), "voice-close-after-end")
+        self.nudge(record)
+        self._previous[record.guild_id] = record
         self.changed()
 
-    async def _close_later(self, conn: Any, code: int) -> None:
-        await asyncio.sleep(LEAVE_GRACE_SECONDS)
+    def nudge(self, record: VoiceConnectionRecord) -> None:
+        """Wake discord.py's socket reader, which may sit in ``select()`` on this socket.
+
+        discord.py's reader thread waits up to 30 s in ``select()`` on the UDP socket
+        it last saw, even after the socket was replaced (a move) or closed (a
+        rejoin), and the next IP discovery is only read when it comes back. One
+        datagram to the old socket while it is still open lets it return at once.
+        The datagram is a valid IP discovery response for that socket (what
+        discord.py and voice-recv already expect and ignore), so it is harmless.
+        """
+        address = record.discovered_address or record.bot_address
+        if address is None or record.ssrc is None or self._udp is None:
+            return
+        kind = rtp.IP_DISCOVERY_RESPONSE
+        self._udp.sendto(rtp.ip_discovery_packet(kind, record.ssrc, *address), address)
+
+    async def _close_later(self, conn: Any, code: int, delay: float) -> None:
+        await asyncio.sleep(delay)
         conn.close_after_flush(code, "Disconnected.")
 
     def assign_ssrc(self, record: VoiceConnectionRecord) -> int:
+        """IDENTIFY: a new SSRC. The bot now uses its new socket: wake the old one's reader."""
+        previous = self._previous.pop(record.guild_id, None)
+        if previous is not None:
+            self.nudge(previous)
         if record.ssrc is not None and self._by_ssrc.get(record.ssrc) is record:
             del self._by_ssrc[record.ssrc]
         record.ssrc = next(self._ssrcs)
@@ -337,7 +393,13 @@ class VoiceServer:
             return
         pcm = b""
         if not packet.is_silence:
-            opus = require_opus()
+            try:
+                opus = require_opus()
+            except RuntimeError as exc:
+                if str(exc) not in self.internal_errors:  # once, not 50 times a second
+                    self.internal_errors.append(str(exc))
+                self.rejected.append(f"RTP from SSRC {ssrc}: no libopus to decode it")
+                return
             if record.decoder is None:
                 record.decoder = opus.Decoder()
             try:
@@ -437,9 +499,9 @@ class VoiceServer:
                     await asyncio.sleep(delay)
             elif index:
                 await asyncio.sleep(0)
-            if not self.in_channel(record, member.id):
-                break  # the member left the channel
             record = self.connections.get(member.guild_id) or record
+            if not self.in_channel(record, member.id):
+                break  # the member left the channel (or the bot moved away)
             if index < len(frames):
                 payload = stream.encoder.encode(frames[index], rtp.SAMPLES_PER_FRAME)
                 level = audio_level(frames[index])

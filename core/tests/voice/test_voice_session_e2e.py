@@ -1,0 +1,220 @@
+"""Voice sessions end to end: real discord.py voice client, loopback voice server
+(TLS WebSocket, UDP, encrypted RTP, Opus), real speech from espeak-ng.
+
+The providers are scriptable fakes, so these tests pin the session's behaviour;
+tests/e2e/test_voice_e2e.py runs the same path with real Whisper and Piper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+import pytest
+
+from hark import hookimpl
+from hark.providers.errors import BadOutputError
+from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
+from hark.testing.harness import BotHarness
+
+CONFIG = {"trigger_names": ["robot"], "rate_limit": "0"}
+LONG = " ".join(f"This is sentence number {i} of a long answer." for i in range(12))
+
+
+def plugin(transcriber, synthesizer, generator=None) -> types.ModuleType:
+    module = types.ModuleType("fake_voice")
+    generator = generator or EchoGenerator()
+
+    @hookimpl
+    def register_transcribers(register):
+        register(transcriber)
+
+    @hookimpl
+    def register_generators(register):
+        register(generator)
+
+    @hookimpl
+    def register_synthesizers(register):
+        register(synthesizer)
+
+    module.register_transcribers = register_transcribers
+    module.register_generators = register_generators
+    module.register_synthesizers = register_synthesizers
+    return module
+
+
+async def in_voice(h: BotHarness, *members) -> None:
+    for member in members:
+        h.server.set_voice_state(member, h.voice_channel)
+    reply = await h.ask("!join")
+    assert "Joined" in reply.content, reply.content
+    await h.server.wait_for_voice_connection(h.guild)
+    assert "Listening" in (await h.ask("!listen")).content
+
+
+async def wait_for_post(h: BotHarness, prefix: str, timeout: float = 20) -> str:
+    """The bot's first message in #general starting with ``prefix`` (already posted or not)."""
+    for message in h.server.messages(h.channel):
+        if message.author.id == h.server.bot_user.id and message.content.startswith(prefix):
+            return message.content
+    message = await h.server.wait_for_message(
+        h.channel,
+        author=h.server.bot_user,
+        timeout=timeout,
+        check=lambda m: m.content.startswith(prefix),
+    )
+    return message.content
+
+
+def session(h: BotHarness):
+    return h.bot.get_cog("Voice").sessions[h.guild.id]
+
+
+async def test_join_needs_the_caller_in_voice(tmp_path):
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(FakeTranscriber(), FakeSynthesizer())}
+    ) as h:
+        assert "Join a voice channel first" in (await h.ask("!join")).content
+        assert "not in a voice channel" in (await h.ask("!listen")).content
+
+
+async def test_speech_is_heard_answered_and_spoken(tmp_path, speech):
+    transcriber = FakeTranscriber("what time is it")
+    synthesizer = FakeSynthesizer(seconds_per_char=0.02)
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        heard = asyncio.create_task(wait_for_post(h, "🎙️"))
+        said = asyncio.create_task(wait_for_post(h, "🔊"))
+        await h.server.speak(h.member, speech)
+        assert await heard == "🎙️ **alice**: what time is it"
+        assert await said == "🔊 what time is it"
+        # The utterance reached the transcriber whole: ~the spoken length, with pre-roll.
+        clip = transcriber.clips[0]
+        assert speech.duration - 0.3 < clip.duration < speech.duration + 1.5
+        assert "alice" in transcriber.options[0]["prompt"]  # member names prime the STT
+        # What the synthesizer made came back over RTP: "what time is it" = 15 chars * 20 ms.
+        audio = await h.server.wait_for_bot_audio(h.guild, seconds=0.25)
+        assert len(audio) >= int(0.25 * 48_000 * 4)
+        # The voice turn is in the linked text channel's history, with the speaker's name.
+        async with asyncio.timeout(5):
+            while await h.bot.runtime.history.count(h.channel.id) < 2:
+                await asyncio.sleep(0.05)
+        entries = await h.bot.runtime.history.recent(h.channel.id, 2)
+        first = entries[0]
+        assert (first.role, first.author_name, first.content) == (
+            "user",
+            "alice",
+            "what time is it",
+        )
+
+
+async def test_two_speakers_get_separate_transcripts(tmp_path, speech, two_sentences):
+    transcriber = FakeTranscriber(lambda clip: "long one" if clip.duration > 3.0 else "short one")
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member, h.admin)
+        posts = asyncio.create_task(_collect(h, "🎙️", 2))
+        await asyncio.gather(
+            h.server.speak(h.member, speech), h.server.speak(h.admin, two_sentences)
+        )
+        assert sorted(await posts) == ["🎙️ **alice**: short one", "🎙️ **boss**: long one"]
+
+
+async def _collect(h: BotHarness, prefix: str, count: int) -> list[str]:
+    seen: list[str] = []
+    after = None
+    while len(seen) < count:
+        message = await h.server.wait_for_message(
+            h.channel,
+            author=h.server.bot_user,
+            timeout=30,
+            after=after,
+            check=lambda m: m.content.startswith(prefix),
+        )
+        seen.append(message.content)
+        after = message
+    return seen
+
+
+async def test_barge_in_stops_playback_and_history_keeps_what_was_said(tmp_path, speech):
+    transcriber = FakeTranscriber([LONG, "stop please"])
+    synthesizer = FakeSynthesizer(seconds_per_char=0.01)  # ~45 chars a sentence: ~0.45 s each
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        await h.server.speak(h.member, speech)
+        await h.server.wait_for_bot_audio(h.guild, seconds=0.6, timeout=20)
+        await h.server.speak(h.member, speech)  # talk over the bot
+        async with asyncio.timeout(10):
+            while session(h).interruptions < 1:
+                await asyncio.sleep(0.05)
+        # The first reply was cut: far less audio than the whole answer (~5.5 s).
+        first_reply = await wait_for_post(h, "🔊 This is sentence")
+        assert first_reply.startswith("🔊 This is sentence number 0")
+        assert "number 11" not in first_reply
+        entries = await h.bot.runtime.history.recent(h.channel.id, 4)
+        spoken = next(e.content for e in entries if e.role == "assistant")
+        assert spoken.startswith("This is sentence number 0") and "number 11" not in spoken
+        # ...and the interruption itself is heard and answered.
+        assert await wait_for_post(h, "🎙️ **alice**: stop please")
+
+
+async def test_transcriber_failure_is_a_notice_and_the_session_goes_on(tmp_path, speech):
+    transcriber = FakeTranscriber("second time lucky", fail_with=[BadOutputError("garbled")])
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        notice = asyncio.create_task(wait_for_post(h, "Sorry"))
+        await h.server.speak(h.member, speech)
+        assert "couldn't use" in await notice
+        heard = asyncio.create_task(wait_for_post(h, "🎙️"))
+        await h.server.speak(h.member, speech)
+        assert await heard == "🎙️ **alice**: second time lucky"
+
+
+async def test_callsign_mode_ignores_unaddressed_speech(tmp_path, speech):
+    transcriber = FakeTranscriber(["just talking to friends", "robot what is up"])
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await h.ask("!voice set answer callsign", author=h.admin)
+        await in_voice(h, h.member)
+        heard = asyncio.create_task(wait_for_post(h, "🎙️"))
+        await h.server.speak(h.member, speech)
+        await asyncio.sleep(1.0)  # a pause longer than silence_ms: two utterances
+        await h.server.speak(h.member, speech)
+        assert await heard == "🎙️ **alice**: robot what is up"
+        assert len(transcriber.clips) == 2
+
+
+async def test_leaves_when_alone(tmp_path):
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(FakeTranscriber(), FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await h.ask("!voice set alone_timeout_s 0.3", author=h.admin)
+        await in_voice(h, h.member)
+        notice = asyncio.create_task(wait_for_post(h, "Everyone left"))
+        h.server.set_voice_state(h.member, None)
+        await notice
+        async with asyncio.timeout(5):
+            while h.bot.voice_clients or h.guild.id in h.bot.get_cog("Voice").sessions:
+                await asyncio.sleep(0.05)
+        # ...and it told Discord it left the channel.
+        assert h.server.voice_state(h.guild, h.server.bot_user) is None or (
+            h.server.voice_state(h.guild, h.server.bot_user).channel_id is None
+        )
+
+
+@pytest.mark.parametrize("command", ["!stop", "!leave"])
+async def test_stop_and_leave(tmp_path, command):
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(FakeTranscriber(), FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        reply = await h.ask(command)
+        assert ("Stopped" if command == "!stop" else "Left") in reply.content

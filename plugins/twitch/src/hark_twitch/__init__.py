@@ -1,0 +1,45 @@
+"""Twitch: stream events (chat, follows, subs, cheers, raids) as context and commentary.
+
+One EventSub WebSocket connection per bot process follows ``TWITCH_CHANNEL``.
+Recent activity becomes part of every prompt (:class:`TwitchActivityContext`),
+servers that link a channel get the bot's comments on raids, subs, cheers and
+follows, and Twitch chat messages that name the bot can be answered in Twitch chat.
+Without ``TWITCH_CLIENT_ID`` / ``TWITCH_ACCESS_TOKEN`` / ``TWITCH_CHANNEL`` the
+plugin loads, logs one line and stays idle.
+"""
+
+from __future__ import annotations
+
+from hark import hookimpl
+from hark_twitch.activity import ActivityLog, TwitchActivityContext
+from hark_twitch.cog import TwitchCog
+from hark_twitch.config import TOPICS, TwitchConfig
+from hark_twitch.connection import TwitchConnection
+from hark_twitch.events import LEVELS, TwitchEvent, comments_on, parse_notification
+from hark_twitch.eventsub import EventSubSession
+
+__all__ = [
+    "LEVELS",
+    "TOPICS",
+    "ActivityLog",
+    "EventSubSession",
+    "TwitchActivityContext",
+    "TwitchCog",
+    "TwitchConfig",
+    "TwitchConnection",
+    "TwitchEvent",
+    "comments_on",
+    "parse_notification",
+    "register_cogs",
+    "register_context_providers",
+]
+
+
+@hookimpl
+def register_context_providers(register):
+    register(TwitchActivityContext())
+
+
+@hookimpl
+def register_cogs(register):
+    register(TwitchCog)

@@ -1,0 +1,334 @@
+"""Twitch's HTTP side through twitchAPI: token validation and refresh, Helix users,
+EventSub subscriptions and chat messages, with errors mapped into Hark's hierarchy.
+
+Every URL comes from :class:`~hark_twitch.config.TwitchConfig` and reaches twitchAPI
+through its documented parameters (``Twitch(base_url=, auth_base_url=)``,
+``validate_token(auth_base_url=)``), so tests aim it at a loopback server.
+No error message or log line here carries a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from twitchAPI.oauth import refresh_access_token, validate_token
+from twitchAPI.twitch import Twitch
+from twitchAPI.type import (
+    AuthScope,
+    AuthType,
+    EventSubSubscriptionConflict,
+    ForbiddenError,
+    InvalidRefreshTokenException,
+    InvalidTokenException,
+    MissingScopeException,
+    TwitchAPIException,
+    TwitchAuthorizationException,
+    TwitchBackendException,
+    TwitchResourceNotFound,
+)
+
+from hark.config import Secret
+from hark.logs import register_secret
+from hark.providers.errors import (
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
+from hark_twitch.config import TwitchConfig
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "twitch"
+
+
+class FatalTwitchError(ConfigurationError):
+    """Retrying cannot help (a rejected token, an unknown channel): the operator must act."""
+
+
+@dataclass(slots=True)
+class TokenInfo:
+    user_id: str
+    login: str
+    client_id: str
+    scopes: list[str] = field(default_factory=list)
+    expires_in: int | None = None
+
+
+@dataclass(slots=True)
+class TwitchUserInfo:
+    id: str
+    login: str
+    display_name: str
+
+
+def translate(exc: BaseException, what: str) -> ProviderError:
+    """A twitchAPI / aiohttp exception as one of Hark's errors (no library text: it can
+    carry URLs)."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeoutError(f"Twitch did not answer ({what})", provider=PROVIDER)
+    if isinstance(exc, aiohttp.ContentTypeError | aiohttp.ClientResponseError):
+        return ProviderStatusError(
+            f"Twitch answered {what} with an error", status=exc.status or 502, provider=PROVIDER
+        )
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return ProviderConnectionError(f"couldn't reach Twitch ({what})", provider=PROVIDER)
+    if isinstance(exc, InvalidRefreshTokenException):
+        return FatalTwitchError(
+            "TWITCH_REFRESH_TOKEN was rejected by Twitch; authorize the bot again",
+            provider=PROVIDER,
+        )
+    if isinstance(exc, InvalidTokenException | MissingScopeException):
+        return FatalTwitchError(f"Twitch rejected the access token ({what})", provider=PROVIDER)
+    if isinstance(exc, TwitchAuthorizationException):  # UnauthorizedException included
+        return ProviderStatusError(
+            f"Twitch rejected the access token ({what})", status=401, provider=PROVIDER
+        )
+    if isinstance(exc, ForbiddenError):
+        return ProviderStatusError(f"Twitch refused {what}", status=403, provider=PROVIDER)
+    if isinstance(exc, TwitchResourceNotFound):
+        return ProviderStatusError(
+            f"Twitch found nothing for {what}", status=404, provider=PROVIDER
+        )
+    if isinstance(exc, EventSubSubscriptionConflict):
+        return ProviderStatusError(f"{what} already exists", status=409, provider=PROVIDER)
+    if isinstance(exc, TwitchBackendException):
+        return ProviderStatusError(
+            f"Twitch had a server error ({what})", status=503, provider=PROVIDER
+        )
+    if isinstance(exc, TwitchAPIException):
+        return ProviderStatusError(f"Twitch refused {what}", status=400, provider=PROVIDER)
+    return ProviderError(f"unexpected {type(exc).__name__} during {what}", provider=PROVIDER)
+
+
+def _status_error(data: dict[str, Any], what: str) -> ProviderStatusError:
+    status = int(data.get("status") or 502)
+    return ProviderStatusError(
+        f"Twitch answered {what} with an error", status=status, provider=PROVIDER
+    )
+
+
+class Helix:
+    """The HTTP half of the connection: one instance per connection attempt."""
+
+    def __init__(
+        self,
+        config: TwitchConfig,
+        *,
+        on_tokens: Callable[[str, str], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.token = Secret(config.access_token.get())
+        self.refresh_token = Secret(config.refresh_token.get())
+        self.twitch: Twitch | None = None
+        self._on_tokens = on_tokens
+        self.refreshed = False
+        # Passed to twitchAPI's OAuth helpers: on their own they open a session per call
+        # and leak it when the request fails (e.g. connection refused).
+        self._http: aiohttp.ClientSession | None = None
+
+    def _auth_http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout)
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _guard(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = translate(exc, what)
+            if type(error) is ProviderError:
+                log.debug("twitch: %s failed", what, exc_info=exc)
+            raise error from None
+
+    # -- the token ---------------------------------------------------------
+
+    async def validate(self) -> TokenInfo:
+        """Validate the user access token (refreshing it once when it expired and a refresh
+        token and client secret are configured)."""
+        data = await self._guard(
+            "token validation",
+            lambda: validate_token(
+                self.token.get(), self._auth_http(), auth_base_url=self.config.auth_base
+            ),
+        )
+        if data.get("status", 200) == 401 and self.config.can_refresh:
+            await self._refresh()
+            data = await self._guard(
+                "token validation",
+                lambda: validate_token(
+                    self.token.get(), self._auth_http(), auth_base_url=self.config.auth_base
+                ),
+            )
+        status = data.get("status", 200)
+        if status == 401:
+            hint = (
+                "the refreshed token was rejected too"
+                if self.refreshed
+                else "set TWITCH_REFRESH_TOKEN and TWITCH_CLIENT_SECRET to refresh it automatically"
+                if not self.config.can_refresh
+                else "refreshing it failed"
+            )
+            raise FatalTwitchError(
+                f"TWITCH_ACCESS_TOKEN was rejected by Twitch (invalid or expired; {hint})",
+                provider=PROVIDER,
+            )
+        if status != 200:
+            raise _status_error(data, "token validation")
+        if not data.get("user_id") or not data.get("login"):
+            raise FatalTwitchError(
+                "TWITCH_ACCESS_TOKEN is an app access token; EventSub over WebSocket needs a "
+                "user access token",
+                provider=PROVIDER,
+            )
+        if data.get("client_id") != self.config.client_id:
+            raise FatalTwitchError(
+                "TWITCH_ACCESS_TOKEN was issued to another application than TWITCH_CLIENT_ID",
+                provider=PROVIDER,
+            )
+        scopes = [
+            s.value if isinstance(s, AuthScope) else str(s) for s in data.get("scopes") or [] if s
+        ]
+        return TokenInfo(
+            user_id=str(data["user_id"]),
+            login=str(data["login"]),
+            client_id=str(data["client_id"]),
+            scopes=scopes,
+            expires_in=data.get("expires_in"),
+        )
+
+    async def _refresh(self) -> None:
+        log.info("twitch: the access token expired; refreshing it")
+        token, refresh = await self._guard(
+            "token refresh",
+            lambda: refresh_access_token(
+                self.refresh_token.get(),
+                self.config.client_id,
+                self.config.client_secret.get(),
+                self._auth_http(),
+                auth_base_url=self.config.auth_base,
+            ),
+        )
+        await self._store_tokens(token, refresh)
+        if self.twitch is not None:
+            # The Helix client keeps its own copy of the token.
+            twitch = self.twitch
+            await self._guard(
+                "token update",
+                lambda: twitch.set_user_authentication(
+                    token, twitch.get_user_auth_scope(), refresh, validate=False
+                ),
+            )
+
+    async def _store_tokens(self, token: str, refresh: str) -> None:
+        register_secret(token)
+        register_secret(refresh)
+        self.token, self.refresh_token = Secret(token), Secret(refresh)
+        self.refreshed = True
+        if self._on_tokens is not None:
+            result = self._on_tokens(token, refresh)
+            if asyncio.iscoroutine(result):
+                await result
+
+    # -- Helix ---------------------------------------------------------------
+
+    async def open(self, info: TokenInfo) -> None:
+        """Build the twitchAPI client on the validated user token (no app token: none is
+        needed for WebSocket subscriptions or chat messages)."""
+
+        async def build() -> Twitch:
+            twitch = await Twitch(
+                self.config.client_id,
+                self.config.client_secret.get() or None,
+                authenticate_app=False,
+                base_url=self.config.api_base,
+                auth_base_url=self.config.auth_base,
+                session_timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
+            )
+            twitch.auto_refresh_auth = self.config.can_refresh
+            scopes = []
+            for name in info.scopes:
+                try:
+                    scopes.append(AuthScope(name))
+                except ValueError:
+                    continue  # a scope twitchAPI does not know yet: not one we need
+            await twitch.set_user_authentication(
+                self.token.get(), scopes, self.refresh_token.get() or None, validate=False
+            )
+            twitch.user_auth_refresh_callback = self._store_tokens
+            return twitch
+
+        self.twitch = await self._guard("client set-up", build)
+
+    def _client(self) -> Twitch:
+        if self.twitch is None:
+            raise RuntimeError("Helix.open() was not called")
+        return self.twitch
+
+    async def user(self, login: str) -> TwitchUserInfo | None:
+        async def lookup() -> TwitchUserInfo | None:
+            async for user in self._client().get_users(logins=[login]):
+                return TwitchUserInfo(str(user.id), str(user.login), str(user.display_name))
+            return None
+
+        return await self._guard(f"the user lookup of {login!r}", lookup)
+
+    async def subscribe(
+        self, type_: str, version: str, condition: dict[str, str], session_id: str
+    ) -> None:
+        await self._guard(
+            f"the {type_} subscription",
+            lambda: self._client().create_eventsub_subscription(
+                type_, version, condition, {"method": "websocket", "session_id": session_id}
+            ),
+        )
+
+    async def subscriptions(self) -> list[dict[str, Any]]:
+        """This token's EventSub subscriptions as Twitch lists them."""
+
+        async def listing() -> list[dict[str, Any]]:
+            result = await self._client().get_eventsub_subscriptions(target_token=AuthType.USER)
+            return [
+                {
+                    "id": sub.id,
+                    "type": sub.type,
+                    "status": sub.status,
+                    "session_id": (sub.transport or {}).get("session_id"),
+                }
+                async for sub in result
+            ]
+
+        return await self._guard("the subscription list", listing)
+
+    async def send_chat(
+        self, broadcaster_id: str, sender_id: str, text: str, reply_to: str | None = None
+    ) -> str | None:
+        """Post ``text`` in the channel's chat. Returns Twitch's drop reason, or None if sent."""
+        result = await self._guard(
+            "the chat message",
+            lambda: self._client().send_chat_message(
+                broadcaster_id, sender_id, text, reply_parent_message_id=reply_to or None
+            ),
+        )
+        if result is None or getattr(result, "is_sent", False):
+            return None
+        reason = getattr(result, "drop_reason", None)
+        return getattr(reason, "message", None) or "dropped by Twitch"

@@ -1,0 +1,61 @@
+"""Shared helpers for the Twitch plugin's tests (imported by name, like a conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import types
+from collections.abc import Callable
+from typing import Any
+
+import hark_twitch
+from hark_twitch import TwitchConfig
+from hark_twitch.testing import FakeTwitch
+
+from hark import hookimpl
+
+TOKEN = "twitch-user-token-1f2e3d4c5b6a"
+REFRESH = "twitch-refresh-token-9a8b7c6d5e"
+CHANNEL = "streamer"
+# Retry fast: tests must not sleep through real backoff.
+FAST = {"TWITCH_BACKOFF_BASE": "0.05", "TWITCH_BACKOFF_MAX": "0.4"}
+CHAT = {"trigger_names": ["robot"], "edit_interval": 0.05, "rate_limit": "0"}
+
+
+def config_for(fake: FakeTwitch, token: str = TOKEN, **extra: str) -> TwitchConfig:
+    return TwitchConfig.from_env(fake.env(token, CHANNEL, **{**FAST, **extra}))
+
+
+def set_env(monkeypatch: Any, values: dict[str, str]) -> None:
+    """Exactly ``values`` as the TWITCH_* environment (the developer's own never leak in)."""
+    for name in list(os.environ):
+        if name.startswith("TWITCH_"):
+            monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def generator_plugin(generator: Any) -> types.ModuleType:
+    module = types.ModuleType("fake_llm")
+
+    @hookimpl
+    def register_generators(register):
+        register(generator)
+
+    module.register_generators = register_generators
+    return module
+
+
+def plugins(generator: Any) -> dict[str, Any]:
+    return {"twitch": hark_twitch, "fake_llm": generator_plugin(generator)}
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def system_text(request: Any) -> str:
+    """The merged system message of a generation request."""
+    return "\n".join(m.content for m in request.messages if m.role == "system")
