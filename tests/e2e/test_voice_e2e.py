@@ -21,7 +21,7 @@ from hark_llm_ollama.testing import FakeOllama
 from hark_tts_piper.synthesizer import PiperSynthesizer
 
 from hark.audio import convert
-from hark.providers import AudioClip, Capability
+from hark.providers import AudioClip
 from hark.testing.harness import BotHarness
 
 pytestmark = pytest.mark.slow
