@@ -140,7 +140,7 @@ async def _collect(h: BotHarness, prefix: str, count: int) -> list[str]:
 
 
 async def test_barge_in_stops_playback_and_history_keeps_what_was_said(tmp_path, speech):
-    transcriber = FakeTranscriber([LONG, "stop please"])
+    transcriber = FakeTranscriber([LONG, "stop please", "still listening?"])
     synthesizer = FakeSynthesizer(seconds_per_char=0.01)  # ~45 chars a sentence: ~0.45 s each
     async with BotHarness(
         tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
@@ -161,6 +161,11 @@ async def test_barge_in_stops_playback_and_history_keeps_what_was_said(tmp_path,
         assert spoken.startswith("This is sentence number 0") and "number 11" not in spoken
         # ...and the interruption itself is heard and answered.
         assert await wait_for_post(h, "🎙️ **alice**: stop please")
+        await wait_for_post(h, "🔊 stop please")
+        # Stopping the player must not stop the listening (VoiceRecvClient.stop() does both).
+        await asyncio.sleep(0.5)
+        await h.server.speak(h.member, speech)
+        assert await wait_for_post(h, "🎙️ **alice**: still listening?")
 
 
 async def test_transcriber_failure_is_a_notice_and_the_session_goes_on(tmp_path, speech):

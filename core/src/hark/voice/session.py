@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,11 @@ class VoiceSession:
         self._playing: asyncio.Event | None = None  # set when the current playback ends
         self._tasks: list[asyncio.Task[Any]] = []
         self.interruptions = 0
+        self.interrupted_at: float | None = None
+        # Monotonic timestamps of the latest turn's stages (for logs and bench/bench_voice.py):
+        # utterance_end, transcribed, first_delta, first_sentence, first_audio, first_frame,
+        # reply_done; and interrupted, when a barge-in happened.
+        self.trace: dict[str, float] = {}
 
     # -- settings ----------------------------------------------------------
 
@@ -186,10 +192,13 @@ class VoiceSession:
         if source is None and task is None:
             return
         self.interruptions += 1
+        self.interrupted_at = time.monotonic()
+        self._mark("interrupted")
         if source is not None:
             source.stop()
         if self.vc.is_playing():
-            self.vc.stop()
+            # VoiceRecvClient.stop() would also stop listening: stop the player only.
+            self.vc.stop_playing()
         if task is not None and not task.done():
             task.cancel()
 
@@ -200,8 +209,10 @@ class VoiceSession:
             batch = [await self._pending.get()]
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
+            self.trace = {"utterance_end": batch[-1].ended}
             try:
                 heard = await self._transcribe(batch)
+                self._mark("transcribed")
                 # Anything said while transcribing joins this turn rather than waiting.
                 while not self._pending.empty():
                     heard += await self._transcribe([self._pending.get_nowait()])
@@ -210,6 +221,9 @@ class VoiceSession:
                     await self._answer(heard)
             except Exception:  # a turn's failure never ends the session
                 log.exception("guild %s: voice turn failed", self.guild_id)
+
+    def _mark(self, stage: str) -> None:
+        self.trace.setdefault(stage, time.monotonic())
 
     def _member_name(self, user_id: int) -> str:
         guild = self.vc.guild
@@ -289,6 +303,7 @@ class VoiceSession:
             yield text
 
         async with self._reply_lock:
+            self.trace = {}
             spoken, error = await self._run_reply(once())
         if error is not None:
             await self.notice(error.user_message)
@@ -312,6 +327,10 @@ class VoiceSession:
         finally:
             self._source, self._reply_task, self._playing = None, None, None
             source.stop()
+            if source.first_frame_at is not None:
+                self.trace.setdefault("first_frame", source.first_frame_at)
+            self._mark("reply_done")
+            log.debug("guild %s voice turn stages: %s", self.guild_id, self.trace)
         said = [sentences[i] for i in sorted(source.started_segments) if i < len(sentences)]
         return " ".join(said), (errors[0] if errors else None)
 
@@ -332,7 +351,9 @@ class VoiceSession:
         try:
             try:
                 async for delta in deltas:
+                    self._mark("first_delta")
                     for sentence in splitter.feed(delta):
+                        self._mark("first_sentence")
                         sentences.append(sentence)
                         queue.put_nowait((len(sentences) - 1, sentence))
                     if synth.done():
@@ -367,6 +388,7 @@ class VoiceSession:
                         resampler = StreamResampler(
                             clip.sample_rate, clip.channels, DISCORD_RATE, DISCORD_CHANNELS
                         )
+                    self._mark("first_audio")
                     source.add(resampler.feed(clip.pcm).pcm, index)
                     self._ensure_playing(source)
                 if resampler is not None:
