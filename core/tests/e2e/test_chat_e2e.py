@@ -341,3 +341,12 @@ async def test_no_generator_gives_a_clear_notice(tmp_path):
     async with BotHarness(tmp_path, config=CHAT) as h:
         notice = await h.ask("robot hello?")
         assert "no LLM is enabled here" in notice.content
+
+
+async def test_messages_during_a_gateway_drop_are_answered_after_resume(chat: BotHarness):
+    await chat.server.drop_gateway(resumable=True)
+    # Posted while the bot is disconnected: replayed on RESUME, then answered.
+    reply = await chat.ask("robot, are you back?", timeout=30)
+    assert await final_text(chat, reply) == "robot, are you back?"
+    await chat.server.wait_for_resume(1)
+    assert chat.server.identify_count == 1 and chat.server.resume_count >= 1

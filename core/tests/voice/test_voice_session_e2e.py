@@ -223,3 +223,19 @@ async def test_stop_and_leave(tmp_path, command):
         await in_voice(h, h.member)
         reply = await h.ask(command)
         assert ("Stopped" if command == "!stop" else "Left") in reply.content
+
+
+async def test_session_survives_a_voice_server_failover(tmp_path, speech):
+    transcriber = FakeTranscriber(["before", "after"])
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        await h.server.speak(h.member, speech)
+        await wait_for_post(h, "🔊 before")
+        # Discord moves the voice connection to another server; discord.py reconnects.
+        await h.server.drop_voice(h.guild)
+        await h.server.wait_for_voice_connection(h.guild, timeout=20)
+        await asyncio.sleep(0.5)
+        await h.server.speak(h.member, speech)
+        assert await wait_for_post(h, "🎙️ **alice**: after", timeout=30)
