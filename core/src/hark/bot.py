@@ -21,8 +21,10 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from hark.chat.streaming import ReplyTarget
 from hark.cog import PluginCog, PluginDisabled
 from hark.plugins import PluginInfo
+from hark.providers import ContextRequest
 from hark.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -256,6 +258,31 @@ class HarkBot(commands.Bot):
             task.cancel()
         if late:
             await asyncio.wait(late, timeout=1.0)
+
+    async def reply(
+        self,
+        request: ContextRequest,
+        target: ReplyTarget,
+        *,
+        typing: Any = None,
+        notify_errors: bool = True,
+    ) -> str | None:
+        """Answer ``request`` through the LLM into ``target`` (see
+        :meth:`hark.chat.pipeline.Conversation.deliver`). Returns the delivered text or
+        None. Plugins use this for replies of their own (e.g. Twitch commentary)."""
+        with self.inflight():
+            delivery = await self.runtime.conversation.deliver(
+                request,
+                target,
+                interval=self.config.edit_interval,
+                typing=typing,
+                notify_errors=notify_errors,
+            )
+        if delivery is None:
+            return None
+        # Plugins may react to a delivered reply (e.g. attach its spoken version).
+        self.dispatch("hark_reply", request, delivery.text, delivery.messages)
+        return delivery.text
 
     async def speak(self, guild_id: int, text: str) -> bool:
         """Say ``text`` in this server's voice session; False when there is none."""

@@ -6,14 +6,19 @@ Used by text chat, ``bot console`` and voice alike, so they behave the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import discord
+
+from hark.chat.streaming import ReplyTarget, StreamingReply
 from hark.context import Prompt, assemble
 from hark.control import PluginControl
 from hark.providers import Capability, ContextRequest, Generator, PromptMessage
-from hark.providers.errors import ConfigurationError
+from hark.providers.errors import BadOutputError, ConfigurationError, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,13 @@ class NoGenerator(ConfigurationError):
             "no LLM is enabled here: install a generator plugin (e.g. llm_ollama) "
             "and enable it with `plugins enable`."
         )
+
+
+@dataclass(slots=True)
+class Delivery:
+    text: str
+    # What was posted: discord.Message objects (None for an interaction's original response).
+    messages: list[Any]
 
 
 @dataclass(slots=True)
@@ -51,6 +63,41 @@ class Conversation:
             user_message=PromptMessage("user", request.text, name=request.user_name),
         )
         return Turn(request, prompt, generator)
+
+    async def deliver(
+        self,
+        request: ContextRequest,
+        target: ReplyTarget,
+        *,
+        interval: float = 1.0,
+        typing: Any = None,
+        notify_errors: bool = True,
+    ) -> Delivery | None:
+        """Run one turn and stream it to ``target`` (posted, edited as it grows, split at
+        Discord's limit, no pings). On success the exchange is recorded; on failure
+        nothing is recorded and, if ``notify_errors``, one short notice is posted."""
+        reply = StreamingReply(target, interval=interval)
+        typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
+        try:
+            turn = await self.prepare(request)
+            async with typing_cm:
+                async for delta in turn.stream():
+                    await reply.feed(delta)
+            if not reply.text.strip():
+                raise BadOutputError(
+                    "the model returned an empty reply", provider=turn.generator.id
+                )
+            text = await reply.finish()
+        except ProviderError as exc:
+            log.warning("reply in channel %s failed: %s", request.channel_id, exc)
+            with contextlib.suppress(discord.HTTPException):
+                if notify_errors:
+                    await reply.abandon(exc.user_message)
+                elif reply.started:
+                    await reply.abandon("")
+            return None
+        await self.record(turn, text)
+        return Delivery(text, list(reply.handles))
 
     async def record(self, turn: Turn, reply: str) -> None:
         """Tell every context provider what was actually said. Called only for delivered replies."""

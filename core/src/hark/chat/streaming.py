@@ -160,7 +160,8 @@ class StreamingReply:
         return self.text
 
     async def abandon(self, notice: str) -> None:
-        """The reply failed part-way: mark what was shown as cut off and say why, once."""
+        """The reply failed part-way: mark what was shown as cut off and say why, once
+        (an empty ``notice`` only marks the cut)."""
         await self._stop_timer()
         async with self._lock:
             if self.handles:
@@ -169,6 +170,7 @@ class StreamingReply:
                 cut = f"{shown[last]} [cut off]"
                 if len(cut) <= self.limit and last < len(self.handles):
                     await self.target.edit(self.handles[last], cut)
-                await self.target.send(notice, first=False)
-            else:
+                if notice:
+                    await self.target.send(notice, first=False)
+            elif notice:
                 await self.target.send(notice, first=True)

@@ -7,7 +7,6 @@ never answered as chat: a message that is a valid command is left to it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
 from typing import Any
@@ -17,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark.chat.ratelimit import RateLimiter, parse_rate
-from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget, StreamingReply
+from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget
 from hark.chat.triggers import TriggerPolicy
 from hark.cog import PluginCog, can_manage
 from hark.providers import Capability, ContextRequest, Generator
@@ -102,33 +101,7 @@ class ChatCog(PluginCog, name="Chat"):
         self, request: ContextRequest, target: ReplyTarget, *, typing: Any = None
     ) -> str | None:
         """Run one turn and stream it to ``target``. Returns the delivered text, or None."""
-        with self.bot.inflight():
-            return await self._answer(request, target, typing)
-
-    async def _answer(
-        self, request: ContextRequest, target: ReplyTarget, typing: Any
-    ) -> str | None:
-        conversation = self.bot.runtime.conversation
-        reply = StreamingReply(target, interval=self.bot.config.edit_interval)
-        typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
-        try:
-            turn = await conversation.prepare(request)
-            async with typing_cm:
-                async for delta in turn.stream():
-                    await reply.feed(delta)
-            if not reply.text.strip():
-                raise ProviderError("the model returned an empty reply", provider=turn.generator.id)
-            text = await reply.finish()
-        except ProviderError as exc:
-            log.warning("reply in channel %s failed: %s", request.channel_id, exc)
-            # Nothing from a failed turn goes to history; the user gets one short notice.
-            with contextlib.suppress(discord.HTTPException):
-                await reply.abandon(exc.user_message)
-            return None
-        await conversation.record(turn, text)
-        # Plugins may react to a delivered reply (e.g. attach its spoken version).
-        self.bot.dispatch("hark_reply", request, text, list(reply.handles))
-        return text
+        return await self.bot.reply(request, target, typing=typing)
 
     # -- commands ------------------------------------------------------------
 

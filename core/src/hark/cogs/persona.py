@@ -18,8 +18,7 @@ class PersonaCog(PluginCog, name="Persona"):
 
     @property
     def provider(self) -> PersonaContext:
-        info = self.bot.control.manager.get(self.plugin_id)
-        return next(p for p in info.providers if isinstance(p, PersonaContext))
+        return next(p for p in self.providers if isinstance(p, PersonaContext))
 
     async def _show(self, ctx: commands.Context[Any]) -> None:
         guild_id = ctx.guild.id if ctx.guild else None
