@@ -23,6 +23,7 @@ from discord.ext import commands
 
 from hark.chat.streaming import ReplyTarget
 from hark.cog import PluginCog, PluginDisabled
+from hark.config import Config
 from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
@@ -109,7 +110,7 @@ class HarkBot(commands.Bot):
         self.add_check(self._plugin_enabled_check)
 
     @property
-    def config(self):  # -> hark.config.Config
+    def config(self) -> Config:
         return self.runtime.config
 
     # -- start-up --------------------------------------------------------
@@ -160,7 +161,7 @@ class HarkBot(commands.Bot):
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    async def _sync_if_changed(self, guild_id: int | None, *, force: bool = False) -> None:
+    async def _sync_if_changed(self, guild_id: int | None) -> None:
         """Sync the global (None) or one guild's commands when they differ from the last sync.
 
         Discord rate-limits command syncs, so unchanged sets are not sent again.
@@ -169,7 +170,7 @@ class HarkBot(commands.Bot):
         scope = settings.global_() if guild_id is None else settings.guild(guild_id)
         guild = None if guild_id is None else discord.Object(guild_id)
         digest = self._commands_digest(guild)
-        if not force and scope.get("commands_digest", None) == digest:
+        if scope.get("commands_digest", None) == digest:
             return
         try:
             await self.tree.sync(guild=guild)
@@ -178,7 +179,7 @@ class HarkBot(commands.Bot):
             return
         await scope.set("commands_digest", digest)
 
-    async def sync_guild_commands(self, guild_id: int, *, force: bool = False) -> None:
+    async def sync_guild_commands(self, guild_id: int) -> None:
         """Offer in this guild exactly the slash commands of the plugins enabled there."""
         lock = self._sync_locks.setdefault(guild_id, asyncio.Lock())
         async with lock:
@@ -189,7 +190,7 @@ class HarkBot(commands.Bot):
                     for command in app_cmds:
                         self.tree.add_command(command, guild=guild, override=True)
             if self.config.sync_commands:
-                await self._sync_if_changed(guild_id, force=force)
+                await self._sync_if_changed(guild_id)
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self.sync_guild_commands(guild.id)
