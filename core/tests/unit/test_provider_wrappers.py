@@ -25,7 +25,7 @@ from hark import (
     Transcript,
 )
 from hark.providers import LatencyStats, RetryPolicy
-from hark.providers.errors import ConfigurationError, parse_retry_after
+from hark.providers.errors import ConfigurationError, parse_retry_after, retry_after_from
 from hark.testing.fakes import (
     FakeContextProvider,
     FakeGenerator,
@@ -152,6 +152,21 @@ def test_parse_retry_after(raw, seconds) -> None:
 
 def test_parse_retry_after_http_date_is_left_to_backoff() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "2", "retry-after-ms": "900"}, 2.0),
+        ({"retry-after": "later", "retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_from_headers(headers, seconds) -> None:
+    assert retry_after_from(headers) == seconds
 
 
 # -- deadlines and unexpected errors ------------------------------------------

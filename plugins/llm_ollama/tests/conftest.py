@@ -44,15 +44,6 @@ def make_generator(fake_ollama: FakeOllama) -> Callable[..., OllamaGenerator]:
 
 
 @pytest.fixture
-async def settings(tmp_path):
+def settings(hark_settings_store):
     """A real settings namespace for the plugin, on a SQLite database in tmp_path."""
-    from hark.store import Database, SettingsStore
-
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
-    store = SettingsStore(db)
-    await store.load()
-    try:
-        yield store.for_plugin("llm_ollama")
-    finally:
-        await db.close()
+    return hark_settings_store.for_plugin("llm_ollama")

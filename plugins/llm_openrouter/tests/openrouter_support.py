@@ -3,8 +3,6 @@ cannot clash with another package's test helpers when the whole repository is te
 
 from __future__ import annotations
 
-import socket
-
 from hark.providers import RetryPolicy
 
 # Looks like a real OpenRouter key, so a leak would be unmistakable.
@@ -12,10 +10,3 @@ KEY = "sk-or-v1-0123456789abcdef-TEST-KEY-never-log-me-fedcba9876543210"
 PLUGIN_ID = "llm_openrouter"
 # Fast retries: the core's backoff logic is exercised, not waited out.
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5.0)
-
-
-def unused_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -22,22 +22,12 @@ def openrouter_env(server, monkeypatch):
 
 
 @pytest.fixture
-async def harness(openrouter_env, tmp_path):
-    h = BotHarness(tmp_path, plugins={PLUGIN_ID: plugin})
-    await h.start()
-    try:
-        yield h
-    finally:
-        generator = bot_generator(h)
-        await h.close()
-        if generator is not None:
-            await generator.aclose()
+async def harness(openrouter_env, hark_harness_factory):
+    return await hark_harness_factory(plugins={PLUGIN_ID: plugin})
 
 
-def bot_generator(h: BotHarness) -> OpenRouterGenerator | None:
-    if h.bot is None:
-        return None
-    (generator,) = h.bot.runtime.manager.get(PLUGIN_ID).providers
+def bot_generator(h: BotHarness) -> OpenRouterGenerator:
+    (generator,) = h.providers(PLUGIN_ID)
     assert isinstance(generator, OpenRouterGenerator)
     return generator
 

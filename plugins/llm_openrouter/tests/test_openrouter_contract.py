@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from hark_llm_openrouter import OpenRouterGenerator
-from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID, unused_port
+from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID
 
 from hark.testing.contracts import GeneratorContract
+from hark.testing.loopback import unused_port
 
 
 class TestOpenRouterGeneratorContract(GeneratorContract):

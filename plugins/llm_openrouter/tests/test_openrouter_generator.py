@@ -11,7 +11,7 @@ import pytest
 from hark_llm_openrouter import OpenRouterGenerator
 from hark_llm_openrouter.generator import PLACEHOLDER_KEY
 from hark_llm_openrouter.testing import FakeOpenAIServer
-from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID, unused_port
+from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID
 
 from hark import PromptMessage
 from hark.config import Config
@@ -26,6 +26,7 @@ from hark.providers.errors import (
 )
 from hark.runtime import Runtime
 from hark.testing.harness import isolated_manager
+from hark.testing.loopback import unused_port
 
 PROMPT = [
     PromptMessage("system", "You are Hark."),
@@ -132,10 +133,10 @@ async def test_defaults_without_environment():
     }
 
 
-async def test_invalid_stored_setting_is_a_configuration_error(make_generator, settings_store):
+async def test_invalid_stored_setting_is_a_configuration_error(make_generator, hark_settings_store):
     generator = make_generator()
-    generator.bind(settings_store.for_plugin(PLUGIN_ID))
-    await settings_store.for_plugin(PLUGIN_ID).guild(1).set("max_tokens", "lots")
+    generator.bind(hark_settings_store.for_plugin(PLUGIN_ID))
+    await hark_settings_store.for_plugin(PLUGIN_ID).guild(1).set("max_tokens", "lots")
     deltas, error = await collect(generator, guild_id=1)
     assert deltas == [] and isinstance(error, ConfigurationError)
     assert "!openrouter set" in error.message
@@ -172,9 +173,9 @@ async def test_keepalive_comments_are_ignored(server, make_generator):
 # -- per-server settings ---------------------------------------------------
 
 
-async def test_per_guild_model_and_settings(server, make_generator, settings_store):
+async def test_per_guild_model_and_settings(server, make_generator, hark_settings_store):
     generator = make_generator()
-    conf = settings_store.for_plugin(PLUGIN_ID)
+    conf = hark_settings_store.for_plugin(PLUGIN_ID)
     generator.bind(conf)
     await generator.set_model(111, "anthropic/claude-3.5-haiku")
     await conf.guild(111).set("temperature", 0.1)

@@ -14,8 +14,6 @@ from hark_stt_whisper.models import BUNDLED, CACHE, ModelKey
 from hark_stt_whisper.testing import FakeTranscriptionServer
 from whisper_support import FAST_RETRY, KEY, KITCHEN, NAME_SENTENCE, PLUGIN_ID, Speaker
 
-from hark.store import Database, SettingsStore
-
 _ENV_PREFIXES = ("WHISPER_", "OPENAI_")
 
 
@@ -66,34 +64,18 @@ async def server() -> AsyncIterator[FakeTranscriptionServer]:
 
 
 @pytest.fixture
-async def make_remote(
-    server: FakeTranscriptionServer,
-) -> AsyncIterator[Callable[..., OpenAIWhisperTranscriber]]:
-    """``make_remote(**config)``: an OpenAI transcriber for ``server`` (key, fast retries)."""
-    made: list[OpenAIWhisperTranscriber] = []
+def make_remote(
+    server: FakeTranscriptionServer, hark_closing
+) -> Callable[..., OpenAIWhisperTranscriber]:
+    """``make_remote(**config)``: an OpenAI transcriber for ``server`` (key, fast retries),
+    closed after the test."""
 
     def make(**config: Any) -> OpenAIWhisperTranscriber:
         config.setdefault("base_url", server.base_url)
         config.setdefault("api_key", KEY)
-        transcriber = OpenAIWhisperTranscriber(WhisperConfig(**config))
+        transcriber = hark_closing(OpenAIWhisperTranscriber(WhisperConfig(**config)))
         transcriber.plugin_id = PLUGIN_ID
         transcriber.retry = FAST_RETRY
-        made.append(transcriber)
         return transcriber
 
-    yield make
-    for transcriber in made:
-        await transcriber.aclose()
-
-
-@pytest.fixture
-async def settings_store(tmp_path) -> AsyncIterator[SettingsStore]:
-    """The bot's settings store on a fresh SQLite database."""
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
-    store = SettingsStore(db)
-    await store.load()
-    try:
-        yield store
-    finally:
-        await db.close()
+    return make

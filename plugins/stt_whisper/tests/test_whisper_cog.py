@@ -23,20 +23,12 @@ def whisper_env(server, monkeypatch, tmp_path):
 
 
 @pytest.fixture
-async def harness(whisper_env, whisper_model, tmp_path):
-    h = BotHarness(tmp_path / "bot", plugins={PLUGIN_ID: plugin})
-    await h.start()
-    try:
-        yield h
-    finally:
-        remote = providers(h)[1] if h.bot is not None else None
-        await h.close()
-        if remote is not None:
-            await remote.aclose()
+async def harness(whisper_env, whisper_model, hark_harness_factory):
+    return await hark_harness_factory(plugins={PLUGIN_ID: plugin})
 
 
 def providers(h: BotHarness) -> tuple[LocalWhisperTranscriber, OpenAIWhisperTranscriber]:
-    local, remote = h.bot.runtime.manager.get(PLUGIN_ID).providers
+    local, remote = h.providers(PLUGIN_ID)
     assert isinstance(local, LocalWhisperTranscriber)
     assert isinstance(remote, OpenAIWhisperTranscriber)
     return local, remote

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 from hark_stt_whisper import OpenAIWhisperTranscriber
-from whisper_support import FAST_RETRY, KEY, KITCHEN, KITCHEN_WORDS, PLUGIN_ID, unused_port
+from whisper_support import FAST_RETRY, KEY, KITCHEN, KITCHEN_WORDS, PLUGIN_ID
 
 from hark.audio import convert
 from hark.testing.contracts import TranscriberContract
 from hark.testing.fakes import tone
+from hark.testing.loopback import unused_port
 
 
 class TestLocalWhisperContract(TranscriberContract):

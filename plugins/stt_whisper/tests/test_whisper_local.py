@@ -96,10 +96,10 @@ async def test_prompt_and_language_are_passed_on(stand_in, make_local):
     assert model.calls[-1][1]["language"] == "en"  # English-only: nothing to detect
 
 
-async def test_server_settings_apply(stand_in, make_local, settings_store):
+async def test_server_settings_apply(stand_in, make_local, hark_settings_store):
     model, cache = stand_in
     transcriber = make_local(cache=cache)
-    transcriber.bind(settings_store.for_plugin(PLUGIN_ID))
+    transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     scope = transcriber.settings.guild(42)
     await scope.set("language", "de")
     await scope.set("beam_size", 4)
@@ -208,11 +208,11 @@ def test_corrupt_model_directory(tmp_path):
         load_model(ModelKey.of(str(tmp_path)))
 
 
-async def test_model_choice_and_allow_list(make_local, settings_store, tmp_path):
+async def test_model_choice_and_allow_list(make_local, hark_settings_store, tmp_path):
     extra = tmp_path / "extra-model"
     extra.mkdir()
     transcriber = make_local(models=(str(extra),), cache=ModelCache())
-    transcriber.bind(settings_store.for_plugin(PLUGIN_ID))
+    transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert transcriber.default_model() == BUNDLED
     assert transcriber.allowed_models() == [BUNDLED, str(extra.resolve())]
     assert transcriber.is_allowed(str(extra)) and not transcriber.is_allowed("/etc")
@@ -224,14 +224,14 @@ async def test_model_choice_and_allow_list(make_local, settings_store, tmp_path)
     assert transcriber.model_for(9) == BUNDLED
 
 
-async def test_environment_wins_over_bot_toml(make_local, settings_store, tmp_path):
-    settings_store.seed_globals(PLUGIN_ID, {"model": "base.en", "language": "es"})
+async def test_environment_wins_over_bot_toml(make_local, hark_settings_store, tmp_path):
+    hark_settings_store.seed_globals(PLUGIN_ID, {"model": "base.en", "language": "es"})
     plain = make_local(cache=ModelCache())
-    plain.bind(settings_store.for_plugin(PLUGIN_ID))
+    plain.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert plain.default_model() == "base.en"
     assert plain.language_for(None) == "es"
     configured = make_local(model=str(tmp_path), language="nl", cache=ModelCache())
-    configured.bind(settings_store.for_plugin(PLUGIN_ID))
+    configured.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert configured.default_model() == str(tmp_path.resolve())
     assert configured.language_for(None) == "nl"
 

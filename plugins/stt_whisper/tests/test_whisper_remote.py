@@ -9,7 +9,7 @@ import time
 
 import pytest
 from hark_stt_whisper import OpenAIWhisperTranscriber, WhisperConfig
-from whisper_support import KEY, PLUGIN_ID, unused_port
+from whisper_support import KEY, PLUGIN_ID
 
 from hark.audio import convert
 from hark.providers import AudioClip, RetryPolicy
@@ -22,6 +22,7 @@ from hark.providers.errors import (
     ProviderTimeoutError,
 )
 from hark.testing.fakes import silence, tone
+from hark.testing.loopback import unused_port
 
 
 def discord_clip(seconds: float = 1.0) -> AudioClip:
@@ -72,9 +73,9 @@ async def test_defaults_leave_optional_fields_out(server, make_remote):
     assert set(request.fields) == {"model", "response_format"}
 
 
-async def test_server_settings_pick_model_and_language(server, make_remote, settings_store):
+async def test_server_settings_pick_model_and_language(server, make_remote, hark_settings_store):
     transcriber = make_remote(openai_model="gpt-4o-mini-transcribe")
-    transcriber.bind(settings_store.for_plugin(PLUGIN_ID))
+    transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     await transcriber.transcribe(tone(0.5, 16_000), guild_id=1)
     assert (server.last.model, server.last.language) == ("gpt-4o-mini-transcribe", None)
     await transcriber.settings.guild(1).set("openai_model", "gpt-4o-transcribe")

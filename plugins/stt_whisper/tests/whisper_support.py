@@ -8,7 +8,6 @@ import importlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,13 +31,6 @@ KITCHEN_WORDS = ["kitchen", "lights"]
 # A made-up name: Whisper spells it right only when the prompt spells it for it.
 NAME = "Quillothy"
 NAME_SENTENCE = f"hello {NAME.lower()}, how are you"
-
-
-def unused_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _piper_synthesizer():

@@ -3,8 +3,6 @@ cannot clash with another package's test helpers when the whole repository is te
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 
 from hark.providers import RetryPolicy
@@ -14,13 +12,6 @@ KEY = "5c0ffee0d15ea5e0badc0de0f00dcafe"
 PLUGIN_ID = "tts_azure"
 # Fast retries: the core's backoff logic is exercised, not waited out.
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5.0)
-
-
-def unused_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stereo(mono: bytes) -> bytes:

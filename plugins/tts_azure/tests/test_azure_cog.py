@@ -25,17 +25,12 @@ def azure_env(azure, monkeypatch):
 
 
 @pytest.fixture
-async def harness(azure_env, tmp_path):
-    h = BotHarness(tmp_path, plugins={PLUGIN_ID: plugin})
-    await h.start()
-    try:
-        yield h
-    finally:
-        await h.close()
+async def harness(azure_env, hark_harness_factory):
+    return await hark_harness_factory(plugins={PLUGIN_ID: plugin})
 
 
 def bot_synthesizer(h: BotHarness) -> AzureSynthesizer:
-    (synthesizer,) = h.bot.runtime.manager.get(PLUGIN_ID).providers
+    (synthesizer,) = h.providers(PLUGIN_ID)
     assert isinstance(synthesizer, AzureSynthesizer)
     return synthesizer
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from azure_support import FAST_RETRY, KEY, PLUGIN_ID, unused_port
+from azure_support import FAST_RETRY, KEY, PLUGIN_ID
 from hark_tts_azure import AzureSynthesizer
 
 from hark.testing.contracts import SynthesizerContract
+from hark.testing.loopback import unused_port
 
 
 class TestAzureSynthesizerContract(SynthesizerContract):

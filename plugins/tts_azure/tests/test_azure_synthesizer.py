@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from azure_support import KEY, PLUGIN_ID, joined, stereo, unused_port
+from azure_support import KEY, PLUGIN_ID, joined, stereo
 from hark_tts_azure import DEFAULT_VOICE, OUTPUT_FORMAT, AzureSynthesizer, PcmToDiscord
 from hark_tts_azure.synthesizer import USER_AGENT
 
@@ -26,6 +26,7 @@ from hark.providers.errors import (
     ProviderStatusError,
     ProviderTimeoutError,
 )
+from hark.testing.loopback import unused_port
 
 SENTENCE = "Hello there, this is a test."
 
@@ -197,9 +198,9 @@ async def test_voice_argument_and_locale(azure, make_synth) -> None:
     assert azure.last_synthesis.ssml.lang == "zh-CN-shaanxi"
 
 
-async def test_per_server_voice_and_prosody(azure, make_synth, settings_store) -> None:
+async def test_per_server_voice_and_prosody(azure, make_synth, hark_settings_store) -> None:
     synth = make_synth()
-    synth.bind(settings_store.for_plugin(PLUGIN_ID))
+    synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     guild, other = 1001, 2002
     await synth.set_voice(guild, "en-GB-RyanNeural")
     await synth.store_setting("rate", guild, "+50%")

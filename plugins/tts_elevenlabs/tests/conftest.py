@@ -12,8 +12,6 @@ from elevenlabs_support import FAST_RETRY, KEY, PLUGIN_ID, RACHEL
 from hark_tts_elevenlabs import ElevenLabsSynthesizer
 from hark_tts_elevenlabs.testing import FakeElevenLabs
 
-from hark.store import Database, SettingsStore
-
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeElevenLabs]:
@@ -22,15 +20,13 @@ async def server() -> AsyncIterator[FakeElevenLabs]:
 
 
 @pytest.fixture
-async def make_synth(
-    server: FakeElevenLabs,
-) -> AsyncIterator[Callable[..., ElevenLabsSynthesizer]]:
-    """``make_synth(**kwargs)``: a synthesizer for ``server`` (key, voice, fast retries).
+def make_synth(server: FakeElevenLabs, hark_closing) -> Callable[..., ElevenLabsSynthesizer]:
+    """``make_synth(**kwargs)``: a synthesizer for ``server`` (key, voice, fast retries),
+    closed after the test.
 
     Keyword arguments go to :class:`ElevenLabsSynthesizer`; ``environ`` defaults to
     empty so the developer's own ``ELEVENLABS_*`` variables never leak in.
     """
-    made: list[ElevenLabsSynthesizer] = []
 
     def make(**kwargs: Any) -> ElevenLabsSynthesizer:
         retry = kwargs.pop("retry", FAST_RETRY)
@@ -38,25 +34,9 @@ async def make_synth(
         kwargs.setdefault("api_key", KEY)
         kwargs.setdefault("voice_id", RACHEL)
         kwargs.setdefault("environ", {})
-        synth = ElevenLabsSynthesizer(**kwargs)
+        synth = hark_closing(ElevenLabsSynthesizer(**kwargs))
         synth.plugin_id = PLUGIN_ID
         synth.retry = retry
-        made.append(synth)
         return synth
 
-    yield make
-    for synth in made:
-        await synth.aclose()
-
-
-@pytest.fixture
-async def settings_store(tmp_path) -> AsyncIterator[SettingsStore]:
-    """The bot's settings store on a fresh SQLite database."""
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
-    store = SettingsStore(db)
-    await store.load()
-    try:
-        yield store
-    finally:
-        await db.close()
+    return make

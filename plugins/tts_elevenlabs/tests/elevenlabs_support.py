@@ -3,8 +3,6 @@ cannot clash with another package's test helpers when the whole repository is te
 
 from __future__ import annotations
 
-import socket
-
 from hark.providers import RetryPolicy
 
 # Looks like a real ElevenLabs key, so a leak would be unmistakable.
@@ -14,10 +12,3 @@ PLUGIN_ID = "tts_elevenlabs"
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5.0)
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
 GEORGE = "JBFqnCBsd6RMkjVDRZzb"
-
-
-def unused_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

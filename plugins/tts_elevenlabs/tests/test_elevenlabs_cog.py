@@ -24,22 +24,12 @@ def elevenlabs_env(server, monkeypatch):
 
 
 @pytest.fixture
-async def harness(elevenlabs_env, tmp_path):
-    h = BotHarness(tmp_path, plugins={PLUGIN_ID: plugin})
-    await h.start()
-    try:
-        yield h
-    finally:
-        synth = bot_synth(h)
-        await h.close()
-        if synth is not None:
-            await synth.aclose()
+async def harness(elevenlabs_env, hark_harness_factory):
+    return await hark_harness_factory(plugins={PLUGIN_ID: plugin})
 
 
-def bot_synth(h: BotHarness) -> ElevenLabsSynthesizer | None:
-    if h.bot is None:
-        return None
-    (synth,) = h.bot.runtime.manager.get(PLUGIN_ID).providers
+def bot_synth(h: BotHarness) -> ElevenLabsSynthesizer:
+    (synth,) = h.providers(PLUGIN_ID)
     assert isinstance(synth, ElevenLabsSynthesizer)
     return synth
 

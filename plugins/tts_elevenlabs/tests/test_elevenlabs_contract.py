@@ -4,11 +4,11 @@ loopback ElevenLabs server."""
 from __future__ import annotations
 
 import pytest
-from elevenlabs_support import unused_port
 from hark_tts_elevenlabs import ElevenLabsSynthesizer
 
 from hark.providers import RetryPolicy
 from hark.testing.contracts import SynthesizerContract
+from hark.testing.loopback import unused_port
 
 
 class TestElevenLabsContract(SynthesizerContract):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from elevenlabs_support import FAST_RETRY, GEORGE, KEY, PLUGIN_ID, RACHEL, unused_port
+from elevenlabs_support import FAST_RETRY, GEORGE, KEY, PLUGIN_ID, RACHEL
 from hark_tts_elevenlabs import DEFAULT_MODEL, ElevenLabsSynthesizer
 from hark_tts_elevenlabs.testing import FakeVoice
 
@@ -24,6 +24,7 @@ from hark.providers.errors import (
     ProviderStatusError,
     ProviderTimeoutError,
 )
+from hark.testing.loopback import unused_port
 
 SENTENCE = "Hello there, this is a test."
 
@@ -117,10 +118,10 @@ async def test_voice_argument_wins(server, make_synth):
     assert server.last_tts.voice_id == GEORGE
 
 
-async def test_per_server_voice_model_and_settings(server, make_synth, settings_store):
+async def test_per_server_voice_model_and_settings(server, make_synth, hark_settings_store):
     synth = make_synth()
-    synth.bind(settings_store.for_plugin(PLUGIN_ID))
-    conf = settings_store.for_plugin(PLUGIN_ID)
+    synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
+    conf = hark_settings_store.for_plugin(PLUGIN_ID)
     await conf.guild(1).set("voice_id", GEORGE)
     await conf.guild(1).set("model", "eleven_turbo_v2_5")
     await conf.guild(1).set("stability", 0.65)
@@ -151,10 +152,12 @@ async def test_per_server_voice_model_and_settings(server, make_synth, settings_
     assert synth.voice_origin(2) == "ELEVENLABS_VOICE_ID"
 
 
-async def test_invalid_stored_setting_is_a_configuration_error(server, make_synth, settings_store):
+async def test_invalid_stored_setting_is_a_configuration_error(
+    server, make_synth, hark_settings_store
+):
     synth = make_synth()
-    synth.bind(settings_store.for_plugin(PLUGIN_ID))
-    await settings_store.for_plugin(PLUGIN_ID).guild(5).set("stability", 4)
+    synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
+    await hark_settings_store.for_plugin(PLUGIN_ID).guild(5).set("stability", 4)
     _, error = await speak_until_error(synth, SENTENCE, guild_id=5)
     assert isinstance(error, ConfigurationError)
     assert "stability must be between 0 and 1" in error.message

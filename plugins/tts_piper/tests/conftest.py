@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,15 +42,6 @@ def synth(make_synthesizer: Callable[..., PiperSynthesizer]) -> PiperSynthesizer
 
 
 @pytest.fixture
-async def settings(tmp_path: Path):
+def settings(hark_settings_store):
     """A real settings namespace for the plugin, on a SQLite database in tmp_path."""
-    from hark.store import Database, SettingsStore
-
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
-    store = SettingsStore(db)
-    await store.load()
-    try:
-        yield store.for_plugin("tts_piper")
-    finally:
-        await db.close()
+    return hark_settings_store.for_plugin("tts_piper")

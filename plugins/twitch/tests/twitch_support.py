@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import hark_twitch
 from hark_twitch import TwitchConfig
 from hark_twitch.testing import FakeTwitch
 
-from hark import hookimpl
+from hark.testing.fakes import fake_plugin
 
 TOKEN = "twitch-user-token-1f2e3d4c5b6a"
 REFRESH = "twitch-refresh-token-9a8b7c6d5e"
@@ -35,19 +34,8 @@ def set_env(monkeypatch: Any, values: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
-def generator_plugin(generator: Any) -> types.ModuleType:
-    module = types.ModuleType("fake_llm")
-
-    @hookimpl
-    def register_generators(register):
-        register(generator)
-
-    module.register_generators = register_generators
-    return module
-
-
 def plugins(generator: Any) -> dict[str, Any]:
-    return {"twitch": hark_twitch, "fake_llm": generator_plugin(generator)}
+    return {"twitch": hark_twitch, "fake_llm": fake_plugin(generator)}
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:

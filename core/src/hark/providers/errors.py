@@ -8,6 +8,8 @@ Discord channels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class ProviderError(Exception):
     """Base class. Not retryable unless a subclass says so."""
@@ -114,3 +116,16 @@ def parse_retry_after(value: str | float | None) -> float | None:
         # The HTTP-date form is legal but rare from APIs; let the backoff decide.
         return None
     return max(0.0, seconds)
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a response's ``Retry-After`` header, else from ``retry-after-ms``
+    (milliseconds, as OpenAI-style APIs and ElevenLabs send it); None when neither parses.
+
+    Names are looked up in lower case: pass a case-insensitive mapping (httpx,
+    aiohttp and multidict headers are) or one with lower-case keys."""
+    seconds = parse_retry_after(headers.get("retry-after"))
+    if seconds is None and headers.get("retry-after-ms"):
+        ms = parse_retry_after(headers.get("retry-after-ms"))
+        seconds = None if ms is None else ms / 1000
+    return seconds

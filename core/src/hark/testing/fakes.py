@@ -37,7 +37,7 @@ import sys
 import types
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from hark.hookspecs import hookimpl
 from hark.providers import (
@@ -116,20 +116,33 @@ def split_sentences(text: str) -> list[str]:
 # -- shared scripting ------------------------------------------------------
 
 
+class _Options(TypedDict, total=False):
+    """The keyword arguments every fake takes (see the module docs)."""
+
+    delay: float
+    fail_with: Iterable[BaseException]
+    name: str
+    timeout: float
+    retry: RetryPolicy
+    default_priority: int
+    unavailable: str | None
+
+
 class _Scripted(Provider):
     """The scripting every fake shares; not a provider kind by itself."""
 
-    def _setup(
+    def __init__(
         self,
         *,
-        name: str,
-        timeout: Any,
-        retry: Any,
-        default_priority: int,
-        unavailable: str | None,
-        fail_with: Iterable[BaseException],
-        delay: float,
+        delay: float = 0.0,
+        fail_with: Iterable[BaseException] = (),
+        name: str = "",
+        timeout: float = _KEEP,  # type: ignore[assignment]
+        retry: RetryPolicy = FAST_RETRY,
+        default_priority: int = 0,
+        unavailable: str | None = None,
     ) -> None:
+        super().__init__()
         self.name = name
         if timeout is not _KEEP:
             self.timeout = timeout
@@ -188,26 +201,11 @@ class FakeGenerator(_Scripted, Generator):
         ),
         *,
         chunk_size: int = 8,
-        delay: float = 0.0,
-        fail_with: Iterable[BaseException] = (),
         fail_after_chars: int | None = None,
         models: Sequence[str] | None = None,
-        name: str = "",
-        timeout: float = _KEEP,  # type: ignore[assignment]
-        retry: RetryPolicy = FAST_RETRY,
-        default_priority: int = 0,
-        unavailable: str | None = None,
+        **options: Unpack[_Options],
     ) -> None:
-        super().__init__()
-        self._setup(
-            name=name,
-            timeout=timeout,
-            retry=retry,
-            default_priority=default_priority,
-            unavailable=unavailable,
-            fail_with=fail_with,
-            delay=delay,
-        )
+        super().__init__(**options)
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.replies = replies
@@ -280,24 +278,9 @@ class FakeTranscriber(_Scripted, Transcriber):
         text: str | Sequence[str] | Callable[[AudioClip], Any] = "hello world",
         *,
         language: str | None = "en",
-        delay: float = 0.0,
-        fail_with: Iterable[BaseException] = (),
-        name: str = "",
-        timeout: float = _KEEP,  # type: ignore[assignment]
-        retry: RetryPolicy = FAST_RETRY,
-        default_priority: int = 0,
-        unavailable: str | None = None,
+        **options: Unpack[_Options],
     ) -> None:
-        super().__init__()
-        self._setup(
-            name=name,
-            timeout=timeout,
-            retry=retry,
-            default_priority=default_priority,
-            unavailable=unavailable,
-            fail_with=fail_with,
-            delay=delay,
-        )
+        super().__init__(**options)
         self.text = text
         self.language = language
         self.clips: list[AudioClip] = []
@@ -340,25 +323,10 @@ class FakeSynthesizer(_Scripted, Synthesizer):
         seconds_per_char: float = 0.01,
         frequency: float = 440.0,
         streams: bool = True,
-        delay: float = 0.0,
-        fail_with: Iterable[BaseException] = (),
         fail_after_chunks: int | None = None,
-        name: str = "",
-        timeout: float = _KEEP,  # type: ignore[assignment]
-        retry: RetryPolicy = FAST_RETRY,
-        default_priority: int = 0,
-        unavailable: str | None = None,
+        **options: Unpack[_Options],
     ) -> None:
-        super().__init__()
-        self._setup(
-            name=name,
-            timeout=timeout,
-            retry=retry,
-            default_priority=default_priority,
-            unavailable=unavailable,
-            fail_with=fail_with,
-            delay=delay,
-        )
+        super().__init__(**options)
         self.sample_rate = sample_rate
         self.channels = channels
         self.seconds_per_char = seconds_per_char
@@ -412,24 +380,11 @@ class FakeContextProvider(_Scripted, ContextProvider):
         messages: str | Sequence[PromptMessage] | Callable[[ContextRequest], Any] | None = None,
         *,
         order: int = 50,
-        delay: float = 0.0,
-        fail_with: Iterable[BaseException] = (),
-        name: str = "",
-        timeout: float = _KEEP,  # type: ignore[assignment]
-        retry: RetryPolicy = _KEEP,  # type: ignore[assignment]
-        default_priority: int = 0,
-        unavailable: str | None = None,
+        **options: Unpack[_Options],
     ) -> None:
-        super().__init__()
-        self._setup(
-            name=name,
-            timeout=timeout,
-            retry=retry,
-            default_priority=default_priority,
-            unavailable=unavailable,
-            fail_with=fail_with,
-            delay=delay,
-        )
+        # Unlike the other fakes, it keeps the class default retry policy unless given one.
+        options.setdefault("retry", _KEEP)  # type: ignore[typeddict-item]
+        super().__init__(**options)
         self.messages = messages
         self.order = order
         self.requests: list[ContextRequest] = []

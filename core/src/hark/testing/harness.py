@@ -158,6 +158,15 @@ class BotHarness:
             )
             self._saved_endpoints = None
 
+    def providers(self, plugin_id: str) -> list[Any]:
+        """The providers plugin ``plugin_id`` registered in the running bot."""
+        if self.bot is None:
+            raise RuntimeError("the bot is not running")
+        info = self.bot.runtime.manager.get(plugin_id)
+        if info is None:
+            raise LookupError(f"no plugin {plugin_id!r} is loaded")
+        return list(info.providers)
+
     # -- the default world -----------------------------------------------
 
     def _populate(self) -> None:

@@ -4,14 +4,20 @@
 - ``hark_harness_factory``: build :class:`~hark.testing.harness.BotHarness` objects
   (each with its own loopback server and data dir); closed after the test.
 - ``hark_plugin_manager``: an isolated plugin manager (core plugin only; add yours).
+- ``hark_settings_store``: the bot's :class:`~hark.store.SettingsStore` on a fresh
+  SQLite database (``.for_plugin("my_plugin")`` gives a plugin's settings).
+- ``hark_closing``: ``hark_closing(obj)`` returns ``obj`` and awaits ``obj.aclose()``
+  after the test (providers built in a test, with their HTTP clients).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -51,3 +57,33 @@ async def hark_harness_factory(tmp_path) -> AsyncIterator[Callable[..., Any]]:
     finally:
         for harness in reversed(made):
             await harness.close()
+
+
+@pytest.fixture
+async def hark_settings_store(tmp_path) -> AsyncIterator[Any]:
+    """The bot's settings store on a fresh SQLite database in ``tmp_path``."""
+    from hark.store import Database, SettingsStore
+
+    db = Database(tmp_path / "hark.sqlite3")
+    await db.open()
+    store = SettingsStore(db)
+    await store.load()
+    try:
+        yield store
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def hark_closing() -> AsyncIterator[Callable[[T], T]]:
+    """``hark_closing(obj)``: ``obj``, whose ``aclose()`` is awaited after the test
+    (in the order they were passed)."""
+    made: list[Any] = []
+
+    def closing(obj: T) -> T:
+        made.append(obj)
+        return obj
+
+    yield closing
+    for obj in made:
+        await obj.aclose()

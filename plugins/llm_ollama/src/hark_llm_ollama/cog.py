@@ -117,10 +117,9 @@ class OllamaCog(PluginCog, name="Ollama"):
     @property
     def generator(self) -> OllamaGenerator:
         """This plugin's generator, as the core registered it (same settings, same client)."""
-        info = self.bot.runtime.manager.get(self.plugin_id)
-        for provider in info.providers if info is not None else ():
-            if isinstance(provider, OllamaGenerator):
-                return provider
+        provider = self.provider(OllamaGenerator)
+        if provider is not None:
+            return provider
         if self._fallback is None:
             self._fallback = OllamaGenerator()
             self._fallback.plugin_id = self.plugin_id

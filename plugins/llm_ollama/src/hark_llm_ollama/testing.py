@@ -40,12 +40,13 @@ import hashlib
 import inspect
 import json
 import re
-import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from hark.testing.loopback import FailureQueue, LoopbackServer, unused_port
 
 __all__ = ["STREAM_BREAKS", "FakeOllama", "Received", "normalize_model", "unused_url"]
 
@@ -63,10 +64,7 @@ def normalize_model(name: str) -> str:
 
 def unused_url() -> str:
     """An ``http://127.0.0.1:PORT`` where nothing listens (connections are refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{unused_port()}"
 
 
 def split_tokens(text: str) -> list[str]:
@@ -86,15 +84,6 @@ class Received:
     path: str
     json: Any
     headers: dict[str, str]
-
-
-@dataclass(slots=True)
-class _Failure:
-    status: int
-    error: str
-    retry_after: float | str | None
-    paths: tuple[str, ...]
-    remaining: int
 
 
 @dataclass(slots=True)
@@ -120,8 +109,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-class FakeOllama:
+class FakeOllama(LoopbackServer):
     """A scriptable Ollama-compatible HTTP server on 127.0.0.1 (see the module docs)."""
+
+    server_name = "the fake Ollama server"
+    shutdown_timeout = 0.5
 
     def __init__(
         self,
@@ -132,6 +124,7 @@ class FakeOllama:
         delay: float = 0.0,
         version: str = "0.6.8",
     ) -> None:
+        super().__init__()
         self._models: dict[str, _Model] = {}
         for name in models:
             self.add_model(name)
@@ -146,53 +139,25 @@ class FakeOllama:
         self.requests: list[Received] = []
         #: Streams currently being written (0 once every reply finished or was dropped).
         self.open_streams = 0
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._breaks: list[_Break] = []
         self._holds: list[_Hold] = []
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._stalled: set[asyncio.Event] = set()
 
     # -- lifecycle -------------------------------------------------------
 
-    async def start(self) -> FakeOllama:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/chat", self._chat)
         app.router.add_get("/api/tags", self._tags)
         app.router.add_get("/api/version", self._version)
         app.router.add_post("/api/show", self._show)
         app.router.add_get("/api/ps", self._ps)
         app.router.add_get("/", self._root)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
 
     async def close(self) -> None:
         for event in list(self._stalled):
             event.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOllama:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        """The base URL to use as ``OLLAMA_HOST``."""
-        if self._port is None:
-            raise RuntimeError("the fake Ollama server is not started")
-        return f"http://127.0.0.1:{self._port}"
+        await super().close()
 
     # -- scripting -------------------------------------------------------
 
@@ -220,14 +185,12 @@ class FakeOllama:
         """Answer the next ``times`` requests to ``paths`` with HTTP ``status``.
 
         ``retry_after`` adds a ``Retry-After`` header; ``error`` is the JSON error text."""
-        self._failures.append(
-            _Failure(
-                status=status,
-                error=error or f"fake failure (HTTP {status})",
-                retry_after=retry_after,
-                paths=tuple(paths),
-                remaining=times,
-            )
+        self._failures.add(
+            status,
+            times=times,
+            keys=paths,
+            retry_after=retry_after,
+            message=error or f"fake failure (HTTP {status})",
         )
 
     def break_stream(self, mode: str, *, after: int = 1, times: int = 1) -> None:
@@ -265,10 +228,7 @@ class FakeOllama:
 
     @property
     def last_chat(self) -> dict[str, Any]:
-        bodies = self.chat_requests
-        if not bodies:
-            raise AssertionError("the fake Ollama server received no chat request")
-        return bodies[-1]
+        return self._last(self.chat_requests, "chat request")
 
     def count(self, path: str = "/api/chat") -> int:
         return sum(1 for r in self.requests if r.path == path)
@@ -287,27 +247,15 @@ class FakeOllama:
         self.requests.append(received)
         return received
 
-    def _take_failure(self, path: str) -> _Failure | None:
-        for failure in self._failures:
-            if path in failure.paths and failure.remaining > 0:
-                failure.remaining -= 1
-                if failure.remaining == 0:
-                    self._failures.remove(failure)
-                return failure
-        return None
-
     @staticmethod
     def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response({"error": message}, status=status, headers=headers)
 
     def _failure_response(self, path: str) -> web.Response | None:
-        failure = self._take_failure(path)
+        failure = self._failures.take(path)
         if failure is None:
             return None
-        headers = {}
-        if failure.retry_after is not None:
-            headers["Retry-After"] = str(failure.retry_after)
-        return self._error(failure.status, failure.error, headers)
+        return self._error(failure.status, failure.message or "", failure.headers)
 
     def _find(self, name: Any) -> _Model | None:
         if not isinstance(name, str) or not name.strip():

@@ -42,11 +42,7 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
 
     def generator(self) -> OpenRouterGenerator | None:
         """This plugin's generator instance (the one the bot generates with)."""
-        info = self.bot.runtime.manager.get(self.plugin_id)
-        for provider in info.providers if info else ():
-            if isinstance(provider, OpenRouterGenerator):
-                return provider
-        return None
+        return self.provider(OpenRouterGenerator)
 
     async def _require_generator(self, ctx: commands.Context[Any]) -> OpenRouterGenerator | None:
         generator = self.generator()

@@ -33,7 +33,7 @@ from hark.providers.errors import (
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
-    parse_retry_after,
+    retry_after_from,
 )
 
 log = logging.getLogger(__name__)
@@ -381,13 +381,10 @@ class OpenRouterGenerator(Generator):
             return ProviderStatusError(
                 f"{host} says the account is out of credits (HTTP 402){suffix}", status=status
             )
-        headers = exc.response.headers
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        if retry_after is None and headers.get("retry-after-ms"):
-            ms = parse_retry_after(headers.get("retry-after-ms"))
-            retry_after = None if ms is None else ms / 1000
         return ProviderStatusError(
-            f"{host} returned an error{suffix}", status=status, retry_after=retry_after
+            f"{host} returned an error{suffix}",
+            status=status,
+            retry_after=retry_after_from(exc.response.headers),
         )
 
     def _stream_error(self, exc: openai.APIError, produced: int) -> ProviderError:

@@ -29,7 +29,6 @@ import inspect
 import itertools
 import json
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_REPLY", "FakeOpenAIServer", "RecordedRequest"]
 
@@ -85,14 +86,6 @@ ReplyFunc = Callable[[RecordedRequest], "str | Sequence[str] | Awaitable[str | S
 
 
 @dataclass(slots=True)
-class _Failure:
-    status: int
-    retry_after: float | str | None
-    message: str | None
-    endpoint: str
-
-
-@dataclass(slots=True)
 class _StreamFault:
     kind: Literal["cut", "reset", "error"]
     after: int
@@ -122,7 +115,7 @@ def split_words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*|\s+", text) if text else []
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """An OpenAI-compatible chat completions server on 127.0.0.1 (a random port).
 
     ``reply``: the answer, or a function of the :class:`RecordedRequest` returning the
@@ -147,6 +140,7 @@ class FakeOpenAIServer:
         keepalive: bool = False,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(host=host)
         self.reply = reply
         self.api_key = api_key
         self.models = list(models)
@@ -155,49 +149,16 @@ class FakeOpenAIServer:
         self.delay = delay
         self.chunk_delay = chunk_delay
         self.keepalive = keepalive
-        self.host = host
         self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._faults: list[_StreamFault] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (start, close, ``async with``, ``url``: LoopbackServer) --
 
-    async def start(self) -> FakeOpenAIServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
-        # Handlers still running at close (a scripted delay) are cancelled soon after.
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (the server root)."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self._port}"
 
     @property
     def base_url(self) -> str:
@@ -212,10 +173,7 @@ class FakeOpenAIServer:
 
     @property
     def last_chat(self) -> RecordedRequest:
-        chats = self.chat_requests
-        if not chats:
-            raise AssertionError("no chat completion request was received")
-        return chats[-1]
+        return self._last(self.chat_requests, "chat completion request")
 
     # -- scripted failures -------------------------------------------------
 
@@ -229,9 +187,8 @@ class FakeOpenAIServer:
         endpoint: Literal["chat", "models", "any"] = "chat",
     ) -> None:
         """Answer the next ``times`` matching requests with HTTP ``status`` (an OpenAI error)."""
-        self._failures.extend(
-            _Failure(status, retry_after, message, endpoint) for _ in range(times)
-        )
+        keys = None if endpoint == "any" else [endpoint]
+        self._failures.add(status, times=times, keys=keys, retry_after=retry_after, message=message)
 
     def cut_next(self, *, after: int = 2, times: int = 1, reset: bool = False) -> None:
         """Stop the next streamed reply(s) after ``after`` deltas without a finish or ``[DONE]``.
@@ -266,12 +223,6 @@ class FakeOpenAIServer:
         self._failures.clear()
         self._faults.clear()
 
-    def _take_failure(self, endpoint: str) -> _Failure | None:
-        for index, failure in enumerate(self._failures):
-            if failure.endpoint in (endpoint, "any"):
-                return self._failures.pop(index)
-        return None
-
     # -- handlers ----------------------------------------------------------
 
     async def _record(self, request: web.Request) -> RecordedRequest | web.Response:
@@ -300,7 +251,7 @@ class FakeOpenAIServer:
             return self._error(
                 401, "Incorrect API key provided. You can find your API key in your account."
             )
-        failure = self._take_failure(endpoint)
+        failure = self._failures.take(endpoint)
         if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(failure.status, message, retry_after=failure.retry_after)

@@ -31,15 +31,11 @@ class WhisperCog(PluginCog, name="Whisper"):
 
     # -- helpers -----------------------------------------------------------
 
-    def _providers(self) -> list[WhisperTranscriber]:
-        info = self.bot.runtime.manager.get(self.plugin_id)
-        return [p for p in (info.providers if info else ()) if isinstance(p, WhisperTranscriber)]
-
     def local(self) -> LocalWhisperTranscriber | None:
-        return next((p for p in self._providers() if isinstance(p, LocalWhisperTranscriber)), None)
+        return self.provider(LocalWhisperTranscriber)
 
     def remote(self) -> OpenAIWhisperTranscriber | None:
-        return next((p for p in self._providers() if isinstance(p, OpenAIWhisperTranscriber)), None)
+        return self.provider(OpenAIWhisperTranscriber)
 
     async def _check_manage(self, ctx: commands.Context[Any]) -> None:
         if ctx.guild is None:

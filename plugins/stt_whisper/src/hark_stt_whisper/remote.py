@@ -29,7 +29,7 @@ from hark.providers.errors import (
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
-    parse_retry_after,
+    retry_after_from,
 )
 from hark_stt_whisper.base import WhisperTranscriber
 from hark_stt_whisper.config import DEFAULT_OPENAI_MODEL, WhisperConfig
@@ -217,11 +217,8 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
             )
         if status == 413:
             return ProviderStatusError(f"{host} refused the clip as too large{suffix}", status=413)
-        headers = exc.response.headers
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        if retry_after is None and headers.get("retry-after-ms"):
-            ms = parse_retry_after(headers.get("retry-after-ms"))
-            retry_after = None if ms is None else ms / 1000
         return ProviderStatusError(
-            f"{host} returned an error{suffix}", status=status, retry_after=retry_after
+            f"{host} returned an error{suffix}",
+            status=status,
+            retry_after=retry_after_from(exc.response.headers),
         )

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import inspect
 import io
-import socket
 import time
 import wave
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +40,7 @@ from multidict import CIMultiDict
 
 from hark.audio import read_wav
 from hark.providers import AudioClip
+from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -237,13 +237,6 @@ class RecordedTranscription:
 ReplyFunc = Callable[[RecordedTranscription], "str | Awaitable[str]"]
 
 
-@dataclass(slots=True)
-class _Failure:
-    status: int
-    retry_after: float | str | None
-    message: str | None
-
-
 def _check_wav(data: bytes) -> str | None:
     """Why ``data`` is not a usable WAV file, or None."""
     try:
@@ -260,7 +253,7 @@ def _check_wav(data: bytes) -> str | None:
     return None
 
 
-class FakeTranscriptionServer:
+class FakeTranscriptionServer(LoopbackServer):
     """OpenAI's ``POST /v1/audio/transcriptions`` on 127.0.0.1 (a random port).
 
     ``reply``: the transcript, or a function of the :class:`RecordedTranscription`
@@ -280,52 +273,23 @@ class FakeTranscriptionServer:
         delay: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(host=host)
         self.reply = reply
         self.api_key = api_key
         self.models = list(models)
         self.accept_any_model = accept_any_model
         self.delay = delay
-        self.host = host
         self.requests: list[RecordedTranscription] = []
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._drops = 0
         self._malformed = 0
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (start, close, ``async with``, ``url``: LoopbackServer) --
 
-    async def start(self) -> FakeTranscriptionServer:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_FILE_BYTES + 1024 * 1024)
         app.router.add_post(TRANSCRIPTIONS_PATH, self._transcriptions)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTranscriptionServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (the server root)."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self._port}"
+        return app
 
     @property
     def base_url(self) -> str:
@@ -336,9 +300,7 @@ class FakeTranscriptionServer:
 
     @property
     def last(self) -> RecordedTranscription:
-        if not self.requests:
-            raise AssertionError("no transcription request was received")
-        return self.requests[-1]
+        return self._last(self.requests, "transcription request")
 
     # -- scripted failures -------------------------------------------------
 
@@ -352,7 +314,7 @@ class FakeTranscriptionServer:
     ) -> None:
         """Answer the next ``times`` requests with HTTP ``status`` (an OpenAI error body),
         with a ``Retry-After`` header when ``retry_after`` is given."""
-        self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
+        self._failures.add(status, times=times, retry_after=retry_after, message=message)
 
     def drop_next(self, times: int = 1) -> None:
         """Close the connection of the next ``times`` requests without answering."""
@@ -457,8 +419,8 @@ class FakeTranscriptionServer:
             if request.transport is not None:
                 request.transport.abort()
             raise web.HTTPInternalServerError()  # never sent: the connection is gone
-        if self._failures:
-            failure = self._failures.pop(0)
+        failure = self._failures.take()
+        if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(failure.status, message, retry_after=failure.retry_after)
         refusal = self._validate(record)

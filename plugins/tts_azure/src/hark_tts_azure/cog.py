@@ -28,11 +28,7 @@ class AzureCog(PluginCog, name="Azure Speech"):
 
     def synthesizer(self) -> AzureSynthesizer | None:
         """This plugin's synthesizer instance (the one the bot speaks with)."""
-        info = self.bot.runtime.manager.get(self.plugin_id)
-        for provider in info.providers if info else ():
-            if isinstance(provider, AzureSynthesizer):
-                return provider
-        return None
+        return self.provider(AzureSynthesizer)
 
     async def cog_unload(self) -> None:
         # The core has no shutdown hook for providers; the bot removes its cogs when it

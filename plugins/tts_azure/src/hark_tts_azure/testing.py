@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -45,6 +44,8 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import web
 from multidict import CIMultiDict
+
+from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = [
     "DEFAULT_VOICES",
@@ -248,14 +249,6 @@ class RecordedRequest:
 
 
 @dataclass(slots=True)
-class _Failure:
-    status: int
-    retry_after: float | str | None
-    message: str | None
-    endpoint: str
-
-
-@dataclass(slots=True)
 class _Cut:
     after_bytes: int
 
@@ -306,7 +299,7 @@ def parse_ssml(body: bytes, voices: Iterable[str]) -> SsmlRequest:
     )
 
 
-class FakeAzureTTS:
+class FakeAzureTTS(LoopbackServer):
     """Azure Speech's text-to-speech REST API on 127.0.0.1 (a random port).
 
     ``key``: requests must carry it in ``Ocp-Apim-Subscription-Key`` (None: any key).
@@ -327,53 +320,23 @@ class FakeAzureTTS:
         delay: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(host=host)
         self.key = key
         self.voices = [dict(v) for v in voices]
         self.seconds_per_char = seconds_per_char
         self.chunk_bytes = chunk_bytes
         self.chunk_delay = chunk_delay
         self.delay = delay
-        self.host = host
         self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._cuts: list[_Cut] = []
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (start, close, ``async with``, ``url``: LoopbackServer) --
+    # ``url`` is the base URL to give as ``AZURE_SPEECH_ENDPOINT``.
 
-    async def start(self) -> FakeAzureTTS:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(SYNTHESIS_PATH, self._synthesize)
         app.router.add_get(VOICES_PATH, self._voices)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeAzureTTS:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``: the base URL to give as ``AZURE_SPEECH_ENDPOINT``."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self._port}"
 
     # -- what arrived ------------------------------------------------------
 
@@ -387,10 +350,7 @@ class FakeAzureTTS:
 
     @property
     def last_synthesis(self) -> RecordedRequest:
-        requests = self.synthesis_requests
-        if not requests:
-            raise AssertionError("no synthesis request was received")
-        return requests[-1]
+        return self._last(self.synthesis_requests, "synthesis request")
 
     def voice_names(self) -> list[str]:
         """Every name synthesis accepts: each voice's ShortName and long Name."""
@@ -430,9 +390,8 @@ class FakeAzureTTS:
         endpoint: Literal["synthesis", "voices", "any"] = "synthesis",
     ) -> None:
         """Answer the next ``times`` matching requests with HTTP ``status``."""
-        self._failures.extend(
-            _Failure(status, retry_after, message, endpoint) for _ in range(times)
-        )
+        keys = None if endpoint == "any" else [endpoint]
+        self._failures.add(status, times=times, keys=keys, retry_after=retry_after, message=message)
 
     def cut_next(self, *, after_bytes: int = 9600, times: int = 1) -> None:
         """Drop the connection of the next synthesis reply(s) after ``after_bytes`` of audio
@@ -444,12 +403,6 @@ class FakeAzureTTS:
         self.requests.clear()
         self._failures.clear()
         self._cuts.clear()
-
-    def _take_failure(self, endpoint: str) -> _Failure | None:
-        for index, failure in enumerate(self._failures):
-            if failure.endpoint in (endpoint, "any"):
-                return self._failures.pop(index)
-        return None
 
     # -- handlers ----------------------------------------------------------
 
@@ -475,7 +428,7 @@ class FakeAzureTTS:
         """Authentication, then scripted failures: the response to send instead, if any."""
         if self.key is not None and record.key != self.key:
             return self._error(record, 401, UNAUTHORIZED_MESSAGE)
-        failure = self._take_failure(endpoint)
+        failure = self._failures.take(endpoint)
         if failure is not None:
             default = {
                 401: UNAUTHORIZED_MESSAGE,

@@ -77,11 +77,7 @@ class ElevenLabsCog(PluginCog, name="ElevenLabs"):
 
     def synthesizer(self) -> ElevenLabsSynthesizer | None:
         """This plugin's synthesizer instance (the one the bot speaks with)."""
-        info = self.bot.runtime.manager.get(self.plugin_id)
-        for provider in info.providers if info else ():
-            if isinstance(provider, ElevenLabsSynthesizer):
-                return provider
-        return None
+        return self.provider(ElevenLabsSynthesizer)
 
     async def _require_synthesizer(
         self, ctx: commands.Context[Any]

@@ -48,7 +48,7 @@ from hark.providers.errors import (
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
-    parse_retry_after,
+    retry_after_from,
 )
 from hark_tts_elevenlabs.text import REQUEST_CHAR_LIMIT, split_for_requests
 
@@ -584,10 +584,7 @@ class ElevenLabsSynthesizer(Synthesizer):
             )
         else:
             headers = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
-            retry_after = parse_retry_after(headers.get("retry-after"))
-            if retry_after is None and headers.get("retry-after-ms"):
-                ms = parse_retry_after(headers.get("retry-after-ms"))
-                retry_after = None if ms is None else ms / 1000
+            retry_after = retry_after_from(headers)
             error = ProviderStatusError(
                 f"{host} returned an error (HTTP {status}{label}){suffix}",
                 status=status,

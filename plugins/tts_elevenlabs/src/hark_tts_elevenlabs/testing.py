@@ -35,7 +35,6 @@ import asyncio
 import functools
 import itertools
 import json
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import web
 from multidict import CIMultiDict
+
+from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -148,16 +149,6 @@ class RecordedRequest:
 
 
 @dataclass(slots=True)
-class _Failure:
-    status: int
-    retry_after: float | str | None
-    message: str | None
-    code: str | None
-    endpoint: Endpoint
-    skip: int
-
-
-@dataclass(slots=True)
 class _Cut:
     after_bytes: int
     reset: bool
@@ -191,7 +182,7 @@ def validation_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str,
     return {"detail": [{"loc": ["body", *loc], "msg": msg, "type": kind}]}
 
 
-class FakeElevenLabs:
+class FakeElevenLabs(LoopbackServer):
     """An ElevenLabs-compatible server on 127.0.0.1 (a random port).
 
     ``api_key``: when set, requests must carry ``xi-api-key: <api_key>`` (401 otherwise).
@@ -226,6 +217,7 @@ class FakeElevenLabs:
     ) -> None:
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be positive")
+        super().__init__(host=host)
         self.api_key = api_key
         self.voices = list(voices)
         self.accept_any_voice = accept_any_voice
@@ -239,53 +231,23 @@ class FakeElevenLabs:
         self.frequency = frequency
         self.amplitude = amplitude
         self.stray_byte = stray_byte
-        self.host = host
         self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._cuts: list[_Cut] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (start, close, ``async with``, ``url``: LoopbackServer) --
 
-    async def start(self) -> FakeElevenLabs:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/text-to-speech/{voice_id}/stream", self._tts)
         app.router.add_get("/v2/voices", self._voices_v2)
         app.router.add_get("/v1/voices", self._voices_v1)
         app.router.add_get("/v1/voices/{voice_id}", self._voice)
-        # Handlers still running at close (a scripted delay) are cancelled soon after.
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeElevenLabs:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``: what ``ELEVENLABS_BASE_URL`` is set to."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self._port}"
-
-    base_url = url
+    def base_url(self) -> str:
+        """The same as ``url``: what ``ELEVENLABS_BASE_URL`` is set to."""
+        return self.url
 
     @property
     def voice_ids(self) -> list[str]:
@@ -309,10 +271,7 @@ class FakeElevenLabs:
 
     @property
     def last_tts(self) -> RecordedRequest:
-        requests = self.tts_requests
-        if not requests:
-            raise AssertionError("no text-to-speech request was received")
-        return requests[-1]
+        return self._last(self.tts_requests, "text-to-speech request")
 
     # -- scripted failures -------------------------------------------------
 
@@ -329,10 +288,15 @@ class FakeElevenLabs:
     ) -> None:
         """Answer the next ``times`` matching requests with HTTP ``status`` (ElevenLabs'
         error JSON, ``code`` as its ``status`` field), after letting ``skip`` through."""
-        for i in range(times):
-            self._failures.append(
-                _Failure(status, retry_after, message, code, endpoint, skip if i == 0 else 0)
-            )
+        self._failures.add(
+            status,
+            times=times,
+            keys=None if endpoint == "any" else [endpoint],
+            retry_after=retry_after,
+            message=message,
+            skip=skip,
+            code=code,
+        )
 
     def cut_next(
         self, *, after_bytes: int = 8_000, times: int = 1, skip: int = 0, reset: bool = False
@@ -351,15 +315,6 @@ class FakeElevenLabs:
         self.requests.clear()
         self._failures.clear()
         self._cuts.clear()
-
-    def _take_failure(self, endpoint: Endpoint) -> _Failure | None:
-        for index, failure in enumerate(self._failures):
-            if failure.endpoint in (endpoint, "any"):
-                if failure.skip > 0:
-                    failure.skip -= 1
-                    return None
-                return self._failures.pop(index)
-        return None
 
     def _take_cut(self) -> _Cut | None:
         if not self._cuts:
@@ -419,11 +374,15 @@ class FakeElevenLabs:
                 )  # fmt: skip
             if sent != self.api_key:
                 return self._error(record, 401, "Invalid API key", "invalid_api_key")
-        failure = self._take_failure(endpoint)
+        failure = self._failures.take(endpoint)
         if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(
-                record, failure.status, message, failure.code, retry_after=failure.retry_after
+                record,
+                failure.status,
+                message,
+                failure.details["code"],
+                retry_after=failure.retry_after,
             )
         return None
 

@@ -73,11 +73,9 @@ class PiperCog(PluginCog, name="Piper"):
     @property
     def synthesizer(self) -> PiperSynthesizer:
         """This plugin's synthesizer as the core registered it (same settings, same voice)."""
-        manager = getattr(getattr(self.bot, "runtime", None), "manager", None)
-        info = manager.get(self.plugin_id) if manager is not None else None
-        for provider in info.providers if info is not None else ():
-            if isinstance(provider, PiperSynthesizer):
-                return provider
+        provider = self.provider(PiperSynthesizer)
+        if provider is not None:
+            return provider
         if self._fallback is None:
             self._fallback = PiperSynthesizer()
             self._fallback.plugin_id = self.plugin_id

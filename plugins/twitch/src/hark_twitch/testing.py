@@ -39,7 +39,6 @@ import contextlib
 import datetime
 import itertools
 import json
-import socket
 import time
 import uuid
 import zlib
@@ -49,6 +48,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+
+from hark.testing.loopback import FailureQueue, LoopbackServer, unused_port
 
 __all__ = [
     "ALL_SCOPES",
@@ -91,9 +92,7 @@ def _now() -> str:
 
 def closed_port() -> int:
     """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return unused_port()
 
 
 @dataclass(slots=True)
@@ -154,17 +153,10 @@ class FakeSession:
     transport: asyncio.BaseTransport | None = None
 
 
-@dataclass(slots=True)
-class _Failure:
-    method: str
-    path: str
-    status: int
-    times: int
-    retry_after: float | None
-    message: str
+class FakeTwitch(LoopbackServer):
+    server_name = "the fake Twitch"
+    shutdown_timeout = 0.5
 
-
-class FakeTwitch:
     def __init__(
         self,
         *,
@@ -174,6 +166,7 @@ class FakeTwitch:
         unused_timeout: float = 10.0,
         reconnect_grace: float = 30.0,
     ) -> None:
+        super().__init__()
         self.client_id = client_id
         self.client_secret = client_secret
         self.keepalive = keepalive
@@ -194,17 +187,13 @@ class FakeTwitch:
         # channel login -> logins of its moderators (the broadcaster always is one)
         self.moderators: dict[str, set[str]] = {}
         self._ids = itertools.count(1000)
-        self._failures: list[_Failure] = []
+        self._failures = FailureQueue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-        self.started = False
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- lifecycle (start, ``async with``, ``port``, ``started``: LoopbackServer) --
 
-    async def start(self) -> FakeTwitch:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/oauth2/validate", self._validate)
         app.router.add_post("/oauth2/token", self._token)
@@ -213,14 +202,6 @@ class FakeTwitch:
         app.router.add_delete("/helix/eventsub/subscriptions", self._delete_subscription)
         app.router.add_get("/helix/users", self._users)
         app.router.add_post("/helix/chat/messages", self._chat_message)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        self.started = True
-        return self
 
     async def close(self) -> None:
         for session in list(self.sessions.values()):
@@ -232,24 +213,15 @@ class FakeTwitch:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self.started = False
-
-    async def __aenter__(self) -> FakeTwitch:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await super().close()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     @property
     def eventsub_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}/ws"
 
     @property
     def api_base(self) -> str:
@@ -317,7 +289,13 @@ class FakeTwitch:
     ) -> None:
         """Answer the next ``times`` requests to ``method path`` (e.g. ``"POST",
         "/helix/eventsub/subscriptions"``) with ``status``."""
-        self._failures.append(_Failure(method.upper(), path, status, times, retry_after, message))
+        self._failures.add(
+            status,
+            times=times,
+            keys=[(method.upper(), path)],
+            retry_after=retry_after,
+            message=message,
+        )
 
     # -- what happened ---------------------------------------------------------
 
@@ -589,16 +567,16 @@ class FakeTwitch:
         )
         self.requests.append(record)
         await self._notify()
-        for failure in self._failures:
-            if failure.method == request.method and failure.path == request.path and failure.times:
-                failure.times -= 1
-                headers = {}
-                if failure.retry_after is not None:
-                    headers["Retry-After"] = str(int(failure.retry_after))
-                    headers["Ratelimit-Reset"] = str(int(time.time() + failure.retry_after))
-                    headers["Ratelimit-Remaining"] = "0"
-                return record, self._error(failure.status, failure.message, headers)
-        return record, None
+        failure = self._failures.take((request.method, request.path))
+        if failure is None:
+            return record, None
+        headers = {}
+        if failure.retry_after is not None:
+            retry_after = float(failure.retry_after)
+            headers["Retry-After"] = str(int(retry_after))
+            headers["Ratelimit-Reset"] = str(int(time.time() + retry_after))
+            headers["Ratelimit-Remaining"] = "0"
+        return record, self._error(failure.status, failure.message or "", headers)
 
     def _auth(self, request: web.Request, *, scheme: str = "Bearer") -> FakeToken | web.Response:
         header = request.headers.get("Authorization", "")
