@@ -96,6 +96,11 @@ class Conversation:
                 elif reply.started:
                     await reply.abandon("")
             return None
+        except discord.HTTPException as exc:
+            # Discord refused a post or an edit (permissions, a deleted channel): the
+            # reply is lost, so it is not recorded; there is nowhere to say so.
+            log.warning("could not post a reply in channel %s: %s", request.channel_id, exc)
+            return None
         await self.record(turn, text)
         return Delivery(text, list(reply.handles))
 

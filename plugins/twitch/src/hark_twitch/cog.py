@@ -20,7 +20,7 @@ from discord.ext import commands
 
 from hark import ContextRequest, PluginCog
 from hark.chat.ratelimit import RateLimiter
-from hark.chat.streaming import NO_PINGS, ChannelTarget, StreamingReply
+from hark.chat.streaming import NO_PINGS, ChannelTarget
 from hark.chat.triggers import callsign_pattern
 from hark.cog import can_manage
 from hark.providers.errors import ProviderError
@@ -158,37 +158,13 @@ class TwitchCog(PluginCog, name="Twitch"):
                 kind="event",
                 extra={"twitch_message_id": event.message_id, "twitch_event": event.kind},
             )
-            with self.bot.inflight():
-                text = await self._turn_to_channel(request, channel)
+            # Failures are logged, not posted: nobody asked for this comment.
+            text = await self.bot.reply(request, ChannelTarget(channel, None), notify_errors=False)
             if text:
                 self.comments += 1
                 await self._speak(guild.id, text)
         finally:
             self._commenting.discard(guild.id)
-
-    async def _turn_to_channel(self, request: ContextRequest, channel: Any) -> str | None:
-        """One conversation turn posted in ``channel`` (persona, history and context apply),
-        recorded to history like any reply. Failures are logged, not posted: nobody asked."""
-        conversation = self.bot.runtime.conversation
-        reply = StreamingReply(ChannelTarget(channel, None), interval=self.bot.config.edit_interval)
-        try:
-            turn = await conversation.prepare(request)
-            async for delta in turn.stream():
-                await reply.feed(delta)
-            if not reply.text.strip():
-                return None
-            text = await reply.finish()
-        except ProviderError as exc:
-            log.warning("twitch: commentary in channel %s failed: %s", request.channel_id, exc)
-            if reply.started:
-                with contextlib.suppress(discord.HTTPException):
-                    await reply.abandon(exc.user_message)
-            return None
-        except discord.HTTPException as exc:
-            log.warning("twitch: could not post in channel %s: %s", request.channel_id, exc)
-            return None
-        await conversation.record(turn, text)
-        return text
 
     async def _speak(self, guild_id: int, text: str) -> bool:
         """Say ``text`` in the server's voice session, when the bot offers ``speak``."""
