@@ -222,7 +222,24 @@ def load_config(
         str(k): dict(v) for k, v in plugin_tables.items() if isinstance(v, dict)
     }
     config.api_base = config.api_base.rstrip("/")
+    _validate(config)
     return config
+
+
+def _validate(config: Config) -> None:
+    """Reject values that would only fail later, deep inside a feature."""
+    from hark.chat.ratelimit import parse_rate
+
+    try:
+        parse_rate(config.rate_limit)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.history_depth < 0:
+        raise ConfigError("HISTORY_DEPTH must be 0 or more")
+    if config.edit_interval < 0:
+        raise ConfigError("CHAT_EDIT_INTERVAL must be 0 or more seconds")
+    if not config.prefix.strip():
+        raise ConfigError("BOT_PREFIX must not be blank")
 
 
 def describe(config: Config) -> dict[str, Any]:

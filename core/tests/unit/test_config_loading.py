@@ -241,3 +241,18 @@ def test_config_errors_do_not_echo_secrets(in_tmp: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("CHAT_RATE_LIMIT", "lots", "CHAT_RATE_LIMIT must look like 8/60"),
+        ("HISTORY_DEPTH", "-3", "HISTORY_DEPTH must be 0 or more"),
+        ("CHAT_EDIT_INTERVAL", "-1", "CHAT_EDIT_INTERVAL must be 0 or more"),
+    ],
+)
+def test_values_that_would_fail_later_are_rejected_at_load(
+    in_tmp: Path, name, value, needle
+) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, environ={name: value})
