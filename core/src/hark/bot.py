@@ -75,10 +75,12 @@ class HarkTree(app_commands.CommandTree):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("slash command /%s failed", command, exc_info=error)
             text = "Something went wrong running that command."
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
+        # The interaction may have expired or the channel gone: nothing more to say then.
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
 
 
 def default_intents() -> discord.Intents:
@@ -200,6 +202,7 @@ class HarkBot(commands.Bot):
 
     async def plugins_changed(self, guild_id: int | None) -> None:
         """Call after a plugin switch changed: re-offer slash commands where it matters."""
+        self.dispatch("hark_plugins_changed", guild_id)
         targets = [guild_id] if guild_id else [g.id for g in self.guilds]
         for gid in targets:
             await self.sync_guild_commands(gid)
@@ -211,28 +214,38 @@ class HarkBot(commands.Bot):
             return
         if ctx.command is not None and ctx.command.has_error_handler():
             return
+        original = getattr(error, "original", error)
+        if isinstance(original, discord.Forbidden | discord.NotFound):
+            # Missing permissions or a vanished message/channel: expected, not a bug.
+            log.warning("command %s in channel %s: %s", ctx.command, ctx.channel.id, original)
+            return
+        text = self._error_text(ctx, error)
+        if text is None:
+            log.error("command %s failed", ctx.command, exc_info=original)
+            text = "Something went wrong running that command."
+        with contextlib.suppress(discord.HTTPException):
+            await ctx.reply(text, mention_author=False)
+
+    @staticmethod
+    def _error_text(ctx: commands.Context[Any], error: Exception) -> str | None:
+        """One short reply for an expected mistake, or None for a real failure."""
         if isinstance(error, commands.UserInputError):
             usage = (
                 f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
             )
-            await ctx.reply(f"{error} Usage: `{usage}`", mention_author=False)
-        elif isinstance(error, commands.NotOwner):
-            await ctx.reply("Only the bot's owner can do that.", mention_author=False)
-        elif isinstance(error, commands.MissingPermissions):
+            return f"{error} Usage: `{usage}`"
+        if isinstance(error, commands.NotOwner):
+            return "Only the bot's owner can do that."
+        if isinstance(error, commands.MissingPermissions):
             perms = ", ".join(_permission_label(p) for p in error.missing_permissions)
-            await ctx.reply(f"You need the {perms} permission to do that.", mention_author=False)
-        elif isinstance(error, commands.NoPrivateMessage):
-            await ctx.reply("That command only works in a server.", mention_author=False)
-        elif isinstance(error, commands.CommandOnCooldown):
-            await ctx.reply(
-                f"Slow down: try again in {error.retry_after:.0f}s.", mention_author=False
-            )
-        elif isinstance(error, commands.CheckFailure):
-            await ctx.reply(str(error) or "You can't use that command here.", mention_author=False)
-        else:
-            original = getattr(error, "original", error)
-            log.error("command %s failed", ctx.command, exc_info=original)
-            await ctx.reply("Something went wrong running that command.", mention_author=False)
+            return f"You need the {perms} permission to do that."
+        if isinstance(error, commands.NoPrivateMessage):
+            return "That command only works in a server."
+        if isinstance(error, commands.CommandOnCooldown):
+            return f"Slow down: try again in {error.retry_after:.0f}s."
+        if isinstance(error, commands.CheckFailure):
+            return str(error) or "You can't use that command here."
+        return None
 
     # -- shutdown --------------------------------------------------------
 

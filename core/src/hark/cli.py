@@ -104,6 +104,9 @@ async def run_bot(config: Config, *, ready: asyncio.Event | None = None) -> int:
     try:
         async with bot:
             await bot.start(token)
+        # bot.start returns as soon as the gateway closes; let close() finish its
+        # cleanup (providers' aclose, the database) before asyncio.run cancels it.
+        await asyncio.gather(*closing, return_exceptions=True)
     except discord.LoginFailure:
         raise CliError(
             "Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): check the token.", EXIT_USAGE

@@ -9,12 +9,13 @@ in tests/e2e at the repository root.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import pytest
 
 from hark.providers.errors import ProviderStatusError
-from hark.testing.discord.permissions import MANAGE_MESSAGES
+from hark.testing.discord.permissions import MANAGE_MESSAGES, SEND_MESSAGES
 from hark.testing.fakes import EchoGenerator, FakeGenerator, fake_plugin
 from hark.testing.harness import BotHarness
 
@@ -337,3 +338,48 @@ async def test_messages_during_a_gateway_drop_are_answered_after_resume(chat: Bo
     assert await final_text(chat, reply) == "robot, are you back?"
     await chat.server.wait_for_resume(1)
     assert chat.server.identify_count == 1 and chat.server.resume_count >= 1
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture
+def tracebacks():
+    handler = _Errors()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+async def test_a_channel_the_bot_cannot_post_in_gives_no_tracebacks(tmp_path, tracebacks):
+    h = await start(tmp_path, EchoGenerator(), rate_limit="1/60")
+    try:
+        await final_text(h, await h.ask("robot hi"))
+        h.server.set_overwrite(h.channel, h.server.bot_member(h.guild), deny=SEND_MESSAGES)
+        await asyncio.sleep(0.2)
+        await h.say("robot again")  # over the rate limit: the notice is refused by Discord
+        await h.say("!plugins")  # a command whose reply is refused
+        await h.say("!nope")
+        await asyncio.sleep(1.0)
+        assert not tracebacks, [(r.name, r.getMessage()) for r in tracebacks]
+    finally:
+        await h.close()
+
+
+async def test_slash_plugins_answers_even_when_the_command_sync_is_rate_limited(chat: BotHarness):
+    chat.server.fail_next("PUT", r"/guilds/\d+/commands$", 429, retry_after=3.5)
+    inter = await chat.server.invoke_slash(
+        chat.guild, chat.channel, chat.admin, "plugins", {"plugin": "fake_llm"}, "disable"
+    )
+    await inter.wait_ack(timeout=8)
+    assert not inter.expired
+    assert "disabled" in (await inter.wait_response(timeout=15)).content

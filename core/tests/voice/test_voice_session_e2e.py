@@ -239,3 +239,47 @@ async def test_session_survives_a_voice_server_failover(tmp_path, speech):
         await asyncio.sleep(0.5)
         await h.server.speak(h.member, speech)
         assert await wait_for_post(h, "🎙️ **alice**: after", timeout=30)
+
+
+async def test_disabling_voice_ends_the_session(tmp_path, speech):
+    transcriber = FakeTranscriber("what time is it")
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        left = asyncio.create_task(wait_for_post(h, "The voice plugin was disabled"))
+        assert "disabled" in (await h.ask("!plugins disable voice", author=h.admin)).content
+        await left
+        assert h.guild.id not in h.bot.get_cog("Voice").sessions
+        await h.server.speak(h.member, speech)
+        await asyncio.sleep(1.0)
+        assert transcriber.clips == []
+
+
+async def test_stop_drops_what_was_being_said(tmp_path, speech):
+    transcriber = FakeTranscriber("what time is it")
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        talking = asyncio.create_task(h.server.speak(h.member, speech))
+        await asyncio.sleep(1.0)
+        assert "Stopped" in (await h.ask("!stop")).content
+        await talking
+        await asyncio.sleep(1.5)  # past silence_ms: an utterance would have ended by now
+        posts = [
+            m.content for m in h.server.messages(h.channel) if m.author.id == h.server.bot_user.id
+        ]
+        assert not any(p.startswith(("🎙️", "🔊")) for p in posts), posts
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("aggressiveness", "5"), ("max_utterance_ms", "200"), ("silence_ms", "0")]
+)
+async def test_voice_set_refuses_values_the_detector_cannot_use(tmp_path, key, value):
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(FakeTranscriber(), FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        reply = await h.ask(f"!voice set {key} {value}", author=h.admin)
+        assert "out of range" in reply.content
+        assert h.bot.get_cog("Voice").settings.guild(h.guild.id).get(key) != int(value)

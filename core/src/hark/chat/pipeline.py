@@ -99,8 +99,12 @@ class Conversation:
         except discord.HTTPException as exc:
             # Discord refused a post or an edit (permissions, a deleted channel): the
             # reply is lost, so it is not recorded; there is nowhere to say so.
+            reply.cancel()
             log.warning("could not post a reply in channel %s: %s", request.channel_id, exc)
             return None
+        except BaseException:
+            reply.cancel()  # cancelled (shutdown): no late edit from the timer
+            raise
         await self.record(turn, text)
         return Delivery(text, list(reply.handles))
 

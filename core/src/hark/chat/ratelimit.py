@@ -37,6 +37,13 @@ class RateLimiter:
     _events: dict[int, deque[float]] = field(default_factory=dict)
     _notified: dict[int, float] = field(default_factory=dict)
 
+    def _forget_idle(self, now: float) -> None:
+        # Users whose window has passed need no entry: keeps memory bounded.
+        idle = [uid for uid, ev in self._events.items() if not ev or now - ev[-1] >= self.per]
+        for uid in idle:
+            del self._events[uid]
+            self._notified.pop(uid, None)
+
     def check(self, user_id: int) -> Verdict:
         now = self.clock()
         events = self._events.setdefault(user_id, deque())
@@ -45,6 +52,8 @@ class RateLimiter:
         if len(events) < self.limit:
             events.append(now)
             self._notified.pop(user_id, None)
+            if len(self._events) > 4096:
+                self._forget_idle(now)
             return Verdict(True)
         retry_after = self.per - (now - events[0])
         first = self._notified.get(user_id) != events[0]

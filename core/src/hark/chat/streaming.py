@@ -148,6 +148,13 @@ class StreamingReply:
                 self._shown[index] = PLACEHOLDER
         self._last_flush = time.monotonic()
 
+    def cancel(self) -> None:
+        """The turn ended abnormally (cancelled): post nothing more."""
+        self._finished = True
+        self._cancel_timer()
+        if self._timed is not None and not self._timed.done():
+            self._timed.cancel()
+
     async def _stop_timer(self) -> None:
         self._finished = True
         self._cancel_timer()

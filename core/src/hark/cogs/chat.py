@@ -7,6 +7,7 @@ never answered as chat: a message that is a valid command is left to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from typing import Any
@@ -68,11 +69,12 @@ class ChatCog(PluginCog, name="Chat"):
             return True
         verdict = self.limiter.check(user_id)
         if not verdict.allowed and verdict.notify:
-            await ChannelTarget(channel, reference).send(
-                f"You're sending messages faster than I can think. Try again in "
-                f"{max(1, round(verdict.retry_after))}s.",
-                first=True,
-            )
+            with contextlib.suppress(discord.HTTPException):
+                await ChannelTarget(channel, reference).send(
+                    f"You're sending messages faster than I can think. Try again in "
+                    f"{max(1, round(verdict.retry_after))}s.",
+                    first=True,
+                )
         return verdict.allowed
 
     def _request(

@@ -169,11 +169,14 @@ class PluginsCog(PluginCog, name="Plugins"):
                 "You need the Manage Server permission to do that.", ephemeral=True
             )
             return
+        # Acknowledge first: the action re-syncs slash commands, which Discord may
+        # rate-limit past the 3 s an interaction has to be answered in.
+        await interaction.response.defer()
         try:
             reply = await action(interaction.guild_id)
         except ControlError as exc:
             reply = str(exc)
-        await interaction.response.send_message(reply)
+        await interaction.followup.send(reply)
 
     @slash.command(
         name="list", description="List plugins, their state here and the providers in use"

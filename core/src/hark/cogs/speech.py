@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from hark.audio import convert, wav_bytes
+from hark.audio import StreamResampler, wav_bytes
 from hark.cog import PluginCog, manage_server
 from hark.providers import AudioClip, Capability, ContextRequest, Synthesizer
 from hark.providers.errors import ProviderError
@@ -35,14 +35,18 @@ class SpeechCog(PluginCog, name="Speech"):
         synthesizer = self.bot.control.provider_for(Capability.SYNTHESIZE, guild_id)
         if not isinstance(synthesizer, Synthesizer):
             raise ProviderError("no synthesizer is enabled here", provider="speech")
+        # The synthesizer splits long text itself; one resampler for the whole reply
+        # keeps its filter state across chunks (no clicks at chunk boundaries).
         clips: list[AudioClip] = []
-        async for clip in synthesizer.synthesize(
-            text[: synthesizer.max_text_length], guild_id=guild_id
-        ):
-            clips.append(convert(clip, WAV_RATE, 1))
-        if not clips:
+        resampler: StreamResampler | None = None
+        async for clip in synthesizer.synthesize(text, guild_id=guild_id):
+            if resampler is None:
+                resampler = StreamResampler(clip.sample_rate, clip.channels, WAV_RATE, 1)
+            clips.append(resampler.feed(clip.pcm))
+        if resampler is None:
             raise ProviderError("the synthesizer produced no audio", provider=synthesizer.id)
-        return wav_bytes(clips)
+        clips.append(resampler.flush())
+        return wav_bytes([c for c in clips if c.pcm])
 
     @commands.command()
     async def say(self, ctx: commands.Context[Any], *, text: str) -> None:

@@ -19,6 +19,7 @@ from discord.ext import commands
 from hark.cog import PluginCog, manage_server
 from hark.voice.dave import HarkVoiceClient
 from hark.voice.session import VOICE_DEFAULTS, VoiceSession
+from hark.voice.turns import TurnSettings
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class VoiceCog(PluginCog, name="Voice"):
             return
         try:
             parsed = _parse_like(VOICE_DEFAULTS[key], value, key)
+            _check_range(key, parsed, self.settings.guild(ctx.guild.id).all())
         except ValueError as exc:
             await ctx.reply(str(exc), mention_author=False)
             return
@@ -165,6 +167,14 @@ class VoiceCog(PluginCog, name="Voice"):
         )
 
     # -- events ----------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_hark_plugins_changed(self, guild_id: int | None) -> None:
+        """Disabling this plugin in a server ends its voice session there."""
+        for gid in [guild_id] if guild_id is not None else list(self.sessions):
+            if gid in self.sessions and not self.enabled_in(gid):
+                await self.sessions[gid].notice("The voice plugin was disabled here, so I left.")
+                await self.end(gid)
 
     @commands.Cog.listener()
     async def on_voice_state_update(
@@ -203,6 +213,19 @@ class VoiceCog(PluginCog, name="Voice"):
             self._alone.pop(guild_id, None)
             await session.notice("Everyone left the voice channel, so I left too.")
             await self.end(guild_id)
+
+
+def _check_range(key: str, value: Any, current: dict[str, Any]) -> None:
+    """Refuse values the turn detector (or the session) cannot work with."""
+    if key in ("barge_in_ms", "alone_timeout_s") and value < 0:
+        raise ValueError(f"`{key}` must be 0 or more.")
+    turn_keys = ("aggressiveness", "pre_roll_ms", "min_speech_ms", "silence_ms", "max_utterance_ms")
+    if key in turn_keys:
+        merged = {k: current[k] for k in turn_keys} | {key: value}
+        try:
+            TurnSettings(**merged)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`{key}` = `{value}` is out of range: {exc}.") from None
 
 
 def _parse_like(default: Any, value: str, key: str) -> Any:

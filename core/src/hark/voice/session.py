@@ -96,6 +96,7 @@ class VoiceSession:
         self._playing: asyncio.Event | None = None  # set when the current playback ends
         self._tasks: list[asyncio.Task[Any]] = []
         self.interruptions = 0
+        self._frame_error_logged = False
         self.interrupted_at: float | None = None
         # Monotonic timestamps of the latest turn's stages (for logs and bench/bench_voice.py):
         # utterance_end, transcribed, first_delta, first_sentence, first_audio, first_frame,
@@ -136,6 +137,11 @@ class VoiceSession:
             with contextlib.suppress(Exception):
                 self.vc.stop_listening()
         self.listening = False
+        # Half-heard and queued utterances are dropped: `stop` means stop.
+        with self._detectors_lock:
+            self._detectors.clear()
+        while not self._pending.empty():
+            self._pending.get_nowait()
 
     async def close(self) -> None:
         self.stop_listening()
@@ -152,21 +158,29 @@ class VoiceSession:
     # -- receiving (router thread) ---------------------------------------------
 
     def on_frame(self, user_id: int, pcm: bytes) -> None:
-        detector = self._detectors.get(user_id)
-        if detector is None:
-            with self._detectors_lock:
-                detector = self._detectors.setdefault(
-                    user_id, TurnDetector(user_id, self.turn_settings())
-                )
-        utterance = detector.feed(pcm)
+        # Runs on voice-recv's router thread: an exception here would make voice-recv
+        # stop listening for good, so nothing may escape.
+        try:
+            detector = self._detectors.get(user_id)
+            if detector is None:
+                with self._detectors_lock:
+                    detector = self._detectors.setdefault(
+                        user_id, TurnDetector(user_id, self.turn_settings())
+                    )
+            utterance = detector.feed(pcm)
+        except Exception:
+            if not self._frame_error_logged:
+                self._frame_error_logged = True
+                log.exception("guild %s: voice frame handling failed", self.guild_id)
+            return
         if utterance is not None:
             self.loop.call_soon_threadsafe(self._pending.put_nowait, utterance)
 
     async def _poll_loop(self) -> None:
         """Idle timer for every speaker, and barge-in detection."""
-        barge_in_ms = int(self.setting("barge_in_ms"))
         while True:
             await asyncio.sleep(0.05)
+            barge_in_ms = int(self.setting("barge_in_ms"))
             for detector in list(self._detectors.values()):
                 utterance = detector.poll()
                 if utterance is not None:
@@ -209,6 +223,8 @@ class VoiceSession:
             batch = [await self._pending.get()]
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
+            if not self.listening or not self.bot.control.is_enabled("voice", self.guild_id):
+                continue
             self.trace = {"utterance_end": batch[-1].ended}
             try:
                 heard = await self._transcribe(batch)
@@ -287,7 +303,8 @@ class VoiceSession:
                 await self.notice(exc.user_message)
                 return
             spoken, error = await self._run_reply(turn.stream())
-            if spoken.strip():
+            # Like text, a failed turn is not recorded; a barge-in is not a failure.
+            if spoken.strip() and error is None:
                 # Only what was actually said goes to history (a barge-in cuts it short).
                 await conversation.record(turn, spoken)
                 if self.setting("transcripts"):

@@ -49,8 +49,12 @@ class TurnSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
             raise ValueError("aggressiveness must be 0..3")
-        if self.silence_ms < FRAME_MS or self.max_utterance_ms < self.min_speech_ms:
-            raise ValueError("silence_ms / max_utterance_ms out of range")
+        if self.silence_ms < FRAME_MS:
+            raise ValueError(f"silence_ms must be at least {FRAME_MS}")
+        if self.pre_roll_ms < 0 or self.min_speech_ms < 0:
+            raise ValueError("pre_roll_ms and min_speech_ms must be 0 or more")
+        if self.max_utterance_ms < max(self.min_speech_ms, 1000):
+            raise ValueError("max_utterance_ms must be at least 1000 and min_speech_ms")
 
 
 @dataclass(frozen=True, slots=True)
