@@ -71,12 +71,17 @@ class PluginControl:
     def find(
         self, capability: Capability, name: str, pool: list[Provider] | None = None
     ) -> Provider | None:
-        """Match a provider by its id (``plugin`` / ``plugin:name``) or its plugin id."""
+        """Match a provider by its id (``plugin`` / ``plugin:name``), its plugin id, or
+        the plugin id without its kind prefix (``openrouter`` for ``llm_openrouter``)."""
         pool = self.manager.providers(capability) if pool is None else pool
         exact = [p for p in pool if p.id == name]
         if exact:
             return exact[0]
         by_plugin = [p for p in pool if p.plugin_id == name]
+        if not by_plugin:
+            short = [p for p in pool if p.plugin_id.partition("_")[2] == name]
+            if len({p.plugin_id for p in short}) == 1:
+                by_plugin = short
         # A plugin with several providers of one kind: its best usable one.
         return min(by_plugin, key=_rank) if by_plugin else None
 

@@ -313,3 +313,14 @@ def test_parse_capability_errors() -> None:
     assert "transcribe, generate, synthesize" in str(caught.value)
     with pytest.raises(ControlError, match="nothing to choose"):
         parse_capability("context")
+
+
+async def test_find_accepts_the_plugin_id_without_its_kind_prefix(state: PluginState) -> None:
+    control = make_control(
+        state,
+        llm_openrouter=fake_plugin(FakeGenerator()),
+        llm_ollama=fake_plugin(FakeGenerator()),
+    )
+    assert control.find(GEN, "openrouter").plugin_id == "llm_openrouter"
+    assert control.find(GEN, "ollama").plugin_id == "llm_ollama"
+    assert control.find(GEN, "llm") is None
