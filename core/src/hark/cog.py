@@ -58,14 +58,21 @@ async def can_manage(
     )
 
 
+async def require_manager(ctx: commands.Context[Any]) -> None:
+    """Raise the usual command errors unless the author may manage this server.
+
+    For commands that only need the permission for some arguments (show vs set)."""
+    if ctx.guild is None:
+        raise commands.NoPrivateMessage()
+    if not await can_manage(ctx.bot, ctx.author, ctx.guild):
+        raise commands.MissingPermissions(["manage_guild"])
+
+
 def manage_server() -> Callable[[Any], Any]:
     """Command check: the author has Manage Server here (or owns the bot)."""
 
     async def predicate(ctx: commands.Context[Any]) -> bool:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(ctx.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
+        await require_manager(ctx)
         return True
 
     return commands.check(predicate)

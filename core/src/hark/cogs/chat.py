@@ -19,7 +19,7 @@ from discord.ext import commands
 from hark.chat.ratelimit import RateLimiter, parse_rate
 from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget
 from hark.chat.triggers import TriggerPolicy
-from hark.cog import PluginCog, can_manage
+from hark.cog import PluginCog, require_manager
 from hark.providers import Capability, ContextRequest, Generator
 from hark.providers.errors import ProviderError
 
@@ -154,10 +154,7 @@ class ChatCog(PluginCog, name="Chat"):
             current = generator.model_for(guild_id) or "the provider's default"
             await ctx.reply(f"`{generator.id}` uses model `{current}` here.", mention_author=False)
             return
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
+        await require_manager(ctx)
         name = name.strip()
         note = ""
         if generator.supports_model_listing:

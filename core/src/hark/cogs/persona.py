@@ -7,7 +7,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark.chat.persona import PersonaContext
-from hark.cog import PluginCog, can_manage
+from hark.cog import PluginCog, require_manager
 from hark.text import split_message
 
 RESET_WORDS = {"reset", "default", "clear"}
@@ -48,8 +48,7 @@ class PersonaCog(PluginCog, name="Persona"):
         await self._set(ctx, self.settings.channel(ctx.channel.id), text, "this channel")
 
     async def _set(self, ctx: commands.Context[Any], scope, text: str, where: str) -> None:
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
+        await require_manager(ctx)
         if text.strip().lower() in RESET_WORDS:
             await scope.clear("prompt")
             await ctx.reply(f"Persona for {where} reset.", mention_author=False)

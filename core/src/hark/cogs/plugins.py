@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from hark.cog import PluginCog, can_manage
+from hark.cog import PluginCog, can_manage, require_manager
 from hark.control import ControlError, parse_capability
 from hark.providers import Capability
 from hark.store import GLOBAL
@@ -81,10 +81,7 @@ class PluginsCog(PluginCog, name="Plugins"):
             await ctx.send(part)
 
     async def _manage(self, ctx: commands.Context[Any], action) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
+        await require_manager(ctx)
         try:
             reply = await action(ctx.guild.id)
         except ControlError as exc:

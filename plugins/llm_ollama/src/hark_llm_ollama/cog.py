@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark import Capability, PluginCog
+from hark.cog import can_manage, manage_server
 from hark.providers.errors import ProviderError
 from hark.text import split_message
 from hark_llm_ollama.generator import OllamaGenerator, OllamaModel, same_model
@@ -82,27 +83,6 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"`{value}`"
-
-
-async def can_manage(ctx: commands.Context[Any]) -> bool:
-    """Manage Server in this guild, or the bot's owner."""
-    if await ctx.bot.is_owner(ctx.author):
-        return True
-    permissions = getattr(ctx.author, "guild_permissions", None)
-    return ctx.guild is not None and permissions is not None and permissions.manage_guild
-
-
-def manage_server():
-    """A check: Manage Server in this guild, or the bot's owner."""
-
-    async def predicate(ctx: commands.Context[Any]) -> bool:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if await can_manage(ctx):
-            return True
-        raise commands.MissingPermissions(["manage_guild"])
-
-    return commands.check(predicate)
 
 
 class OllamaCog(PluginCog, name="Ollama"):
@@ -235,7 +215,7 @@ class OllamaCog(PluginCog, name="Ollama"):
                 mention_author=False,
             )
             return
-        if not await can_manage(ctx):
+        if not await can_manage(self.bot, ctx.author, ctx.guild):
             raise commands.MissingPermissions(["manage_guild"])
         if name.lower() in _RESET_WORDS:
             await self.settings.guild(ctx.guild.id).clear("model")

@@ -12,7 +12,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark import PluginCog
-from hark.cogs.plugins import can_manage
+from hark.cog import require_manager
 from hark.providers.errors import ProviderError
 from hark.text import split_message
 from hark_llm_openrouter.generator import OpenRouterGenerator
@@ -49,12 +49,6 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
         if generator is None:
             await ctx.reply("The OpenRouter generator is not loaded.", mention_author=False)
         return generator
-
-    async def _check_manage(self, ctx: commands.Context[Any]) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
 
     def _model_origin(self, guild_id: int | None) -> str:
         scope = self.settings.guild(guild_id)
@@ -153,7 +147,7 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
                 mention_author=False,
             )
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         if name.lower() in _RESET_WORDS:
             await generator.set_model(ctx.guild.id, None)
@@ -184,7 +178,7 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
         generator = await self._require_generator(ctx)
         if generator is None:
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         key = key.lower()
         if key not in OpenRouterGenerator.default_settings:

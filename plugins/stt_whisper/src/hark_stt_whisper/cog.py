@@ -11,7 +11,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark import PluginCog
-from hark.cogs.plugins import can_manage
+from hark.cog import require_manager
 from hark.control import ControlError
 from hark.providers import Capability
 from hark.providers.errors import ConfigurationError
@@ -36,12 +36,6 @@ class WhisperCog(PluginCog, name="Whisper"):
 
     def remote(self) -> OpenAIWhisperTranscriber | None:
         return self.provider(OpenAIWhisperTranscriber)
-
-    async def _check_manage(self, ctx: commands.Context[Any]) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
 
     async def _reply(self, ctx: commands.Context[Any], text: str) -> None:
         await ctx.reply(text, mention_author=False)
@@ -120,7 +114,7 @@ class WhisperCog(PluginCog, name="Whisper"):
         if code is None:
             await self._reply(ctx, self._language_line(guild_id))
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         scope = self.settings.guild(ctx.guild.id)
         code = code.strip().lower()
@@ -166,7 +160,7 @@ class WhisperCog(PluginCog, name="Whisper"):
                 f" Choices: {choices}.",
             )
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         scope = self.settings.guild(ctx.guild.id)
         spec = spec.strip()
@@ -207,7 +201,7 @@ class WhisperCog(PluginCog, name="Whisper"):
         if name is None:
             await self._reply(ctx, f"This server's OpenAI model is `{remote.model_for(guild_id)}`.")
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         scope = self.settings.guild(ctx.guild.id)
         if name.lower() in _RESET_WORDS:
@@ -234,7 +228,7 @@ class WhisperCog(PluginCog, name="Whisper"):
                 text = "No transcriber is enabled in this server."
             await self._reply(ctx, text)
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         mode = mode.strip().lower()
         target = {"local": self.local(), "openai": self.remote(), "remote": self.remote()}.get(mode)

@@ -10,7 +10,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from hark.cog import PluginCog, can_manage
+from hark.cog import PluginCog, require_manager
 from hark.providers.errors import ProviderError
 from hark.text import split_message
 from hark_tts_azure.ssml import parse_pitch, parse_rate
@@ -42,12 +42,6 @@ class AzureCog(PluginCog, name="Azure Speech"):
         if synthesizer is None:
             await ctx.reply("The Azure Speech synthesizer is not loaded.", mention_author=False)
         return synthesizer
-
-    async def _check_manage(self, ctx: commands.Context[Any]) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
 
     def _origin(self, key: str, guild_id: int | None, default: str) -> str:
         if guild_id is not None and self.settings.guild(guild_id).is_set(key):
@@ -139,7 +133,7 @@ class AzureCog(PluginCog, name="Azure Speech"):
             origin = self._origin("voice", guild_id, "default, AZURE_SPEECH_VOICE")
             await ctx.reply(f"This server speaks with `{voice}` ({origin}).", mention_author=False)
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         if name.lower() in _RESET_WORDS:
             await synthesizer.set_voice(ctx.guild.id, None)
@@ -182,7 +176,7 @@ class AzureCog(PluginCog, name="Azure Speech"):
             shown = f"`{current}`" if current else "the voice's default"
             await ctx.reply(f"This server's {key} is {shown} ({origin}).", mention_author=False)
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         if value.lower() in _RESET_WORDS:
             await synthesizer.store_setting(key, ctx.guild.id, None)

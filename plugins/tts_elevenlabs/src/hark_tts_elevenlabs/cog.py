@@ -13,7 +13,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark import PluginCog
-from hark.cogs.plugins import can_manage
+from hark.cog import require_manager
 from hark.providers.errors import ProviderError
 from hark.text import split_message
 from hark_tts_elevenlabs.synthesizer import (
@@ -86,12 +86,6 @@ class ElevenLabsCog(PluginCog, name="ElevenLabs"):
         if synth is None:
             await ctx.reply("The ElevenLabs synthesizer is not loaded.", mention_author=False)
         return synth
-
-    async def _check_manage(self, ctx: commands.Context[Any]) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
 
     def _voice_label(self, synth: ElevenLabsSynthesizer, guild_id: int | None) -> str:
         voice_id = synth.voice_for(guild_id, required=False)
@@ -199,7 +193,7 @@ class ElevenLabsCog(PluginCog, name="ElevenLabs"):
                 mention_author=False,
             )
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         scope = self.settings.guild(ctx.guild.id)
         name = name.strip()
@@ -261,7 +255,7 @@ class ElevenLabsCog(PluginCog, name="ElevenLabs"):
         synth = await self._require_synthesizer(ctx)
         if synth is None:
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         key = key.lower()
         if key not in SETTABLE:

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from hark import AudioClip, Capability, PluginCog
 from hark.audio import convert, wav_bytes
+from hark.cog import can_manage
 from hark.providers.errors import ConfigurationError, ProviderError
 from hark.text import split_message
 from hark_tts_piper.synthesizer import (
@@ -51,14 +52,6 @@ def parse_speed(text: str) -> float:
             f"speed must be a number from {MIN_SPEED:g} to {MAX_SPEED:g} (1 is the voice's own)"
         )
     return value
-
-
-async def can_manage(ctx: commands.Context[Any]) -> bool:
-    """Manage Server in this guild, or the bot's owner."""
-    if await ctx.bot.is_owner(ctx.author):
-        return True
-    permissions = getattr(ctx.author, "guild_permissions", None)
-    return ctx.guild is not None and permissions is not None and permissions.manage_guild
 
 
 class PiperCog(PluginCog, name="Piper"):
@@ -157,7 +150,7 @@ class PiperCog(PluginCog, name="Piper"):
                 current = f"invalid ({exc.message})"
             await ctx.reply(f"Piper speaks at {current} here.", mention_author=False)
             return
-        if not await can_manage(ctx):
+        if not await can_manage(self.bot, ctx.author, ctx.guild):
             raise commands.MissingPermissions(["manage_guild"])
         scope = self.settings.guild(ctx.guild.id)
         if value.strip().lower() in _RESET_WORDS:

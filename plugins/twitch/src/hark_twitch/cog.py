@@ -22,7 +22,7 @@ from hark import ContextRequest, PluginCog
 from hark.chat.ratelimit import RateLimiter
 from hark.chat.streaming import NO_PINGS, ChannelTarget
 from hark.chat.triggers import callsign_pattern
-from hark.cog import can_manage
+from hark.cog import require_manager
 from hark.providers.errors import ProviderError
 from hark_twitch.activity import ActivityLog, TwitchActivityContext
 from hark_twitch.config import TOPICS, TwitchConfig
@@ -238,12 +238,6 @@ class TwitchCog(PluginCog, name="Twitch"):
 
     # -- commands ----------------------------------------------------------------
 
-    async def _check_manage(self, ctx: commands.Context[Any]) -> None:
-        if ctx.guild is None:
-            raise commands.NoPrivateMessage()
-        if not await can_manage(self.bot, ctx.author, ctx.guild):
-            raise commands.MissingPermissions(["manage_guild"])
-
     @commands.group(name="twitch", invoke_without_command=True)
     async def twitch(self, ctx: commands.Context[Any]) -> None:
         """Twitch connection status and this server's commentary settings."""
@@ -329,7 +323,7 @@ class TwitchCog(PluginCog, name="Twitch"):
     @twitch.command(name="link")
     async def link(self, ctx: commands.Context[Any], channel: discord.TextChannel) -> None:
         """Post commentary on stream events in CHANNEL (Manage Server)."""
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         if channel.guild.id != ctx.guild.id:
             await ctx.reply("That channel is not in this server.", mention_author=False)
@@ -348,7 +342,7 @@ class TwitchCog(PluginCog, name="Twitch"):
     @twitch.command(name="unlink")
     async def unlink(self, ctx: commands.Context[Any]) -> None:
         """Stop posting commentary in this server (Manage Server)."""
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         await self.settings.guild(ctx.guild.id).clear("channel_id")
         await ctx.reply("No more Twitch commentary in this server.", mention_author=False)
@@ -371,7 +365,7 @@ class TwitchCog(PluginCog, name="Twitch"):
                 mention_author=False,
             )
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         level = level.lower().strip()
         if level not in LEVELS:
@@ -392,7 +386,7 @@ class TwitchCog(PluginCog, name="Twitch"):
             current = float(self.settings.guild(guild_id).get("min_interval") or 0)
             await ctx.reply(f"At most one comment every {current:g}s here.", mention_author=False)
             return
-        await self._check_manage(ctx)
+        await require_manager(ctx)
         assert ctx.guild is not None
         if not 0 <= seconds <= 86_400:
             await ctx.reply("Use a number of seconds from 0 to 86400.", mention_author=False)
