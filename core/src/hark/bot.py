@@ -24,6 +24,7 @@ from discord.ext import commands
 from hark.chat.streaming import ReplyTarget
 from hark.cog import PluginCog, PluginDisabled
 from hark.config import Config
+from hark.gateway_guard import guard_parsers, install_log_filters, keep_connected
 from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
@@ -110,10 +111,17 @@ class HarkBot(commands.Bot):
         # Work that must finish before the database closes (replies being written).
         self._inflight: set[asyncio.Task[Any]] = set()
         self.add_check(self._plugin_enabled_check)
+        # A malformed gateway event or a reconnect must not end the bot or flood its log.
+        guard_parsers(self._connection)
+        install_log_filters()
 
     @property
     def config(self) -> Config:
         return self.runtime.config
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        # discord.py reconnects only on network errors; retry anything else too.
+        await keep_connected(self, super().connect, reconnect=reconnect)
 
     # -- start-up --------------------------------------------------------
 
@@ -166,18 +174,44 @@ class HarkBot(commands.Bot):
     async def _sync_if_changed(self, guild_id: int | None) -> None:
         """Sync the global (None) or one guild's commands when they differ from the last sync.
 
-        Discord rate-limits command syncs, so unchanged sets are not sent again.
+        Discord rate-limits command syncs, so unchanged sets are not sent again, and
+        a set Discord refused (400: the payload itself is invalid) is not sent again
+        until it changes, not even after a restart. A failure logs one line; the
+        field-by-field details are at DEBUG.
         """
         settings = self.runtime.settings.for_plugin(_SYNC_NAMESPACE)
         scope = settings.global_() if guild_id is None else settings.guild(guild_id)
         guild = None if guild_id is None else discord.Object(guild_id)
+        where = "global" if guild_id is None else f"guild {guild_id}"
         digest = self._commands_digest(guild)
         if scope.get("commands_digest", None) == digest:
+            return
+        # is_set: a guild scope's get() would fall back to the global value.
+        if (
+            scope.is_set("commands_refused_digest")
+            and scope.get("commands_refused_digest") == digest
+        ):
+            log.debug("slash commands for %s: not re-sending the set Discord refused", where)
             return
         try:
             await self.tree.sync(guild=guild)
         except discord.HTTPException as exc:
-            log.warning("could not sync slash commands for %s: %s", guild_id or "global", exc)
+            # exc.text is Discord's message, then one "In <field>: ..." line per error.
+            first = next((ln for ln in (exc.text or "").splitlines() if ln.strip()), "")
+            if exc.status == 400:
+                await scope.set("commands_refused_digest", digest)
+                after = "not retried until the commands change"
+            else:  # 403 (no applications.commands scope), 5xx: try again next time
+                after = "will retry on the next start or plugin change"
+            log.warning(
+                "could not sync slash commands for %s: HTTP %s, Discord error %s: %s (%s)",
+                where,
+                exc.status,
+                exc.code,
+                first or "no message",
+                after,
+            )
+            log.debug("slash command sync for %s failed in detail:\n%s", where, exc)
             return
         await scope.set("commands_digest", digest)
 

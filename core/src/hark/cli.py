@@ -117,8 +117,41 @@ async def run_bot(config: Config, *, ready: asyncio.Event | None = None) -> int:
             "for the bot in the Developer Portal.",
             EXIT_USAGE,
         ) from None
-    except (aiohttp.ClientConnectorError, discord.GatewayNotFound, OSError) as exc:
+    except (aiohttp.ClientError, discord.GatewayNotFound, OSError) as exc:
         raise CliError(f"cannot reach Discord at {config.api_base}: {exc}") from None
+    except discord.ConnectionClosed as exc:
+        # discord.py gives up on these close codes (4004, 4010-4014) rather than reconnect.
+        if exc.code == 4004:
+            raise CliError(
+                "Discord rejected DISCORD_BOT_TOKEN (gateway close 4004): check the token.",
+                EXIT_USAGE,
+            ) from None
+        meaning = {
+            4010: "invalid shard",
+            4011: "sharding required",
+            4012: "invalid API version",
+            4013: "invalid intents",
+        }.get(exc.code, "not reconnecting")
+        raise CliError(
+            f"Discord closed the gateway connection with code {exc.code} ({meaning})"
+        ) from None
+    except discord.HTTPException as exc:
+        # An answer discord.py gave up on, e.g. an endpoint a Discord-compatible server lacks.
+        from hark.gateway_guard import describe
+
+        response = getattr(exc, "response", None)
+        where = f" {response.method} {response.url.path}" if response is not None else ""
+        log.debug("Discord API error during start-up", exc_info=exc)
+        raise CliError(f"Discord answered{where} with an error: {describe(exc)}") from None
+    except Exception as exc:
+        from hark.gateway_guard import describe, raised_outside_hark
+
+        # Hark's own bugs keep their traceback; anything raised inside discord.py or
+        # aiohttp (a payload they cannot handle) is one line, the traceback at DEBUG.
+        if not raised_outside_hark(exc, run_bot, HarkBot.connect):
+            raise
+        log.debug("unexpected failure talking to Discord", exc_info=exc)
+        raise CliError(f"unexpected failure talking to Discord: {describe(exc)}") from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

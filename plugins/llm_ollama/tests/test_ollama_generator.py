@@ -306,6 +306,36 @@ async def test_error_line_is_not_retried(fake_ollama, make_generator):
     assert fake_ollama.count() == 1
 
 
+USED_NOTHING = "Sorry, `llm_ollama` sent back something I couldn't use."
+
+
+async def test_an_html_page_is_bad_output_and_not_retried(fake_ollama, make_generator):
+    """A proxy or captive portal answering 200 with its own page."""
+    fake_ollama.bad_body_next(times=3)
+    deltas, error = await collect(make_generator().generate(PROMPT))
+    assert deltas == []
+    assert isinstance(error, BadOutputError), error
+    assert error.user_message == USED_NOTHING
+    assert fake_ollama.count() == 1
+
+
+async def test_a_line_that_is_not_json_is_bad_output_and_not_retried(fake_ollama, make_generator):
+    fake_ollama.break_stream("invalid_json", after=0, times=3)
+    deltas, error = await collect(make_generator().generate(PROMPT))
+    assert deltas == []
+    assert isinstance(error, BadOutputError), error
+    assert error.user_message == USED_NOTHING
+    assert fake_ollama.count() == 1
+
+
+async def test_an_html_model_list_is_bad_output_and_not_retried(fake_ollama, make_generator):
+    fake_ollama.bad_body_next(times=3, paths=["/api/tags"])
+    with pytest.raises(BadOutputError) as caught:
+        await make_generator().list_models()
+    assert caught.value.user_message == USED_NOTHING
+    assert fake_ollama.count("/api/tags") == 1
+
+
 async def test_a_stalled_stream_times_out(fake_ollama, make_generator):
     fake_ollama.break_stream("stall", after=1)
     generator = make_generator(timeout=0.2, retry=RetryPolicy(attempts=1))

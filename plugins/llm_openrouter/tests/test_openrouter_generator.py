@@ -417,6 +417,36 @@ async def test_mid_stream_error_with_string_code_is_bad_output(server, make_gene
     assert "server_error" in error.message and "overloaded" in error.message
 
 
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("html", "text/html"),  # a proxy's or captive portal's page
+        ("json", "application/json"),  # a whole completion: the server ignored stream
+        ("sse_not_json", "not JSON"),
+        ("sse_not_chunks", "not a stream of chat completion chunks"),
+        ("sse_bad_choices", "not a chat completion chunk"),
+    ],
+)
+async def test_a_200_that_is_not_a_stream_is_bad_output_and_not_retried(
+    server, make_generator, kind, why
+):
+    server.bad_body_next(kind, times=3)
+    deltas, error = await collect(make_generator())
+    assert deltas == []
+    assert isinstance(error, BadOutputError), error
+    assert why in error.message
+    assert error.user_message == "Sorry, `llm_openrouter` sent back something I couldn't use."
+    assert len(server.chat_requests) == 1
+    assert_no_key(error)
+
+
+async def test_an_event_stream_without_events_is_still_retried(server, make_generator):
+    """An event stream that ends before its first event broke off: not bad output."""
+    server.bad_body_next("sse_keepalive_only")
+    assert await make_generator().complete(PROMPT) == server.reply
+    assert len(server.chat_requests) == 2
+
+
 async def test_next_call_works_after_closing_a_stream_early(server, make_generator):
     generator = make_generator()
     stream = generator.generate(PROMPT)
@@ -446,6 +476,15 @@ async def test_list_models_missing_endpoint(server, make_generator):
 async def test_list_models_retries_server_errors(server, make_generator):
     server.fail_next(503, endpoint="models")
     assert await make_generator().list_models() == sorted(server.models)
+
+
+@pytest.mark.parametrize("kind", ["html", "json"])
+async def test_list_models_answered_with_something_else_is_bad_output(server, make_generator, kind):
+    server.bad_body_next(kind, endpoint="models", times=3)
+    with pytest.raises(BadOutputError, match="model list") as caught:
+        await make_generator().list_models()
+    assert "sent back something I couldn't use" in caught.value.user_message
+    assert [r.path for r in server.requests] == ["/v1/models"]
 
 
 # -- the key stays secret ----------------------------------------------------------

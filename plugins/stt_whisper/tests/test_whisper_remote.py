@@ -185,6 +185,19 @@ async def test_malformed_answer(server, make_remote):
     assert len(server.requests) == 1
 
 
+async def test_html_page_is_bad_output_not_a_transcript(server, make_remote):
+    """A proxy or captive portal answering 200 with its page: never taken as speech."""
+    server.bad_body_next(times=3)
+    transcriber = make_remote()
+    with pytest.raises(BadOutputError, match="not JSON") as caught:
+        await transcriber.transcribe(discord_clip())
+    assert caught.value.user_message == (
+        "Sorry, `stt_whisper:openai` sent back something I couldn't use."
+    )
+    assert len(server.requests) == 1
+    assert transcriber.stats.retries == 0
+
+
 async def test_missing_key_for_openai(server):
     transcriber = OpenAIWhisperTranscriber(WhisperConfig(api_key=""))
     assert transcriber.unavailable_reason() == "OPENAI_API_KEY is not set"

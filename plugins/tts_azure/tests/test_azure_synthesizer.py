@@ -427,6 +427,25 @@ async def test_html_instead_of_audio_is_bad_output(make_synth) -> None:
     assert "text/html" in caught.value.message
 
 
+async def test_html_page_from_the_service_is_bad_output_and_not_retried(azure, make_synth) -> None:
+    azure.bad_body_next(times=3)
+    synth = make_synth()
+    clips, error = await collect_until_error(synth.synthesize(SENTENCE))
+    assert clips == []
+    assert isinstance(error, BadOutputError), error
+    assert "text/html" in error.message
+    assert error.user_message == "Sorry, `tts_azure` sent back something I couldn't use."
+    assert len(azure.synthesis_requests) == 1 and synth.stats.retries == 0
+
+
+async def test_html_voice_list_is_bad_output_and_not_retried(azure, make_synth) -> None:
+    azure.bad_body_next(endpoint="voices", times=3)
+    with pytest.raises(BadOutputError) as caught:
+        await make_synth().list_voices(refresh=True)
+    assert "sent back something I couldn't use" in caught.value.user_message
+    assert len(azure.voices_requests) == 1
+
+
 async def test_the_key_never_reaches_logs_or_messages(azure, make_synth, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     synth = make_synth()

@@ -396,6 +396,32 @@ async def test_later_request_broken_mid_way_stops_there(server, make_synth):
     assert isinstance(error, BadOutputError)
 
 
+async def test_html_instead_of_audio_is_bad_output_and_not_retried(server, make_synth):
+    """A proxy or captive portal answering 200 with its page: not played as noise."""
+    server.bad_body_next(times=3)
+    synth = make_synth()
+    clips, error = await speak_until_error(synth, SENTENCE)
+    assert clips == []
+    assert isinstance(error, BadOutputError), error
+    assert "text/html" in error.message
+    assert error.user_message == "Sorry, `tts_elevenlabs` sent back something I couldn't use."
+    assert len(server.tts_requests) == 1 and synth.stats.retries == 0
+
+
+async def test_html_for_a_later_request_stops_there(server, make_synth):
+    server.seconds_per_char = 0.0005
+    text = long_text(200)
+    server.bad_body_next(skip=1, times=3)
+    synth = make_synth()
+    clips, error = await speak_until_error(synth, text)
+    assert isinstance(error, BadOutputError), error
+    first = len(server.pcm_for(server.tts_requests[0].text))
+    # The first request's audio (less the resampler's unflushed tail), and nothing more.
+    played = sum(c.frames for c in clips)
+    assert frames_48k(first) - 2_000 < played <= frames_48k(first), "the page was played"
+    assert len(server.tts_requests) == 2 and synth.stats.retries == 0
+
+
 async def test_connection_refused(make_synth):
     synth = make_synth(base_url=f"http://127.0.0.1:{unused_port()}")
     _, error = await speak_until_error(synth, SENTENCE)
@@ -460,6 +486,14 @@ async def test_voice_listing_failures(server, make_synth):
     with pytest.raises(ProviderStatusError) as caught:
         await synth.list_voices()
     assert caught.value.status == 401 and "rejected the API key" in caught.value.message
+
+
+async def test_html_voice_list_is_bad_output_and_not_retried(server, make_synth):
+    server.bad_body_next(endpoint="voices", times=3)
+    with pytest.raises(BadOutputError) as caught:
+        await make_synth().list_voices()
+    assert "sent back something I couldn't use" in caught.value.user_message
+    assert len([r for r in server.requests if not r.is_tts]) == 1
 
 
 # -- the key stays secret --------------------------------------------------------

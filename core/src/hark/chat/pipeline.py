@@ -24,11 +24,39 @@ log = logging.getLogger(__name__)
 
 
 class NoGenerator(ConfigurationError):
-    def __init__(self) -> None:
+    """No generator is enabled where a reply was asked for; the notice says how to fix it."""
+
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
-            "no LLM is enabled here: install a generator plugin (e.g. llm_ollama) "
-            "and enable it with `plugins enable`."
+            message
+            or "no LLM is enabled here: install a generator plugin (e.g. `llm_ollama`) "
+            "and restart the bot."
         )
+
+    @classmethod
+    def for_guild(cls, control: PluginControl, guild_id: int | None) -> NoGenerator:
+        """The notice for ``guild_id`` (None: a DM): name an installed generator plugin
+        that is switched off and the exact command (with the prefix) that turns it on."""
+        prefix = control.config.prefix
+        installed = [
+            p for p in control.manager.providers(Capability.GENERATE) if isinstance(p, Generator)
+        ]
+        off = [p for p in installed if not control.is_enabled(p.plugin_id, guild_id)]
+        if not off:
+            return cls()
+        # The one this server chose, if any, else the one that would be used by default.
+        name, _ = control.chosen(Capability.GENERATE, guild_id)
+        chosen = control.find(Capability.GENERATE, name, off) if name else None
+        best = chosen or min(
+            off, key=lambda p: (p.unavailable_reason() is not None, -p.default_priority, p.id)
+        )
+        plugin = best.plugin_id
+        if guild_id is None:  # a DM: only the owner's global default applies
+            command = f"{prefix}plugins global enable {plugin}"
+            how = f"the bot's owner can turn on `{plugin}` with `{command}`"
+        else:
+            how = f"an admin can turn on `{plugin}` with `{prefix}plugins enable {plugin}`"
+        return cls(f"no LLM is enabled here: {how}.")
 
 
 @dataclass(slots=True)
@@ -55,7 +83,7 @@ class Conversation:
     async def prepare(self, request: ContextRequest) -> Turn:
         generator = self.control.provider_for(Capability.GENERATE, request.guild_id)
         if not isinstance(generator, Generator):
-            raise NoGenerator()
+            raise NoGenerator.for_guild(self.control, request.guild_id)
         providers = self.control.context_providers(request.guild_id)
         prompt = await assemble(
             providers,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from typing import Any
 
@@ -24,6 +26,31 @@ from hark.providers import Capability, ContextRequest, Generator
 from hark.providers.errors import ProviderError
 
 log = logging.getLogger(__name__)
+
+
+# discord.py itself warns ("Can't keep up") above 10 s; nothing that slow is a reading.
+_MAX_GATEWAY_LATENCY = 10.0
+
+
+def sane_gateway_latency(latency: float, interval: float | None) -> float | None:
+    """discord.py's heartbeat latency (seconds) if it can be believed, else None.
+
+    ``Client.latency`` is ``KeepAliveHandler.latency``: the HEARTBEAT_ACK's arrival
+    minus ``_last_send``. It is ``inf`` until the first ACK. Worse, the keep-alive
+    thread hands each heartbeat to the event loop and records ``_last_send`` only
+    after it wakes up from waiting on that send; a fast server's ACK is often handled
+    by the loop before that, so the ACK is timed from the *previous* heartbeat and
+    the "latency" is one whole heartbeat interval (30003 ms against a server
+    answering in under 1 ms, with discord.py warning "Can't keep up ... 30.0s
+    behind"). So a reading must be finite, positive and well below both the
+    interval (``interval`` seconds, when known) and 10 s.
+    """
+    if not math.isfinite(latency) or latency <= 0:
+        return None
+    limit = _MAX_GATEWAY_LATENCY
+    if interval and interval > 0:
+        limit = min(limit, interval / 2)
+    return latency if latency < limit else None
 
 
 def _display_name(user: discord.abc.User) -> str:
@@ -135,12 +162,17 @@ class ChatCog(PluginCog, name="Chat"):
 
     @commands.command()
     async def ping(self, ctx: commands.Context[Any]) -> None:
-        """Check the bot is alive (and its gateway latency)."""
-        latency = self.bot.latency
-        shown = (
-            f"{latency * 1000:.0f} ms" if latency == latency and latency != float("inf") else "n/a"
+        """Check the bot is alive: the time to post a reply, and the gateway heartbeat."""
+        started = time.perf_counter()
+        message = await ctx.reply("Pong!", mention_author=False)
+        rest = time.perf_counter() - started
+        keep_alive = getattr(self.bot.ws, "_keep_alive", None)  # None before HELLO
+        gateway = sane_gateway_latency(self.bot.latency, getattr(keep_alive, "interval", None))
+        heartbeat = f"{gateway * 1000:.0f} ms" if gateway is not None else "no reliable reading"
+        await message.edit(
+            content=f"Pong! REST round trip: {rest * 1000:.0f} ms (posting this reply); "
+            f"gateway heartbeat: {heartbeat}."
         )
-        await ctx.reply(f"Pong! Gateway latency: {shown}.", mention_author=False)
 
     @commands.command()
     async def model(self, ctx: commands.Context[Any], *, name: str | None = None) -> None:

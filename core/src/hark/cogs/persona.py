@@ -26,7 +26,9 @@ class PersonaCog(PluginCog, name="Persona"):
         where = {"channel": "this channel's", "server": "this server's", "default": "the default"}[
             origin
         ]
-        for part in split_message(f"Using {where} persona:\n>>> {prompt}"):
+        parts = split_message(f"Using {where} persona:\n>>> {prompt}")
+        await ctx.reply(parts[0], mention_author=False)
+        for part in parts[1:]:
             await ctx.send(part)
 
     @commands.group(invoke_without_command=True)

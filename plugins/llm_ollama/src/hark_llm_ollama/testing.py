@@ -23,6 +23,8 @@ Scripting:
 - ``delay``: seconds between deltas;
 - :meth:`FakeOllama.fail`: HTTP errors (500, 503, 429 with ``Retry-After``...) for
   the next N requests;
+- :meth:`FakeOllama.bad_body_next`: a 200 with an HTML page (a proxy's or captive
+  portal's) for the next N requests;
 - :meth:`FakeOllama.break_stream`: the next streamed replies break after some
   deltas (``"disconnect"``, ``"invalid_json"``, ``"error_line"``, ``"no_done"``,
   ``"stall"``);
@@ -48,12 +50,27 @@ from aiohttp import web
 
 from hark.testing.loopback import FailureQueue, LoopbackServer, unused_port
 
-__all__ = ["STREAM_BREAKS", "FakeOllama", "Received", "normalize_model", "unused_url"]
+__all__ = [
+    "HTML_PAGE",
+    "STREAM_BREAKS",
+    "FakeOllama",
+    "Received",
+    "normalize_model",
+    "unused_url",
+]
 
 DEFAULT_REPLY = "Hello! I am a fake Ollama model, happy to help."
 STREAM_BREAKS = ("disconnect", "invalid_json", "error_line", "no_done", "stall")
 
 Reply = str | Callable[[dict[str, Any]], "str | Awaitable[str]"]
+
+
+#: What :meth:`FakeOllama.bad_body_next` answers with: a proxy's or captive portal's page.
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    '<body><p>Please <a href="http://portal.example/login">sign in</a>.</p></body>\n'
+    "</html>\n"
+)
 
 
 def normalize_model(name: str) -> str:
@@ -193,6 +210,12 @@ class FakeOllama(LoopbackServer):
             message=error or f"fake failure (HTTP {status})",
         )
 
+    def bad_body_next(self, times: int = 1, *, paths: Iterable[str] = ("/api/chat",)) -> None:
+        """Answer the next ``times`` requests to ``paths`` 200 with an HTML page
+        (:data:`HTML_PAGE`, ``text/html``), as a proxy or captive portal would. Queued in
+        order with :meth:`fail`'s failures."""
+        self._failures.add(200, times=times, keys=paths, body="html")
+
     def break_stream(self, mode: str, *, after: int = 1, times: int = 1) -> None:
         """Break the next ``times`` streamed chat replies after ``after`` deltas.
 
@@ -255,6 +278,8 @@ class FakeOllama(LoopbackServer):
         failure = self._failures.take(path)
         if failure is None:
             return None
+        if failure.details.get("body") == "html":
+            return web.Response(text=HTML_PAGE, content_type="text/html")
         return self._error(failure.status, failure.message or "", failure.headers)
 
     def _find(self, name: Any) -> _Model | None:

@@ -249,18 +249,22 @@ class OpenRouterGenerator(Generator):
             raise self.translate(exc, model=model) from None
 
         produced = 0
+        events = 0  # server-sent events parsed, of any shape
+        chunks = 0  # of which chat completion chunks (with choices)
         finish_reason: str | None = None
         try:
-            async for chunk in stream:
-                if not chunk.choices:  # e.g. a usage-only chunk
+            async for event in stream:
+                events += 1
+                parts = self._chunk_parts(event)
+                if parts is None:  # e.g. a usage-only chunk
                     continue
-                choice = chunk.choices[0]
-                content = choice.delta.content if choice.delta is not None else None
+                chunks += 1
+                content, finish = parts
                 if content:
                     produced += len(content)
                     yield content
-                if choice.finish_reason:
-                    finish_reason = choice.finish_reason
+                if finish:
+                    finish_reason = finish
         except openai.OpenAIError as exc:
             raise self.translate(exc, model=model, produced=produced, streaming=True) from None
         except _TRANSPORT_ERRORS as exc:
@@ -268,11 +272,21 @@ class OpenRouterGenerator(Generator):
             raise self._broken(timed_out=timed_out, produced=produced, streaming=True) from None
         except json.JSONDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not JSON)") from None
+        except UnicodeDecodeError:
+            raise BadOutputError(f"{self.host} sent a malformed stream (not UTF-8)") from None
         finally:
             await stream.close()
 
         if finish_reason is None and not produced:
-            # Nothing reached the user, so the core may try again.
+            # A 200 that is not an event stream at all (a proxy's or captive portal's HTML
+            # page, a JSON document) parses to no events: a bad answer, not worth a retry.
+            media = stream.response.headers.get("content-type", "").split(";")[0].strip()
+            if not chunks and (events or media.lower() != "text/event-stream"):
+                what = media or "a body without a Content-Type"
+                raise BadOutputError(
+                    f"{self.host} answered with {what}, not a stream of chat completion chunks"
+                )
+            # The stream itself ended early and nothing reached the user: the core may retry.
             raise ProviderConnectionError(f"the stream from {self.host} ended before the reply")
         if finish_reason is None:
             raise BadOutputError(
@@ -289,6 +303,24 @@ class OpenRouterGenerator(Generator):
                 "%s finished with %s after %d characters", model, finish_reason, produced
             )
 
+    def _chunk_parts(self, chunk: Any) -> tuple[str | None, str | None] | None:
+        """(content, finish_reason) of a stream chunk's first choice; None for a chunk
+        without choices. The client builds chunks without validating them, so an event
+        of another shape (``data: [1]``, ``"choices": "x"``) is bad output here."""
+        try:
+            choices = chunk.choices
+            if not choices:
+                return None
+            choice = choices[0]
+            content = choice.delta.content if choice.delta is not None else None
+            finish = choice.finish_reason
+        except (AttributeError, TypeError, KeyError, IndexError):
+            pass
+        else:
+            if isinstance(content, str | None) and isinstance(finish, str | None):
+                return content, finish
+        raise BadOutputError(f"{self.host} sent a stream event that is not a chat completion chunk")
+
     async def _list_models_impl(self) -> list[str]:
         client = self.client()
         try:
@@ -300,7 +332,14 @@ class OpenRouterGenerator(Generator):
             ) from None
         except openai.OpenAIError as exc:
             raise self.translate(exc) from None
-        models = sorted({m.id for m in page.data if getattr(m, "id", None)})
+        except AttributeError:
+            # The client builds its page from a 200 that is not JSON (an HTML page) as a
+            # str, then fails on it.
+            raise BadOutputError(f"{self.host} sent a model list that is not JSON") from None
+        data = getattr(page, "data", None)
+        if not isinstance(data, list):  # JSON, but not the API's list
+            raise BadOutputError(f"{self.host} sent a model list that is not the API's JSON")
+        models = sorted({m.id for m in data if getattr(m, "id", None)})
         if not models:
             raise BadOutputError(f"{self.host} listed no models")
         return models

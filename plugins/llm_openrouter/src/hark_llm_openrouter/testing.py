@@ -11,7 +11,8 @@ as one JSON object, and ``GET /v1/models``. Errors use OpenAI's JSON shape
 It is scriptable (reply text or a function of the request, chunking, delays)
 and can inject failures: an HTTP status for the next N requests (with
 ``Retry-After``), 404 for unknown models, a stream cut off without ``[DONE]``,
-a dropped connection, and OpenRouter's mid-stream error chunk. Every request
+a dropped connection, OpenRouter's mid-stream error chunk, and a 200 whose body
+is not a stream (an HTML page, a JSON document, unparsable events). Every request
 is recorded with its headers and JSON body::
 
     async with FakeOpenAIServer(reply="Hi there!", api_key="sk-test") as server:
@@ -39,7 +40,7 @@ from multidict import CIMultiDict
 
 from hark.testing.loopback import FailureQueue, LoopbackServer
 
-__all__ = ["DEFAULT_MODELS", "DEFAULT_REPLY", "FakeOpenAIServer", "RecordedRequest"]
+__all__ = ["BAD_BODIES", "DEFAULT_MODELS", "DEFAULT_REPLY", "FakeOpenAIServer", "RecordedRequest"]
 
 DEFAULT_REPLY = "Hello! I am a fake model, answering from the loopback server."
 DEFAULT_MODELS: tuple[str, ...] = (
@@ -83,6 +84,37 @@ class RecordedRequest:
 
 
 ReplyFunc = Callable[[RecordedRequest], "str | Sequence[str] | Awaitable[str | Sequence[str]]"]
+
+BadBody = Literal[
+    "html", "json", "sse_not_json", "sse_not_chunks", "sse_bad_choices", "sse_keepalive_only"
+]
+#: 200 answers that are not what the API promises, for :meth:`FakeOpenAIServer.bad_body_next`:
+#: (Content-Type, body).
+BAD_BODIES: dict[str, tuple[str, bytes]] = {
+    # A proxy's or captive portal's page.
+    "html": (
+        "text/html; charset=utf-8",
+        b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+        b'<body><p>Please <a href="http://portal.example/login">sign in</a>.</p></body>\n'
+        b"</html>\n",
+    ),
+    # A whole completion, as a server that ignores ``stream`` sends it.
+    "json": (
+        "application/json",
+        b'{"id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,'
+        b' "model": "fake", "choices": [{"index": 0, "message": {"role": "assistant",'
+        b' "content": "not a stream"}, "finish_reason": "stop"}]}',
+    ),
+    "sse_not_json": ("text/event-stream", b"data: this is not JSON\n\n"),
+    "sse_not_chunks": (
+        "text/event-stream",
+        b'data: {"object": "not.a.chunk"}\n\ndata: {"object": "not.a.chunk"}\n\ndata: [DONE]\n\n',
+    ),
+    "sse_bad_choices": ("text/event-stream", b'data: {"choices": "none"}\n\ndata: [DONE]\n\n'),
+    # Not bad output but a stream that broke off: OpenRouter's keep-alive comment, then
+    # the end, before any event.
+    "sse_keepalive_only": ("text/event-stream", b": OPENROUTER PROCESSING\n\n"),
+}
 
 
 @dataclass(slots=True)
@@ -190,6 +222,25 @@ class FakeOpenAIServer(LoopbackServer):
         keys = None if endpoint == "any" else [endpoint]
         self._failures.add(status, times=times, keys=keys, retry_after=retry_after, message=message)
 
+    def bad_body_next(
+        self,
+        kind: BadBody = "html",
+        *,
+        times: int = 1,
+        endpoint: Literal["chat", "models", "any"] = "chat",
+    ) -> None:
+        """Answer the next ``times`` matching requests 200 with a body that is not what the
+        API promises (see :data:`BAD_BODIES`): ``html`` (a captive portal's page), ``json``
+        (a whole completion, not a stream), ``sse_not_json`` (an event whose data is not
+        JSON), ``sse_not_chunks`` (JSON events that are not chunks), ``sse_bad_choices``
+        (a chunk whose ``choices`` is not a list), ``sse_keepalive_only`` (a comment, then
+        the end: a stream that broke off before its first event). Queued in order with
+        :meth:`fail_next`'s failures."""
+        if kind not in BAD_BODIES:
+            raise ValueError(f"unknown bad body {kind!r}; one of {sorted(BAD_BODIES)}")
+        keys = None if endpoint == "any" else [endpoint]
+        self._failures.add(200, times=times, keys=keys, body=kind)
+
     def cut_next(self, *, after: int = 2, times: int = 1, reset: bool = False) -> None:
         """Stop the next streamed reply(s) after ``after`` deltas without a finish or ``[DONE]``.
 
@@ -252,6 +303,9 @@ class FakeOpenAIServer(LoopbackServer):
                 401, "Incorrect API key provided. You can find your API key in your account."
             )
         failure = self._failures.take(endpoint)
+        if failure is not None and "body" in failure.details:
+            content_type, body = BAD_BODIES[failure.details["body"]]
+            return web.Response(body=body, headers={"Content-Type": content_type})
         if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(failure.status, message, retry_after=failure.retry_after)

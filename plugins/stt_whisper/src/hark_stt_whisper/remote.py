@@ -161,7 +161,11 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
             raise self.translate(exc, model=model) from None
         except ValueError:  # a 200 whose body is not the JSON it claims to be
             raise BadOutputError(f"{self.host} sent a transcription that is not JSON") from None
-        text = result if isinstance(result, str) else getattr(result, "text", None)
+        if isinstance(result, str):
+            # What the client returns for a 200 that is not JSON (an HTML page from a proxy
+            # or captive portal): the raw body, which must not pass for a transcript.
+            raise BadOutputError(f"{self.host} sent a transcription that is not JSON")
+        text = getattr(result, "text", None)
         if not isinstance(text, str):
             raise BadOutputError(f"{self.host} sent a transcription without text")
         return Transcript(text.strip(), language=language, duration=clip.duration)

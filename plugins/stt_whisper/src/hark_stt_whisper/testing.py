@@ -10,7 +10,8 @@ errors in OpenAI's JSON shape (``{"error": {"message", "type", "param", "code"}}
 It checks what a client sends (a file is present and a WAV file is a valid one, the
 model is known, the language is an ISO 639-1 code), records every request, and can
 fail on demand: an HTTP status for the next N requests (401, 429 with ``Retry-After``,
-5xx...), a dropped connection, a malformed 200, a slow answer::
+5xx...), a dropped connection, a malformed 200, an HTML page (a captive portal's),
+a slow answer::
 
     async with FakeTranscriptionServer(reply="turn on the lights", api_key="sk-test") as server:
         transcriber = OpenAIWhisperTranscriber(
@@ -45,6 +46,7 @@ from hark.testing.loopback import FailureQueue, LoopbackServer
 __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_TEXT",
+    "HTML_PAGE",
     "TRANSCRIPTIONS_PATH",
     "FakeTranscriptionServer",
     "RecordedTranscription",
@@ -236,6 +238,14 @@ class RecordedTranscription:
 
 ReplyFunc = Callable[[RecordedTranscription], "str | Awaitable[str]"]
 
+#: What :meth:`FakeTranscriptionServer.bad_body_next` answers with: a proxy's or captive
+#: portal's page.
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    '<body><p>Please <a href="http://portal.example/login">sign in</a>.</p></body>\n'
+    "</html>\n"
+)
+
 
 def _check_wav(data: bytes) -> str | None:
     """Why ``data`` is not a usable WAV file, or None."""
@@ -319,6 +329,12 @@ class FakeTranscriptionServer(LoopbackServer):
     def drop_next(self, times: int = 1) -> None:
         """Close the connection of the next ``times`` requests without answering."""
         self._drops += times
+
+    def bad_body_next(self, times: int = 1) -> None:
+        """Answer the next ``times`` requests 200 with an HTML page (:data:`HTML_PAGE`,
+        ``text/html``), as a proxy or captive portal would. Queued in order with
+        :meth:`fail_next`'s failures."""
+        self._failures.add(200, times=times, body="html")
 
     def malformed_next(self, times: int = 1) -> None:
         """Answer the next ``times`` requests 200 with a body that is not JSON."""
@@ -420,6 +436,8 @@ class FakeTranscriptionServer(LoopbackServer):
                 request.transport.abort()
             raise web.HTTPInternalServerError()  # never sent: the connection is gone
         failure = self._failures.take()
+        if failure is not None and failure.details.get("body") == "html":
+            return web.Response(text=HTML_PAGE, content_type="text/html")
         if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(failure.status, message, retry_after=failure.retry_after)

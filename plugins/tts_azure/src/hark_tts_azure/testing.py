@@ -16,7 +16,8 @@ plugin, or any other client, to talk to it on 127.0.0.1 (a random port):
     The voices in Azure's JSON shape (``Name``, ``ShortName``, ``Locale``, ...).
 
 Failures on demand: :meth:`~FakeAzureTTS.fail_next` (any status, e.g. 401, 429 with
-``Retry-After``, 500/503 for the next N requests) and :meth:`~FakeAzureTTS.cut_next`
+``Retry-After``, 500/503 for the next N requests), :meth:`~FakeAzureTTS.bad_body_next`
+(a 200 with an HTML page instead of audio) and :meth:`~FakeAzureTTS.cut_next`
 (the audio stream is dropped after some bytes). Every request is recorded, with
 its parsed SSML::
 
@@ -49,6 +50,7 @@ from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = [
     "DEFAULT_VOICES",
+    "HTML_PAGE",
     "FakeAzureTTS",
     "RecordedRequest",
     "SsmlRequest",
@@ -75,6 +77,13 @@ UNAUTHORIZED_MESSAGE = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide"
     " a valid key for an active subscription and use a correct regional API endpoint for your"
     " resource."
+)
+
+#: What :meth:`FakeAzureTTS.bad_body_next` answers with: a proxy's or captive portal's page.
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    '<body><p>Please <a href="http://portal.example/login">sign in</a>.</p></body>\n'
+    "</html>\n"
 )
 
 _RATE_WORDS = {"x-slow": 0.5, "slow": 0.64, "medium": 1.0, "fast": 1.55, "x-fast": 2.0}
@@ -393,6 +402,18 @@ class FakeAzureTTS(LoopbackServer):
         keys = None if endpoint == "any" else [endpoint]
         self._failures.add(status, times=times, keys=keys, retry_after=retry_after, message=message)
 
+    def bad_body_next(
+        self,
+        *,
+        times: int = 1,
+        endpoint: Literal["synthesis", "voices", "any"] = "synthesis",
+    ) -> None:
+        """Answer the next ``times`` matching requests 200 with an HTML page
+        (:data:`HTML_PAGE`, ``text/html``), as a proxy or captive portal would. Queued in
+        order with :meth:`fail_next`'s failures."""
+        keys = None if endpoint == "any" else [endpoint]
+        self._failures.add(200, times=times, keys=keys, body="html")
+
     def cut_next(self, *, after_bytes: int = 9600, times: int = 1) -> None:
         """Drop the connection of the next synthesis reply(s) after ``after_bytes`` of audio
         (the chunked body never gets its terminating chunk)."""
@@ -429,6 +450,9 @@ class FakeAzureTTS(LoopbackServer):
         if self.key is not None and record.key != self.key:
             return self._error(record, 401, UNAUTHORIZED_MESSAGE)
         failure = self._failures.take(endpoint)
+        if failure is not None and failure.details.get("body") == "html":
+            record.status = 200
+            return web.Response(text=HTML_PAGE, content_type="text/html")
         if failure is not None:
             default = {
                 401: UNAUTHORIZED_MESSAGE,

@@ -401,7 +401,8 @@ class ElevenLabsSynthesizer(Synthesizer):
         )
         aligner = PcmAligner()
         received = 0
-        stream = client.text_to_speech.stream(
+        # The raw response, for its Content-Type: the client hands on any 2xx body as audio.
+        stream = client.text_to_speech.with_raw_response.stream(
             voice_id,
             text=text,
             model_id=model,
@@ -410,8 +411,12 @@ class ElevenLabsSynthesizer(Synthesizer):
             request_options=_REQUEST_OPTIONS,  # type: ignore[arg-type]
         )
         try:
-            async with contextlib.aclosing(stream):
-                async for chunk in stream:
+            async with stream as response:
+                media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if media.startswith("text/") or media.endswith(("json", "xml")):
+                    # A proxy's or captive portal's page, played as PCM, would be noise.
+                    raise BadOutputError(f"{self.service} answered with {media}, not audio")
+                async for chunk in response.data:
                     if not chunk:
                         continue
                     received += len(chunk)

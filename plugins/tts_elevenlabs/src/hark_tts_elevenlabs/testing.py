@@ -15,7 +15,8 @@ real ``elevenlabs`` client (and this plugin) to talk to it:
   for validation errors, HTTP 422).
 
 Scriptable failures: :meth:`~FakeElevenLabs.fail_next` (any status, ``Retry-After``,
-for the next N requests, optionally after letting some through) and
+for the next N requests, optionally after letting some through),
+:meth:`~FakeElevenLabs.bad_body_next` (a 200 with an HTML page instead of audio) and
 :meth:`~FakeElevenLabs.cut_next` (the connection drops mid-stream). Every
 request is recorded::
 
@@ -49,6 +50,7 @@ from hark.testing.loopback import FailureQueue, LoopbackServer
 __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_VOICES",
+    "HTML_PAGE",
     "PCM_RATES",
     "FakeElevenLabs",
     "FakeVoice",
@@ -63,6 +65,12 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "eleven_v3",
 )
 TTS_PREFIX = "/v1/text-to-speech/"
+#: What :meth:`FakeElevenLabs.bad_body_next` answers with: a proxy's or captive portal's page.
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    '<body><p>Please <a href="http://portal.example/login">sign in</a>.</p></body>\n'
+    "</html>\n"
+)
 Endpoint = Literal["tts", "voices", "any"]
 
 
@@ -298,6 +306,18 @@ class FakeElevenLabs(LoopbackServer):
             code=code,
         )
 
+    def bad_body_next(self, *, times: int = 1, skip: int = 0, endpoint: Endpoint = "tts") -> None:
+        """Answer the next ``times`` matching requests 200 with an HTML page (:data:`HTML_PAGE`,
+        ``text/html``), as a proxy or captive portal would, after letting ``skip`` through.
+        Queued in order with :meth:`fail_next`'s failures."""
+        self._failures.add(
+            200,
+            times=times,
+            keys=None if endpoint == "any" else [endpoint],
+            skip=skip,
+            body="html",
+        )
+
     def cut_next(
         self, *, after_bytes: int = 8_000, times: int = 1, skip: int = 0, reset: bool = False
     ) -> None:
@@ -375,6 +395,10 @@ class FakeElevenLabs(LoopbackServer):
             if sent != self.api_key:
                 return self._error(record, 401, "Invalid API key", "invalid_api_key")
         failure = self._failures.take(endpoint)
+        if failure is not None and failure.details.get("body") == "html":
+            record.status = 200
+            record.finished_at = time.monotonic()
+            return web.Response(text=HTML_PAGE, content_type="text/html")
         if failure is not None:
             message = failure.message or f"Injected failure (HTTP {failure.status})."
             return self._error(

@@ -40,7 +40,7 @@ from .permissions import (
     USE_APPLICATION_COMMANDS,
     VIEW_CHANNEL,
 )
-from .rest import FaultRule
+from .rest import DelayRule, FaultRule
 from .server import FakeDiscord
 from .state import (
     AppCommandRecord,
@@ -79,6 +79,7 @@ __all__ = [
     "BotAudioPacket",
     "ChannelRecord",
     "CommandNotAvailable",
+    "DelayRule",
     "FakeDiscord",
     "FaultRule",
     "GatewayEvent",

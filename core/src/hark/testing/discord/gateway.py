@@ -222,6 +222,8 @@ class Gateway:
         self.events: list[GatewayEvent] = []
         self.internal_errors: list[str] = []  # the server shares its list here
         self.changed: Callable[[], None] = lambda: None  # hook to wake server waiters
+        # Fault injection: answer this many WebSocket upgrades with HTTP 503.
+        self.refuse_connections = 0
 
     # -- dispatch ---------------------------------------------------------
 
@@ -292,6 +294,11 @@ class Gateway:
     # -- connection handling ----------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_connections > 0:
+            # Like a gateway that is restarting behind its proxy: no upgrade.
+            self.refuse_connections -= 1
+            self.changed()
+            return web.Response(status=503, text="gateway unavailable")
         # timeout: how long a close waits for the peer's close frame; keep it short
         # so dropping a dead client does not stall the test.
         ws = web.WebSocketResponse(max_msg_size=0, timeout=2.0)

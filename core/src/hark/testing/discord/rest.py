@@ -7,6 +7,7 @@ of every request in ``server.requests``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -150,6 +151,21 @@ class FaultRule:
         return json_response(body, self.status)
 
 
+@dataclass
+class DelayRule:
+    """Hold the next ``remaining`` matching REST calls for ``seconds`` before answering."""
+
+    method: str
+    pattern: re.Pattern[str]
+    seconds: float
+    remaining: int
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.remaining > 0 and self.method in (method, "*") and bool(self.pattern.search(path))
+        )
+
+
 # -- middleware ------------------------------------------------------------------
 
 
@@ -174,6 +190,9 @@ async def discord_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not path.startswith(API_PREFIX + "/"):
         return await _plain(server, request, handler)
     api_path = path[len(API_PREFIX) :]
+    delay = server._take_delay(request.method, api_path)
+    if delay:
+        await asyncio.sleep(delay)
     fault = server._take_fault(request.method, api_path)
     if fault is not None:
         response: web.StreamResponse = fault.response()

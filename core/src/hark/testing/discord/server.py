@@ -32,7 +32,7 @@ from .interactions import InteractionHelpers
 from .payloads import member_payload, self_user_payload, user_payload
 from .permissions import CONNECT, VIEW_CHANNEL, channel_permissions, has
 from .responses import InteractionResponses
-from .rest import FaultRule, build_app
+from .rest import DelayRule, FaultRule, build_app
 from .snowflakes import SnowflakeGenerator
 from .state import FakeState, UserRecord
 from .voice import VoiceStateRecord, VoiceStates
@@ -80,6 +80,7 @@ class FakeDiscord(
         self._message_seq = 0
         self._interactions: dict[int, InteractionRecord] = {}
         self._faults: list[FaultRule] = []
+        self._delays: list[DelayRule] = []
         self.interaction_ack_timeout = interaction_ack_timeout
         self._privileged_intents = privileged_intents
         self._host = host
@@ -227,6 +228,23 @@ class FakeDiscord(
                 return rule
         return None
 
+    def delay_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> DelayRule:
+        """Hold the next ``times`` matching REST calls for ``seconds`` before answering
+        them (normally, or with an injected fault): a slow network or a busy Discord.
+
+        ``method`` and ``path_regex`` work as in :meth:`fail_next`.
+        """
+        rule = DelayRule(method.upper(), re.compile(path_regex), seconds, times)
+        self._delays.append(rule)
+        return rule
+
+    def _take_delay(self, method: str, path: str) -> float:
+        for rule in self._delays:
+            if rule.matches(method, path):
+                rule.remaining -= 1
+                return rule.seconds
+        return 0.0
+
     async def drop_gateway(
         self, resumable: bool = True, *, code: int | None = None, abnormal: bool = False
     ) -> None:
@@ -238,6 +256,11 @@ class FakeDiscord(
         (4009), so the client must IDENTIFY again (discord.py waits 5 s first).
         """
         await self.gateway.drop(resumable=resumable, code=code, abnormal=abnormal)
+
+    def refuse_gateway(self, times: int = 1) -> None:
+        """Answer the next ``times`` gateway connections with HTTP 503 (no WebSocket),
+        like a server that is restarting: clients retry with backoff."""
+        self.gateway.refuse_connections = times
 
     def request_reconnect(self) -> None:
         """Send op 7 RECONNECT to the bot."""
