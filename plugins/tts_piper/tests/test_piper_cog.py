@@ -61,6 +61,9 @@ async def test_status_shows_the_voice_and_settings(harness):
     assert message.content == reply.content
 
 
+COUNTING = "One two three four five six seven eight nine ten eleven twelve."
+
+
 async def test_speed_needs_manage_server_and_changes_the_voice(harness):
     h = harness
     assert (await h.ask("!piper speed")).content == "Piper speaks at 1.00× here."
@@ -80,19 +83,13 @@ async def test_speed_needs_manage_server_and_changes_the_voice(harness):
     assert bad.content == "speed must be a number from 0.5 to 2 (1 is the voice's own)."
 
     # The setting reaches synthesis, and survives a restart.
-    fast = sum(
-        c.duration
-        for c in await speak_all(piper, "One two three four five six seven eight nine ten eleven twelve.", guild_id=h.guild.id)
-    )
+    fast = sum(c.duration for c in await speak_all(piper, COUNTING, guild_id=h.guild.id))
     await h.restart()
     piper = piper_of(h)
     assert piper.setting("length_scale", h.guild.id) == pytest.approx(0.8)
     reset = await h.ask("!piper speed reset", author=h.admin)
     assert reset.content == "Piper speaks at 1.00× here again."
-    normal = sum(
-        c.duration
-        for c in await speak_all(piper, "One two three four five six seven eight nine ten eleven twelve.", guild_id=h.guild.id)
-    )
+    normal = sum(c.duration for c in await speak_all(piper, COUNTING, guild_id=h.guild.id))
     # length_scale 0.8 gives ~0.8x; Piper's duration noise and the fixed padding blur it.
     assert fast < 0.93 * normal
 
