@@ -32,7 +32,8 @@ class Runtime:
         self.db = Database(config.database_path)
         self.state = PluginState(self.db)
         self.settings = SettingsStore(self.db)
-        self.history = HistoryStore(self.db)
+        # Exchanges that could not be written by shutdown (database locked) wait here.
+        self.history = HistoryStore(self.db, spill_path=config.data_dir / "history.pending.jsonl")
         if manager is None:
             manager = PluginManager(allow=config.load_plugins, block=config.block_plugins)
             manager.load_entry_points(entry_points)
@@ -45,6 +46,7 @@ class Runtime:
 
     async def open(self) -> None:
         await self.db.open()
+        await self.history.open()
         for plugin_id, values in self.config.plugin_settings.items():
             self.settings.seed_globals(plugin_id, values)
         await self.state.load()
@@ -60,4 +62,5 @@ class Runtime:
                     await provider.aclose()
                 except Exception:
                     log.exception("provider %s failed to close", provider.id)
+        await self.history.close()
         await self.db.close()

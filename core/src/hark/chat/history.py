@@ -3,19 +3,38 @@
 The history provider is an ordinary ContextProvider (the core dogfoods its plugin
 API): it contributes the channel's last ``depth`` entries, and its ``record`` hook
 writes an exchange once the reply was delivered. A failed turn is never recorded.
+
+Writes are behind the reply: :meth:`HistoryStore.append` queues the exchange and
+returns; one writer task commits queued exchanges in batches. Reads include what
+is still queued, so the next turn sees it at once. A database locked by another
+process only delays the write (retried with backoff, for as long as it takes);
+at shutdown :meth:`HistoryStore.close` flushes, and whatever still cannot be
+written is kept in a spill file beside the database and written on the next start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from hark.providers import ContextPart, ContextProvider, ContextRequest, PromptMessage
 from hark.store import Database
+from hark.store.database import DatabaseBusy, is_busy
+
+log = logging.getLogger(__name__)
 
 # Rows kept per channel; the prompt uses far fewer (HISTORY_DEPTH), the rest is slack
 # so a raised depth has something to show.
 KEEP_PER_CHANNEL = 200
+# The longest a write waits before the next try while the database stays locked.
+MAX_RETRY_DELAY = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,50 +45,227 @@ class Entry:
     author_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """Entries written together (one transaction): stored whole or not at all."""
+
+    channel_id: int
+    guild_id: int | None
+    entries: tuple[Entry, ...]
+    created_at: float
+
+
 class HistoryStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, spill_path: str | Path | None = None) -> None:
         self.db = db
+        self.spill_path = Path(spill_path) if spill_path is not None else None
+        self._pending: list[_Exchange] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    # -- reads -----------------------------------------------------------
 
     async def recent(self, channel_id: int, limit: int) -> list[Entry]:
-        rows = await self.db.fetchall(
-            "SELECT role, content, author_name, author_id FROM history "
-            "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
-            (channel_id, limit),
-        )
-        return [Entry(*row) for row in reversed(rows)]
-
-    async def append(self, channel_id: int, guild_id: int | None, entries: list[Entry]) -> None:
-        now = time.time()
-        conn = self.db.conn
-        # One transaction: an exchange is stored whole or not at all.
-        await conn.executemany(
-            "INSERT INTO history (channel_id, guild_id, role, author_id, author_name, content, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (channel_id, guild_id, e.role, e.author_id, e.author_name, e.content, now)
-                for e in entries
-            ],
-        )
-        await conn.execute(
-            "DELETE FROM history WHERE channel_id = ? AND id <= "
-            "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (channel_id, channel_id, KEEP_PER_CHANNEL),
-        )
-        await conn.commit()
-
-    async def clear(self, channel_id: int) -> int:
-        async with self.db.conn.execute(
-            "DELETE FROM history WHERE channel_id = ?", (channel_id,)
-        ) as cur:
-            count = cur.rowcount
-        await self.db.conn.commit()
-        return count
+        async with self.db.reading() as reader:
+            rows = await reader.fetchall(
+                "SELECT role, content, author_name, author_id FROM history "
+                "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
+                (channel_id, limit),
+            )
+            # Under the same lock: the writer drops an exchange from the queue in the
+            # same step as its commit, so nothing is seen twice or missed.
+            queued = [e for x in self._pending if x.channel_id == channel_id for e in x.entries]
+        entries = [Entry(*row) for row in reversed(rows)] + queued
+        return entries[-limit:] if limit > 0 else []
 
     async def count(self, channel_id: int) -> int:
-        rows = await self.db.fetchall(
-            "SELECT COUNT(*) FROM history WHERE channel_id = ?", (channel_id,)
+        async with self.db.reading() as reader:
+            rows = await reader.fetchall(
+                "SELECT COUNT(*) FROM history WHERE channel_id = ?", (channel_id,)
+            )
+            queued = sum(len(x.entries) for x in self._pending if x.channel_id == channel_id)
+        return int(rows[0][0]) + queued
+
+    # -- writes ----------------------------------------------------------
+
+    async def append(self, channel_id: int, guild_id: int | None, entries: list[Entry]) -> None:
+        """Queue an exchange for writing; it is visible to :meth:`recent` at once."""
+        if not entries:
+            return
+        self._pending.append(_Exchange(channel_id, guild_id, tuple(entries), time.time()))
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._idle.clear()
+        self._wakeup.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="hark-history-writer")
+
+    async def clear(self, channel_id: int) -> int:
+        # In the transaction, so no batch of this channel is being written meanwhile.
+        async with self.db.transaction() as tx:
+            queued = sum(len(x.entries) for x in self._pending if x.channel_id == channel_id)
+            self._pending = [x for x in self._pending if x.channel_id != channel_id]
+            deleted = await tx.execute("DELETE FROM history WHERE channel_id = ?", (channel_id,))
+        return queued + deleted
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued exchange is written; False if ``timeout`` ran out."""
+        if not self._pending:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def open(self) -> None:
+        """Write what a previous run could not (its spill file), then remove the file."""
+        path = self.spill_path
+        if path is None or not path.is_file():
+            return
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            exchanges = [_decode(line) for line in lines if line.strip()]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("could not read unwritten history from %s: %s", path, exc)
+            return
+        self._pending[:0] = exchanges
+        self._start_writer()
+        if await self.flush(timeout=5.0):
+            path.unlink(missing_ok=True)
+            log.info("wrote %d history exchanges left from the last run", len(exchanges))
+        # else: the file stays until they are written (close() rewrites or removes it).
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush for up to ``timeout`` seconds; spill what is left (database locked)."""
+        self._closing = True
+        flushed = await self.flush(timeout)
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        self._writer = None
+        if flushed or not self._pending:
+            if self.spill_path is not None:
+                self.spill_path.unlink(missing_ok=True)
+            return
+        left, self._pending = self._pending, []
+        if self.spill_path is None:
+            log.error("%d history exchanges could not be written (database locked)", len(left))
+            return
+        try:
+            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+            self.spill_path.write_text(
+                "".join(json.dumps(_encode(x)) + "\n" for x in left), encoding="utf-8"
+            )
+        except OSError as exc:
+            log.error(
+                "%d history exchanges lost: cannot write %s: %s", len(left), self.spill_path, exc
+            )
+            return
+        log.warning(
+            "database still locked at shutdown: %d history exchanges kept in %s for the next start",
+            len(left),
+            self.spill_path,
         )
-        return int(rows[0][0])
+
+    async def _write_loop(self) -> None:
+        attempt = 0
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wakeup.clear()
+                if self._closing:
+                    return
+                await self._wakeup.wait()
+                continue
+            try:
+                batch = await self._write()
+            except asyncio.CancelledError:
+                raise
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
+                # Not going to fix itself (a bug): retrying would stall every later write.
+                dropped, self._pending = self._pending, []
+                log.exception("history write failed; %d exchanges dropped", len(dropped))
+                continue
+            except (sqlite3.Error, DatabaseBusy, ValueError) as exc:
+                # Locked (another process), full disk, or the database closed under us:
+                # keep the rows and try again; a delivered reply is never dropped.
+                attempt += 1
+                if attempt == 1 or attempt % 20 == 0:
+                    why = (
+                        "database is locked"
+                        if is_busy(exc) or isinstance(exc, DatabaseBusy)
+                        else exc
+                    )
+                    log.warning(
+                        "history write delayed (%s); %d exchanges queued, retrying",
+                        why,
+                        len(self._pending),
+                    )
+                delay = min(MAX_RETRY_DELAY, 0.1 * 2 ** min(attempt, 6))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            if attempt:
+                log.info("history write succeeded after %d retries", attempt)
+            attempt = 0
+            # No await between the commit above and this: readers never see a row
+            # both in the table and in the queue.
+            written = {id(x) for x in batch}
+            self._pending = [x for x in self._pending if id(x) not in written]
+
+    async def _write(self) -> list[_Exchange]:
+        """Write what is queued in one transaction; returns what was written."""
+        # Short patience: the loop above does the long, unbounded waiting.
+        async with self.db.transaction(patience=1.0) as tx:
+            # Taken under the lock: what clear() removed meanwhile is not written.
+            batch = list(self._pending)
+            await tx.executemany(
+                "INSERT INTO history (channel_id, guild_id, role, author_id, author_name, "
+                "content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        x.channel_id,
+                        x.guild_id,
+                        e.role,
+                        e.author_id,
+                        e.author_name,
+                        e.content,
+                        x.created_at,
+                    )
+                    for x in batch
+                    for e in x.entries
+                ],
+            )
+            for channel_id in {x.channel_id for x in batch}:
+                await tx.execute(
+                    "DELETE FROM history WHERE channel_id = ? AND id <= "
+                    "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
+                    "LIMIT 1 OFFSET ?)",
+                    (channel_id, channel_id, KEEP_PER_CHANNEL),
+                )
+        return batch
+
+
+def _encode(exchange: _Exchange) -> dict[str, object]:
+    data = asdict(exchange)
+    data["entries"] = [asdict(e) for e in exchange.entries]
+    return data
+
+
+def _decode(line: str) -> _Exchange:
+    data = json.loads(line)
+    return _Exchange(
+        int(data["channel_id"]),
+        data["guild_id"],
+        tuple(Entry(**e) for e in data["entries"]),
+        float(data["created_at"]),
+    )
 
 
 class HistoryContext(ContextProvider):
