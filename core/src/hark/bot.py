@@ -21,17 +21,20 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from hark.chat.streaming import ReplyTarget
+from hark.chat.streaming import PLACEHOLDER, ReplyTarget
 from hark.cog import PluginCog, PluginDisabled
 from hark.config import Config
 from hark.gateway_guard import guard_parsers, install_log_filters, keep_connected
 from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
+from hark.store.database import DatabaseBusy
 
 log = logging.getLogger(__name__)
 
 _SYNC_NAMESPACE = "core"
+# Another process held the database past the write patience (hark.store.database).
+BUSY_TEXT = "The bot's database is busy right now; nothing was changed. Try again in a moment."
 
 
 def point_discord_at(api_base: str, gateway_url: str | None) -> None:
@@ -72,6 +75,8 @@ class HarkTree(app_commands.CommandTree):
     ) -> None:
         if isinstance(error, app_commands.CheckFailure):
             text = str(error) or "You can't use this command here."
+        elif isinstance(getattr(error, "original", None), DatabaseBusy):
+            text = BUSY_TEXT
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("slash command /%s failed", command, exc_info=error)
@@ -110,6 +115,7 @@ class HarkBot(commands.Bot):
         self._sync_locks: dict[int, asyncio.Lock] = {}
         # Work that must finish before the database closes (replies being written).
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._recovery: asyncio.Task[None] | None = None
         self.add_check(self._plugin_enabled_check)
         # A malformed gateway event or a reconnect must not end the bot or flood its log.
         guard_parsers(self._connection)
@@ -127,10 +133,18 @@ class HarkBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.runtime.open()
+        # REST works from here on; this needs no gateway, and start-up need not wait.
+        self._recovery = asyncio.create_task(self._mark_unfinished_replies())
         for info in self.runtime.manager.loaded():
             await self._add_plugin_cogs(info)
         if self.config.sync_commands:
             await self._sync_if_changed(None)
+
+    async def _mark_unfinished_replies(self) -> None:
+        try:
+            await self.runtime.inflight.mark_unfinished(self, PLACEHOLDER)
+        except Exception:
+            log.exception("could not mark replies left unfinished by the last run")
 
     async def _add_plugin_cogs(self, info: PluginInfo) -> None:
         for cog_cls in info.cogs:
@@ -253,7 +267,7 @@ class HarkBot(commands.Bot):
             # Missing permissions or a vanished message/channel: expected, not a bug.
             log.warning("command %s in channel %s: %s", ctx.command, ctx.channel.id, original)
             return
-        text = self._error_text(ctx, error)
+        text = BUSY_TEXT if isinstance(original, DatabaseBusy) else self._error_text(ctx, error)
         if text is None:
             log.error("command %s failed", ctx.command, exc_info=original)
             text = "Something went wrong running that command."
@@ -350,5 +364,7 @@ class HarkBot(commands.Bot):
             except Exception:  # leaving is best effort at shutdown
                 log.debug("voice disconnect failed", exc_info=True)
         await self._drain()
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
         await super().close()
         await self.runtime.close()

@@ -84,6 +84,7 @@ FIELDS: dict[str, _Field] = {
     "load_plugins": _Field("HARK_LOAD_PLUGINS", "plugins.load", "list"),
     "block_plugins": _Field("HARK_BLOCK_PLUGINS", "plugins.block", "list"),
     "sync_commands": _Field("HARK_SYNC_COMMANDS", "bot.sync_commands", "bool"),
+    "provider_deadline": _Field("HARK_PROVIDER_DEADLINE", "bot.provider_deadline", "float"),
     # text conversation
     "trigger_names": _Field("BOT_TRIGGER_NAMES", "chat.trigger_names", "list"),
     "system_prompt": _Field("SYSTEM_PROMPT", "chat.system_prompt"),
@@ -113,6 +114,9 @@ class Config:
     load_plugins: list[str] | None = None
     block_plugins: list[str] = field(default_factory=list)
     sync_commands: bool = True
+    # Seconds a user waits at most for a provider's first result (an LLM's first
+    # token, a transcript, the first audio), across all retries; 0 turns the cap off.
+    provider_deadline: float = 45.0
     # None: the bot's own name
     trigger_names: list[str] | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -238,6 +242,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("HISTORY_DEPTH must be 0 or more")
     if config.edit_interval < 0:
         raise ConfigError("CHAT_EDIT_INTERVAL must be 0 or more seconds")
+    if config.provider_deadline < 0:
+        raise ConfigError("HARK_PROVIDER_DEADLINE must be 0 (no cap) or more seconds")
     if not config.prefix.strip():
         raise ConfigError("BOT_PREFIX must not be blank")
 

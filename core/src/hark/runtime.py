@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint
 
 from hark.chat.history import HistoryStore
+from hark.chat.inflight import InflightReplies
 from hark.chat.pipeline import Conversation
 from hark.config import Config
 from hark.control import PluginControl
@@ -42,7 +43,8 @@ class Runtime:
         install_builtins(manager, self)
         self.manager = manager
         self.control = PluginControl(manager, self.state, config)
-        self.conversation = Conversation(self.control)
+        self.inflight = InflightReplies(self.db)
+        self.conversation = Conversation(self.control, self.inflight)
 
     async def open(self) -> None:
         await self.db.open()
@@ -51,9 +53,11 @@ class Runtime:
             self.settings.seed_globals(plugin_id, values)
         await self.state.load()
         await self.settings.load()
+        deadline = self.config.provider_deadline if self.config.provider_deadline > 0 else None
         for info in self.manager.loaded():
             for provider in info.providers:
                 provider.bind(self.settings.for_plugin(info.id))
+                provider.deadline = deadline
 
     async def close(self) -> None:
         for info in self.manager.loaded():
@@ -63,4 +67,5 @@ class Runtime:
                 except Exception:
                     log.exception("provider %s failed to close", provider.id)
         await self.history.close()
+        await self.inflight.drain()
         await self.db.close()

@@ -249,3 +249,85 @@ async def test_fresh_venv_with_only_core(tmp_path):
     listed = {line.split()[0] for line in out.decode().splitlines() if line.strip()}
     # nothing but the core and its built-in plugins is installed there
     assert listed == {"core", "chat", "persona", "history", "voice", "speech"}
+
+
+SLOW_LLM = '''
+    """A generator that streams slowly, so a reply is still being written when killed."""
+    from hark import hookimpl
+    from hark.testing.fakes import FakeGenerator
+
+    @hookimpl
+    def register_generators(register):
+        register(FakeGenerator("word " * 200, chunk_size=5, delay=0.1))
+'''
+
+
+async def test_a_reply_left_half_written_by_kill_9_is_marked_cut_off(tmp_path, discord_server):
+    guild = discord_server.create_guild("Ops")
+    channel = discord_server.create_text_channel(guild, "general")
+    member = discord_server.create_member(guild, "alice")
+    site = tmp_path / "site"
+    fake_distribution(
+        site, "slow_llm_dist", {"slow_llm": "slow_llm_mod"}, {"slow_llm_mod": SLOW_LLM}
+    )
+    env = clean_env(
+        PYTHONPATH=str(site),
+        DISCORD_BOT_TOKEN=discord_server.bot_token,
+        DISCORD_API_BASE=discord_server.api_base,
+        HARK_DATA_DIR=str(tmp_path / "state"),
+        HARK_SYNC_COMMANDS="false",
+        HARK_LOAD_PLUGINS="slow_llm",  # not the installed LLM plugins
+        BOT_TRIGGER_NAMES="robot",
+        CHAT_EDIT_INTERVAL="0.2",
+    )
+
+    def start():
+        return asyncio.create_subprocess_exec(
+            *BOT,
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    proc = await start()
+    try:
+        async with asyncio.timeout(30):
+            while not discord_server.connected_sessions:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        await discord_server.post_message(channel, member, "robot tell me a long story")
+        reply = await discord_server.wait_for_message(
+            channel, author=discord_server.bot_user, timeout=15
+        )
+        async with asyncio.timeout(10):
+            while len(reply.edits) < 2:  # streaming, well before the end
+                await asyncio.sleep(0.05)
+        proc.kill()  # kill -9: no cleanup at all
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert reply.content.endswith("…")
+    words = reply.content.count("word")
+
+    proc = await start()
+    try:
+        async with asyncio.timeout(30):
+            while not reply.content.endswith("[cut off]"):
+                await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert reply.content.count("word") == words and "…" not in reply.content
+    assert "Traceback" not in err.decode()
+    with sqlite3.connect(tmp_path / "state" / "hark.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM inflight_reply").fetchone() == (0,)
+        # the failed turn is not in history
+        assert db.execute("SELECT COUNT(*) FROM history").fetchone() == (0,)

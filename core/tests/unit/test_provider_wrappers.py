@@ -485,3 +485,65 @@ def test_error_messages() -> None:
     assert ProviderConnectionError("x").retryable and ProviderTimeoutError("x").retryable
     assert not BadOutputError("x").retryable and not ConfigurationError("x").retryable
     assert ConfigurationError("set FOO_KEY").user_message == "Sorry, set FOO_KEY"
+
+
+# -- the overall deadline (HARK_PROVIDER_DEADLINE) ----------------------------------
+
+
+async def test_a_hung_stream_ends_at_the_overall_deadline() -> None:
+    """A hung LLM with a 60 s timeout and 3 attempts used to keep a user ~3 minutes."""
+    gen = FakeGenerator("late", delay=3600, timeout=60, retry=FAST)
+    gen.deadline = 0.3
+    started = time.perf_counter()
+    with pytest.raises(ProviderTimeoutError, match=r"within 0\.3s"):
+        await gen.complete(HELLO)
+    assert time.perf_counter() - started < 10  # not 3 x 60 s
+    assert gen.calls == 1  # no retry can start once the deadline has passed
+
+
+async def test_retries_share_one_deadline() -> None:
+    gen = FakeGenerator("late", delay=3600, timeout=0.2, retry=FAST)
+    gen.deadline = 0.5
+    with pytest.raises(ProviderTimeoutError):
+        await gen.complete(HELLO)
+    # Attempts of 0.2 s, 0.2 s and what was left: never more than the deadline allows.
+    assert 2 <= gen.calls <= 3
+    assert sum(gen.stats.samples) < 1.5
+
+
+async def test_a_backoff_past_the_deadline_is_not_waited_out() -> None:
+    error = ProviderStatusError("slow down", status=429, retry_after=5)
+    gen = FakeGenerator("ok", fail_with=[error], retry=RetryPolicy(attempts=3))
+    gen.deadline = 1.0
+    started = time.perf_counter()
+    with pytest.raises(ProviderStatusError):
+        await gen.complete(HELLO)
+    assert time.perf_counter() - started < 1.0
+    assert gen.calls == 1
+
+
+async def test_the_deadline_covers_only_the_first_item_of_a_stream() -> None:
+    gen = FakeGenerator("0123456789" * 3, chunk_size=5, delay=0.1, timeout=5)
+    gen.deadline = 0.25  # the whole stream takes ~0.6 s: later items are not capped
+    assert await gen.complete(HELLO) == "0123456789" * 3
+
+
+async def test_calls_have_the_overall_deadline_too() -> None:
+    stt = FakeTranscriber("hi", delay=3600, timeout=60, retry=FAST)
+    stt.deadline = 0.3
+    with pytest.raises(ProviderTimeoutError, match=r"within 0\.3s"):
+        await stt.transcribe(CLIP)
+    assert stt.calls == 1
+    synth = FakeSynthesizer(delay=3600, timeout=60, retry=FAST)
+    synth.deadline = 0.3
+    with pytest.raises(ProviderTimeoutError):
+        async for _ in synth.synthesize("Hello."):
+            pass
+
+
+async def test_no_deadline_means_only_the_attempt_timeouts() -> None:
+    gen = FakeGenerator("late", delay=3600, timeout=0.1, retry=FAST)
+    gen.deadline = None
+    with pytest.raises(ProviderTimeoutError, match=r"within 0\.1s"):
+        await gen.complete(HELLO)
+    assert gen.calls == 3

@@ -14,7 +14,7 @@ from typing import Any
 
 import discord
 
-from hark.chat.streaming import ReplyTarget, StreamingReply
+from hark.chat.streaming import ReplyTarget, ReplyTracker, StreamingReply
 from hark.context import Prompt, assemble
 from hark.control import PluginControl
 from hark.providers import Capability, ContextRequest, Generator, PromptMessage
@@ -77,8 +77,10 @@ class Turn:
 
 
 class Conversation:
-    def __init__(self, control: PluginControl) -> None:
+    def __init__(self, control: PluginControl, inflight: ReplyTracker | None = None) -> None:
         self.control = control
+        # Remembers replies being streamed, so a crash cannot leave them unfinished.
+        self.inflight = inflight
 
     async def prepare(self, request: ContextRequest) -> Turn:
         generator = self.control.provider_for(Capability.GENERATE, request.guild_id)
@@ -104,7 +106,7 @@ class Conversation:
         """Run one turn and stream it to ``target`` (posted, edited as it grows, split at
         Discord's limit, no pings). On success the exchange is recorded; on failure
         nothing is recorded and, if ``notify_errors``, one short notice is posted."""
-        reply = StreamingReply(target, interval=interval)
+        reply = StreamingReply(target, interval=interval, tracker=self.inflight)
         typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
         try:
             turn = await self.prepare(request)

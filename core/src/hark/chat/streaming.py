@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import discord
 
+from hark.chat.inflight import CUT_OFF
 from hark.text import MESSAGE_LIMIT, split_message
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -71,11 +72,26 @@ class InteractionTarget:
             await handle.edit(content=content, allowed_mentions=NO_PINGS)
 
 
+class ReplyTracker(Protocol):
+    """Told about messages posted with the still-writing marker, and when the reply is
+    over (see :class:`hark.chat.inflight.InflightReplies`)."""
+
+    async def started(self, handle: Any) -> None: ...
+    async def ended(self, handles: list[Any]) -> None: ...
+
+
 class StreamingReply:
     def __init__(
-        self, target: ReplyTarget, *, interval: float = 1.0, limit: int = MESSAGE_LIMIT
+        self,
+        target: ReplyTarget,
+        *,
+        interval: float = 1.0,
+        limit: int = MESSAGE_LIMIT,
+        tracker: ReplyTracker | None = None,
     ) -> None:
         self.target = target
+        self.tracker = tracker
+        self._tracked = False
         self.interval = interval
         self.limit = limit
         self.text = ""
@@ -139,8 +155,12 @@ class StreamingReply:
                     await self.target.edit(self.handles[index], part)
                     self._shown[index] = part
             else:
-                self.handles.append(await self.target.send(part, first=index == 0))
+                handle = await self.target.send(part, first=index == 0)
+                self.handles.append(handle)
                 self._shown.append(part)
+                if not final and self.tracker is not None:
+                    self._tracked = True
+                    await self.tracker.started(handle)
         # A re-split can shorten the list (rare): blank extra parts rather than leave stale text.
         for index in range(len(parts), len(self.handles)):
             if self._shown[index] != PLACEHOLDER:
@@ -164,7 +184,13 @@ class StreamingReply:
     async def finish(self) -> str:
         await self._stop_timer()
         await self.flush(final=True)
+        await self._untrack()
         return self.text
+
+    async def _untrack(self) -> None:
+        if self._tracked and self.tracker is not None:
+            self._tracked = False
+            await self.tracker.ended(self.handles)
 
     async def abandon(self, notice: str) -> None:
         """The reply failed part-way: mark what was shown as cut off and say why, once
@@ -174,10 +200,11 @@ class StreamingReply:
             if self.handles:
                 shown = split_message(self.text, self.limit)
                 last = len(shown) - 1
-                cut = f"{shown[last]} [cut off]"
+                cut = f"{shown[last]} {CUT_OFF}"
                 if len(cut) <= self.limit and last < len(self.handles):
                     await self.target.edit(self.handles[last], cut)
                 if notice:
                     await self.target.send(notice, first=False)
             elif notice:
                 await self.target.send(notice, first=True)
+        await self._untrack()

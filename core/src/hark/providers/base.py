@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -41,6 +42,10 @@ class Provider:
     # Deadline for a stream's first item, when it differs (e.g. a cold model load);
     # None means ``timeout``. Later items each get ``timeout``.
     first_item_timeout: float | None = None
+    # The longest a caller waits for the first result (a call's result, a stream's
+    # first item) across every attempt and backoff: retries never stretch the wait
+    # past it. The bot sets it from HARK_PROVIDER_DEADLINE; None means no overall cap.
+    deadline: float | None = 45.0
     retry: RetryPolicy = RetryPolicy()
     # Among several enabled providers with no explicit choice, the highest wins
     # (e.g. a local fallback voice ranks below a configured cloud one).
@@ -101,10 +106,24 @@ class Provider:
         self.log.error("unexpected %s from %s", type(exc).__name__, self.id, exc_info=exc)
         return ProviderError(f"internal error ({type(exc).__name__})", provider=self.id)
 
-    async def _backoff(self, attempt: int, error: ProviderError, op: str) -> bool:
+    def _give_up_at(self) -> float:
+        return math.inf if self.deadline is None else time.monotonic() + self.deadline
+
+    def _attempt_timeout(self, limit: float, give_up_at: float) -> float:
+        """This attempt's deadline: its own ``limit``, cut to what the overall one leaves."""
+        return max(0.0, min(limit, give_up_at - time.monotonic()))
+
+    def _past_deadline(self, give_up_at: float) -> ProviderTimeoutError:
+        return ProviderTimeoutError(f"no answer within {self.deadline:g}s", provider=self.id)
+
+    async def _backoff(
+        self, attempt: int, error: ProviderError, op: str, give_up_at: float = math.inf
+    ) -> bool:
         delay = self.retry.delay(attempt, error)
         if delay is None:
             return False
+        if time.monotonic() + delay >= give_up_at:
+            return False  # the retry could not start before the overall deadline
         self.stats.retries += 1
         self.log.warning("%s %s failed (%s); retry %d in %.2fs", self.id, op, error, attempt, delay)
         await asyncio.sleep(delay)
@@ -113,16 +132,20 @@ class Provider:
     async def _call(self, op: str, make: Callable[[], Awaitable[T]]) -> T:
         """Run ``make()`` with deadline, retries and metrics."""
         attempt = 0
+        give_up_at = self._give_up_at()
         while True:
             attempt += 1
             started = time.perf_counter()
+            limit = self._attempt_timeout(self.timeout, give_up_at)
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(limit):
                     result = await make()
             except Exception as exc:
                 error = self._wrap(exc)
+                if isinstance(exc, TimeoutError) and limit < self.timeout:
+                    error = self._past_deadline(give_up_at)
                 self.stats.record(time.perf_counter() - started, ok=False)
-                if await self._backoff(attempt, error, op):
+                if await self._backoff(attempt, error, op, give_up_at):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)
                 if error is exc:
@@ -142,18 +165,24 @@ class Provider:
         been handed on, replaying it would duplicate what the user already saw.
         """
         attempt = 0
+        give_up_at = self._give_up_at()
         while True:
             attempt += 1
             started = time.perf_counter()
             produced = False
+            cut_short = False
             stream = make()
             try:
                 while True:
-                    deadline = self.timeout
-                    if not produced and self.first_item_timeout is not None:
-                        deadline = self.first_item_timeout
+                    limit = self.timeout
+                    if not produced:
+                        if self.first_item_timeout is not None:
+                            limit = self.first_item_timeout
+                        # Until something arrives, the overall deadline applies too.
+                        full, limit = limit, self._attempt_timeout(limit, give_up_at)
+                        cut_short = limit < full
                     try:
-                        async with asyncio.timeout(deadline):
+                        async with asyncio.timeout(limit):
                             item = await anext(stream)
                     except StopAsyncIteration:
                         break
@@ -161,8 +190,10 @@ class Provider:
                     yield item
             except Exception as exc:
                 error = self._wrap(exc)
+                if isinstance(exc, TimeoutError) and not produced and cut_short:
+                    error = self._past_deadline(give_up_at)
                 self.stats.record(time.perf_counter() - started, ok=False)
-                if not produced and await self._backoff(attempt, error, op):
+                if not produced and await self._backoff(attempt, error, op, give_up_at):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)
                 if error is exc:

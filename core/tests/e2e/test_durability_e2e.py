@@ -1,4 +1,5 @@
-"""History through the whole bot: many turns at once, a locked database, restarts."""
+"""Nothing lost through the whole bot: many turns at once, a locked database, hung
+providers, replies in progress."""
 
 from __future__ import annotations
 
@@ -127,4 +128,60 @@ async def test_shutdown_waits_for_history_held_up_by_a_lock(tmp_path) -> None:
         contents = [e.content for e in await h.bot.runtime.history.recent(h.channel.id, 10)]
         assert contents == ["robot remember this", "echo robot remember this"]
     finally:
+        await h.close()
+
+
+async def test_a_hung_llm_gets_its_notice_within_the_deadline(tmp_path) -> None:
+    """OPENROUTER_TIMEOUT=60 and 3 attempts used to mean ~3 minutes; now the deadline."""
+    generator = FakeGenerator("never", delay=3600, timeout=60)
+    h = BotHarness(
+        tmp_path,
+        plugins={"llm": fake_plugin(generator)},
+        config={**CHAT, "provider_deadline": 1.0},
+    )
+    await h.start()
+    try:
+        notice = await h.ask("robot are you there?", timeout=15)
+        assert "took too long" in notice.content
+        assert generator.calls == 1  # no retry could start before the deadline
+        assert await h.bot.runtime.history.count(h.channel.id) == 0
+    finally:
+        await h.close()
+
+
+async def test_streamed_replies_leave_no_inflight_rows(tmp_path) -> None:
+    generator = FakeGenerator("word " * 40, chunk_size=10, delay=0.03)
+    h = BotHarness(tmp_path, plugins={"llm": fake_plugin(generator)}, config=CHAT)
+    await h.start()
+    try:
+        reply = await h.ask("robot talk")
+        await wait_for_replies(h, [h.channel], 1)
+        assert reply.edits, "the reply was streamed (posted with the marker, then edited)"
+        info = h.bot.runtime.manager.get("llm")
+        info.providers[0].fail_after_chars = 100  # the next one breaks part-way
+        cut = await h.ask("robot talk again")
+        async with asyncio.timeout(10):
+            while "[cut off]" not in cut.content:
+                await asyncio.sleep(0.02)
+        await h.bot.runtime.inflight.drain()
+        rows = await h.bot.runtime.db.fetchall("SELECT * FROM inflight_reply")
+    finally:
+        await h.close()
+    assert rows == []
+
+
+async def test_a_setting_changed_while_the_database_is_locked_gets_a_clear_reply(tmp_path):
+    h = BotHarness(tmp_path, plugins={"llm": fake_plugin(FakeGenerator("hi"))}, config=CHAT)
+    await h.start()
+    other = sqlite3.connect(h.bot.runtime.db.path, isolation_level=None, timeout=0)
+    try:
+        h.bot.runtime.db.write_patience = 0.3
+        other.execute("BEGIN IMMEDIATE")
+        reply = await h.ask("!persona You are a pirate.", author=h.admin)
+        assert "database is busy" in reply.content and "nothing was changed" in reply.content
+        other.execute("COMMIT")
+        reply = await h.ask("!persona", author=h.admin)
+        assert "pirate" not in reply.content
+    finally:
+        other.close()
         await h.close()
