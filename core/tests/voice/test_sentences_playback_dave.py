@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import davey
-import pytest
 
 from hark.audio import DISCORD_FRAME_BYTES
-from hark.voice.dave import dave_decrypt
+from hark.voice.dave import DAVE_MARKER, Verdict, dave_decrypt, encryption_of
 from hark.voice.playback import SILENCE_FRAME, SpeechSource
 from hark.voice.sentences import SentenceSplitter, split_sentences
 
@@ -105,5 +104,32 @@ def test_dave_passes_through_when_inactive():
 
 def test_dave_failure_passes_through_only_when_allowed():
     assert dave_decrypt(Connection(RecordingSession(fail=True, passthrough=True)), 1, b"x") == b"x"
-    with pytest.raises(RuntimeError):
-        dave_decrypt(Connection(RecordingSession(fail=True, passthrough=False)), 1, b"x")
+    failing = Connection(RecordingSession(fail=True, passthrough=False))
+    assert dave_decrypt(failing, 1, b"x") is Verdict.DROP
+    # A DAVE frame (it ends in the marker) is never passed through undecrypted.
+    allowed = Connection(RecordingSession(fail=True, passthrough=True))
+    assert dave_decrypt(allowed, 1, b"x" + DAVE_MARKER) is Verdict.DROP
+
+
+def test_dave_frames_of_unknown_or_not_ready_senders_are_held_or_dropped():
+    encrypted = b"opus-ciphertext" + DAVE_MARKER
+    assert dave_decrypt(Connection(RecordingSession()), None, encrypted) is Verdict.HOLD
+    real = davey.DaveSession(1, 1234, 5678)  # not ready: no key to decrypt with
+    assert dave_decrypt(Connection(real), 42, encrypted) is Verdict.DROP
+    # DAVE off: a payload is plain Opus whatever its last bytes are
+    assert dave_decrypt(Connection(RecordingSession(), 0), None, encrypted) == encrypted
+
+
+def test_encryption_status_for_voice_command():
+    assert encryption_of(None).describe().startswith("off")
+    assert (
+        encryption_of(Connection(davey.DaveSession(1, 1, 2))).describe().startswith("negotiating")
+    )
+
+    class Ready(RecordingSession):
+        epoch = 3
+        voice_privacy_code = "01234 56789"
+
+    status = encryption_of(Connection(Ready()))
+    assert status.end_to_end
+    assert status.describe() == "on (DAVE v1, epoch 3, voice privacy code 01234 56789)"

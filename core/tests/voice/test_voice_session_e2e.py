@@ -8,14 +8,17 @@ tests/e2e/test_voice_e2e.py runs the same path with real Whisper and Piper.
 from __future__ import annotations
 
 import asyncio
+import logging
 import types
 
 import pytest
+from discord.opus import OpusError
 
 from hark import hookimpl
 from hark.providers.errors import BadOutputError
 from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
+from hark.voice import receive
 
 CONFIG = {"trigger_names": ["robot"], "rate_limit": "0"}
 LONG = " ".join(f"This is sentence number {i} of a long answer." for i in range(12))
@@ -283,3 +286,72 @@ async def test_voice_set_refuses_values_the_detector_cannot_use(tmp_path, key, v
         reply = await h.ask(f"!voice set {key} {value}", author=h.admin)
         assert "out of range" in reply.content
         assert h.bot.get_cog("Voice").settings.guild(h.guild.id).get(key) != int(value)
+
+
+# -- a session cannot go deaf --------------------------------------------------
+
+
+async def test_a_killed_router_thread_is_restarted_and_the_bot_hears_again(
+    tmp_path, speech, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO)
+    transcriber = FakeTranscriber(["after the restart"])
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        vc = session(h).vc
+        first_reader = vc.reader
+        original = receive._SafeDecoder._decode_packet
+        calls = {"n": 0}
+
+        def explode_once(self, packet):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("the router thread dies here")
+            return original(self, packet)
+
+        monkeypatch.setattr(receive._SafeDecoder, "_decode_packet", explode_once)
+        await h.server.speak(h.member, speech)  # kills voice-recv's packet router
+        async with asyncio.timeout(10):
+            while vc.reader is None or vc.reader is first_reader or not vc.is_listening():
+                await asyncio.sleep(0.05)
+        assert not first_reader.packet_router.is_alive()
+        await asyncio.sleep(0.3)
+        await h.server.speak(h.member, speech)
+        assert await wait_for_post(h, "🎙️ **alice**: after the restart", timeout=20)
+        assert session(h).listening
+    revived = [r for r in caplog.records if "listening again" in r.getMessage()]
+    # The after= callback and the watchdog may both see it: one or two lines, no more.
+    assert 1 <= len(revived) <= 2 and all(r.levelno == logging.WARNING for r in revived)
+    assert not [r for r in caplog.records if r.name.startswith("hark") and r.exc_info]
+
+
+async def test_frames_that_do_not_decode_become_silence_not_deafness(
+    tmp_path, speech, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO)
+    transcriber = FakeTranscriber(["still hearing"])
+    async with BotHarness(
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+    ) as h:
+        await in_voice(h, h.member)
+        vc = session(h).vc
+        reader = vc.reader
+        original = receive.PacketDecoder._decode_packet
+        bad = {"left": 30}
+
+        def corrupt(self, packet):
+            if bad["left"] > 0:
+                bad["left"] -= 1
+                raise OpusError(-4)  # OPUS_INVALID_PACKET: "corrupted stream"
+            return original(self, packet)
+
+        monkeypatch.setattr(receive.PacketDecoder, "_decode_packet", corrupt)
+        await h.server.speak(h.member, speech)
+        assert await wait_for_post(h, "🎙️ **alice**: still hearing", timeout=20)
+        assert vc.reader is reader and reader.packet_router.is_alive()  # never restarted
+        assert reader.drops.total["undecodable"] == 30
+    dropped = [r for r in caplog.records if "dropped frames" in r.getMessage()]
+    assert len(dropped) == 1  # one line per speaker per minute, not one per frame
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]

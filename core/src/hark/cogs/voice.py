@@ -17,7 +17,8 @@ import discord
 from discord.ext import commands
 
 from hark.cog import PluginCog, manage_server
-from hark.voice.dave import HarkVoiceClient
+from hark.voice.dave import encryption_of
+from hark.voice.receive import HarkVoiceClient
 from hark.voice.session import VOICE_DEFAULTS, VoiceSession
 from hark.voice.turns import TurnSettings
 
@@ -138,8 +139,18 @@ class VoiceCog(PluginCog, name="Voice"):
         """Show this server's voice settings."""
         scope = self.settings.guild(ctx.guild.id)
         lines = [f"`{key}` = `{scope.get(key)}`" for key in VOICE_DEFAULTS]
+        session = self.sessions.get(ctx.guild.id)
+        if session is None:
+            status = "Not in a voice channel."
+        else:
+            encryption = encryption_of(getattr(session.vc, "_connection", None))
+            state = "listening" if session.listening else "not listening"
+            status = (
+                f"In **{session.vc.channel.name}**, {state}. "
+                f"End-to-end encryption: {encryption.describe()}."
+            )
         await ctx.send(
-            "**Voice settings**\n"
+            f"{status}\n**Voice settings**\n"
             + "\n".join(lines)
             + f"\nChange with `{ctx.clean_prefix}voice set KEY VALUE`."
         )

@@ -4,77 +4,93 @@ discord.py 2.7 encrypts what it sends with DAVE, but discord-ext-voice-recv
 0.5.2a179 does not decrypt what it receives (its issues #53 and #64). After the
 transport layer is decrypted, each Opus payload must also go through the
 connection's DAVE session, keyed by the speaker's user id (the approach of that
-project's PRs #58/#62). With no DAVE session, payloads pass through unchanged.
-
-The patch is confined to this module: :class:`HarkVoiceClient` is a
-``VoiceRecvClient`` whose reader wraps the transport decryptor.
+project's PRs #58/#62). :func:`dave_decrypt` decides what to do with one payload:
+decrypt it, pass it through (DAVE off, or an unencrypted frame during a
+transition), hold it (its sender is not known yet) or drop it. A DAVE frame is
+never handed to the Opus decoder undecrypted: that is what made voice-recv's
+router thread die on ``OpusError: corrupted stream``.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import davey
-import discord
-from discord.ext import voice_recv
-from discord.ext.voice_recv.reader import AudioReader
 
 log = logging.getLogger(__name__)
 
+# Every DAVE frame ends with this marker (the protocol's magic number).
+DAVE_MARKER = b"\xfa\xfa"
 
-def dave_decrypt(connection: Any, user_id: int | None, payload: bytes) -> bytes:
-    """DAVE-decrypt one received Opus payload, or return it unchanged when DAVE is off."""
-    session = getattr(connection, "dave_session", None)
-    if (
-        session is None
-        or getattr(connection, "dave_protocol_version", 0) == 0
-        or not session.ready
-        or user_id is None
-    ):
+
+class Verdict(enum.Enum):
+    HOLD = "hold"  # an encrypted frame from a sender not mapped to a user yet
+    DROP = "drop"  # an encrypted frame that cannot be decrypted
+
+
+def dave_active(connection: Any) -> bool:
+    """DAVE is negotiated on this connection (it may not be ready yet)."""
+    return (
+        getattr(connection, "dave_protocol_version", 0) > 0
+        and getattr(connection, "dave_session", None) is not None
+    )
+
+
+def dave_decrypt(connection: Any, user_id: int | None, payload: bytes) -> bytes | Verdict:
+    """The plain Opus payload, or a :class:`Verdict` to hold or drop it."""
+    if not dave_active(connection):
         return payload
+    encrypted = payload.endswith(DAVE_MARKER)
+    if user_id is None:
+        # Unencrypted frames (passthrough) decode as they are; encrypted ones need
+        # the sender's key, which SPEAKING will tell.
+        return Verdict.HOLD if encrypted else payload
+    session = connection.dave_session
+    if not session.ready:
+        return Verdict.DROP if encrypted else payload
     try:
         return session.decrypt(user_id, davey.MediaType.audio, payload)
     except Exception:
         # During a protocol transition unencrypted frames are still legitimate.
-        if session.can_passthrough(user_id):
+        if not encrypted and session.can_passthrough(user_id):
             return payload
-        raise
+        return Verdict.DROP
 
 
-class DaveAwareReader(AudioReader):
-    def __init__(
-        self, sink: voice_recv.AudioSink, voice_client: HarkVoiceClient, **kwargs: Any
-    ) -> None:
-        super().__init__(sink, voice_client, **kwargs)
-        transport_decrypt = self.decryptor.decrypt_rtp
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """What ``!voice`` shows about a session's end-to-end encryption."""
 
-        def decrypt_rtp(packet: Any) -> bytes:
-            payload = transport_decrypt(packet)
-            user_id = voice_client._ssrc_to_id.get(packet.ssrc)
-            return dave_decrypt(voice_client._connection, user_id, payload)
+    protocol_version: int  # 0: DAVE is off for this call
+    ready: bool  # the MLS group is formed and media is encrypted
+    epoch: int | None
+    privacy_code: str | None  # the code Discord clients show for the call
 
-        self.decryptor.decrypt_rtp = decrypt_rtp
+    @property
+    def end_to_end(self) -> bool:
+        return self.protocol_version > 0 and self.ready
+
+    def describe(self) -> str:
+        if self.protocol_version == 0:
+            return "off (DAVE was not negotiated for this call)"
+        if not self.ready:
+            return f"negotiating (DAVE v{self.protocol_version}, the group is forming)"
+        code = self.privacy_code or "not available"
+        return f"on (DAVE v{self.protocol_version}, epoch {self.epoch}, voice privacy code {code})"
 
 
-class HarkVoiceClient(voice_recv.VoiceRecvClient):
-    """``VoiceRecvClient`` that also undoes DAVE on received audio."""
-
-    def _remove_ssrc(self, *, user_id: int) -> None:
-        # voice-recv assumes a reader exists: a member leaving while nobody listens
-        # would raise here and kill the voice websocket's poller task.
-        if not self._reader:
-            ssrc = self._id_to_ssrc.pop(user_id, None)
-            if ssrc:
-                self._ssrc_to_id.pop(ssrc, None)
-            return
-        super()._remove_ssrc(user_id=user_id)
-
-    def listen(self, sink: voice_recv.AudioSink, *, after: Any = None) -> None:
-        # Same as VoiceRecvClient.listen, with the DAVE-aware reader.
-        if not self.is_connected():
-            raise discord.ClientException("Not connected to voice.")
-        if self.is_listening():
-            raise discord.ClientException("Already receiving audio.")
-        self._reader = DaveAwareReader(sink, self, after=after)
-        self._reader.start()
+def encryption_of(connection: Any) -> Encryption:
+    session = getattr(connection, "dave_session", None)
+    version = int(getattr(connection, "dave_protocol_version", 0) or 0)
+    if version == 0 or session is None:
+        return Encryption(0, False, None, None)
+    ready = bool(getattr(session, "ready", False))
+    return Encryption(
+        version,
+        ready,
+        getattr(session, "epoch", None) if ready else None,
+        getattr(session, "voice_privacy_code", None) if ready else None,
+    )

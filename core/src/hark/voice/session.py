@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from hark.bot import HarkBot
 
 log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL = 1.0
+# More restarts than this in a minute: something is deeply wrong; stop and say so.
+MAX_REVIVALS_PER_MINUTE = 5
 
 VOICE_DEFAULTS: dict[str, Any] = {
     "answer": "all",  # "all" or "callsign"
@@ -97,6 +102,9 @@ class VoiceSession:
         self._tasks: list[asyncio.Task[Any]] = []
         self.interruptions = 0
         self._frame_error_logged = False
+        # Each listen() gets a number, so a stale reader's end does not restart anything.
+        self._generation = 0
+        self._revivals: deque[float] = deque()
         self.interrupted_at: float | None = None
         # Monotonic timestamps of the latest turn's stages (for logs and bench/bench_voice.py):
         # utterance_end, transcribed, first_delta, first_sentence, first_audio, first_frame,
@@ -124,19 +132,30 @@ class VoiceSession:
             return
         with self._detectors_lock:
             self._detectors.clear()
-        self.vc.listen(_Sink(self))
+        self._listen()
         self.listening = True
+        self._revivals.clear()
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._poll_loop(), name=f"voice-poll-{self.guild_id}"),
                 asyncio.create_task(self._worker(), name=f"voice-worker-{self.guild_id}"),
+                asyncio.create_task(self._watchdog(), name=f"voice-watchdog-{self.guild_id}"),
             ]
 
+    def _listen(self) -> None:
+        self._generation += 1
+        generation = self._generation
+
+        def after(error: Exception | None) -> None:  # voice-recv's stopper thread
+            self.loop.call_soon_threadsafe(self._listening_ended, generation, error)
+
+        self.vc.listen(_Sink(self), after=after)
+
     def stop_listening(self) -> None:
-        if self.listening:
+        was_listening, self.listening = self.listening, False
+        if was_listening:
             with contextlib.suppress(Exception):
                 self.vc.stop_listening()
-        self.listening = False
         # Half-heard and queued utterances are dropped: `stop` means stop.
         with self._detectors_lock:
             self._detectors.clear()
@@ -154,6 +173,50 @@ class VoiceSession:
         self._tasks = []
         if self.vc.is_connected():
             await self.vc.disconnect(force=True)
+
+    # -- staying able to hear ----------------------------------------------------
+
+    def _listening_ended(self, generation: int, error: Exception | None) -> None:
+        if generation != self._generation or not self.listening or self._receiving():
+            return  # stopped on purpose, or already replaced by a working receiver
+        self._revive(f"voice-recv stopped ({type(error).__name__ if error else 'no error'})")
+
+    async def _watchdog(self) -> None:
+        """Catch a receiver that died without telling (a thread that ended)."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL)
+            if not self.listening or not self.vc.is_connected():
+                continue
+            if not self._receiving():
+                self._revive("the receiver stopped")
+
+    def _receiving(self) -> bool:
+        reader = getattr(self.vc, "reader", None)
+        return bool(self.vc.is_listening()) and (reader is None or reader.packet_router.is_alive())
+
+    def _revive(self, why: str) -> None:
+        now = time.monotonic()
+        while self._revivals and now - self._revivals[0] > 60:
+            self._revivals.popleft()
+        if len(self._revivals) >= MAX_REVIVALS_PER_MINUTE:
+            log.error("guild %s: %s again; giving up listening", self.guild_id, why)
+            self.stop_listening()
+            task = asyncio.ensure_future(
+                self.notice(
+                    "I stopped hearing this voice channel and could not recover. "
+                    "Use `listen` to try again."
+                )
+            )
+            self._tasks.append(task)
+            return
+        self._revivals.append(now)
+        log.warning("guild %s: %s; listening again", self.guild_id, why)
+        with contextlib.suppress(Exception):
+            self.vc.stop_listening()  # what is left of the old receiver
+        try:
+            self._listen()
+        except discord.ClientException as exc:  # not connected right now: the watchdog retries
+            log.warning("guild %s: could not listen again yet: %s", self.guild_id, exc)
 
     # -- receiving (router thread) ---------------------------------------------
 
