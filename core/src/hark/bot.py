@@ -332,14 +332,24 @@ class HarkBot(commands.Bot):
         """Answer ``request`` through the LLM into ``target`` (see
         :meth:`hark.chat.pipeline.Conversation.deliver`). Returns the delivered text or
         None. Plugins use this for replies of their own (e.g. Twitch commentary)."""
+        if self.is_closed():
+            return None
         with self.inflight():
-            delivery = await self.runtime.conversation.deliver(
-                request,
-                target,
-                interval=self.config.edit_interval,
-                typing=typing,
-                notify_errors=notify_errors,
-            )
+            try:
+                delivery = await self.runtime.conversation.deliver(
+                    request,
+                    target,
+                    interval=self.config.edit_interval,
+                    typing=typing,
+                    notify_errors=notify_errors,
+                )
+            except RuntimeError:
+                # A turn still running when shutdown closed the HTTP session
+                # ("Session is closed"): nothing can be posted any more.
+                if not self.is_closed():
+                    raise
+                log.debug("reply in channel %s dropped at shutdown", request.channel_id)
+                return None
         if delivery is None:
             return None
         # Plugins may react to a delivered reply (e.g. attach its spoken version).
