@@ -125,7 +125,7 @@ class PluginControl:
         if guild_id != GLOBAL and not self.is_enabled(provider.plugin_id, guild_id):
             raise ControlError(
                 f"`{provider.plugin_id}` is disabled here; enable it first with "
-                f"`plugins enable {provider.plugin_id}`."
+                f"`{self.config.prefix}plugins enable {provider.plugin_id}`."
             )
         await self.state.set_choice(guild_id, capability.value, provider.id)
         return provider
