@@ -18,9 +18,13 @@ from hark.providers import (
     Generator,
     PromptMessage,
     Provider,
+    SpeakerTurns,
     Synthesizer,
     Transcriber,
     Transcript,
+    TurnDetector,
+    TurnUpdate,
+    Utterance,
 )
 from hark.providers.errors import (
     BadOutputError,
@@ -53,9 +57,13 @@ __all__ = [
     "ProviderError",
     "ProviderStatusError",
     "ProviderTimeoutError",
+    "SpeakerTurns",
     "Synthesizer",
     "Transcriber",
     "Transcript",
+    "TurnDetector",
+    "TurnUpdate",
+    "Utterance",
     "__version__",
     "hookimpl",
 ]

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from hark.providers import ContextProvider, Generator, Synthesizer, Transcriber
+    from hark.providers import (
+        ContextProvider,
+        Generator,
+        Synthesizer,
+        Transcriber,
+        TurnDetector,
+    )
 
 hookspec = pluggy.HookspecMarker("hark")
 hookimpl = pluggy.HookimplMarker("hark")
@@ -37,6 +43,11 @@ def register_synthesizers(register: Callable[[Synthesizer], None]) -> None:
 @hookspec
 def register_context_providers(register: Callable[[ContextProvider], None]) -> None:
     """Register providers of prompt parts: persona, history, memory, live events."""
+
+
+@hookspec
+def register_turn_detectors(register: Callable[[TurnDetector], None]) -> None:
+    """Register voice turn detectors (``hark.TurnDetector`` instances)."""
 
 
 @hookspec

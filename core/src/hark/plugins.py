@@ -35,6 +35,7 @@ _PROVIDER_HOOKS: dict[str, Capability] = {
     "register_generators": Capability.GENERATE,
     "register_synthesizers": Capability.SYNTHESIZE,
     "register_context_providers": Capability.CONTEXT,
+    "register_turn_detectors": Capability.TURN,
 }
 
 

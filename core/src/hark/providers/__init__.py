@@ -9,6 +9,7 @@ from hark.providers.kinds import (
     Transcriber,
 )
 from hark.providers.policy import LatencyStats, RetryPolicy
+from hark.providers.turns import SpeakerTurns, TurnDetector, TurnUpdate, Utterance
 from hark.providers.types import (
     AudioChunk,
     AudioClip,
@@ -32,7 +33,11 @@ __all__ = [
     "PromptMessage",
     "Provider",
     "RetryPolicy",
+    "SpeakerTurns",
     "Synthesizer",
     "Transcriber",
     "Transcript",
+    "TurnDetector",
+    "TurnUpdate",
+    "Utterance",
 ]

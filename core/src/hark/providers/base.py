@@ -83,6 +83,11 @@ class Provider:
     def log(self) -> logging.Logger:
         return logging.getLogger(f"hark.provider.{self.id}")
 
+    async def warm(self) -> None:
+        """Get ready for a first call as fast as the ones after it: load a model, run
+        one tiny inference, open an HTTP connection. Called when a voice session
+        starts; must not block the event loop (run CPU work in an executor)."""
+
     async def aclose(self) -> None:
         """Release resources (HTTP connection pools, models). Called once at shutdown."""
 

@@ -10,16 +10,17 @@ Role = Literal["system", "user", "assistant"]
 
 
 class Capability(StrEnum):
-    """What a provider does. The first three have exactly one provider per server."""
+    """What a provider does. All but CONTEXT have exactly one provider per server."""
 
     TRANSCRIBE = "transcribe"
     GENERATE = "generate"
     SYNTHESIZE = "synthesize"
     CONTEXT = "context"
+    TURN = "turn"  # turn detection in voice (hark.providers.turns)
 
     @classmethod
     def selectable(cls) -> tuple[Capability, ...]:
-        return (cls.TRANSCRIBE, cls.GENERATE, cls.SYNTHESIZE)
+        return (cls.TRANSCRIBE, cls.GENERATE, cls.SYNTHESIZE, cls.TURN)
 
 
 @dataclass(frozen=True, slots=True)

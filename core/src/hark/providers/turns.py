@@ -1,0 +1,100 @@
+"""Turn detection as a provider kind: when has a speaker finished their turn?
+
+A :class:`TurnDetector` is chosen per server like a transcriber (``!plugins use
+turn ID``); the core's default is webrtcvad with a silence threshold. For each
+speaker the voice session opens a :class:`SpeakerTurns`, a small synchronous state
+machine fed 20 ms frames of 48 kHz stereo s16le from voice-recv's router thread
+(off the event loop) and polled by the event loop when packets stop (Discord
+sends nothing while someone is silent). Both may be called from different
+threads: implementations guard their state with a lock.
+
+Each call returns a :class:`TurnUpdate` or None:
+
+- ``speech``: speech started (barge-in uses this: the bot pauses at once);
+- ``pause``: trailing silence began (a short one, ~200 ms) and ``utterance`` holds
+  the audio so far: the session may transcribe it speculatively;
+- ``resumed``: the speaker went on after a ``pause``: a speculative result is stale;
+- ``end``: the turn is over; ``utterance`` is the whole turn (same audio as the last
+  ``pause`` if nothing was heard since);
+- ``dropped``: what was heard was too short or not speech (a click, a cough).
+
+Heavy work (a model) must be cheap per frame: run inference only at ``pause``
+points, and keep models loaded once per detector (``warm()``), not per speaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
+
+from hark.providers.base import Provider
+from hark.providers.types import AudioClip, Capability
+
+FRAME_MS = 20  # what Discord delivers per packet
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    user_id: int
+    clip: AudioClip  # 48 kHz mono
+    speech_ms: int
+    started: float  # monotonic seconds
+    ended: float
+    # "silence", "idle" (no packets), "max_length", "complete" (a model said so)...
+    reason: str
+    # How sure a detector is that this was speech (e.g. Silero's mean probability), if known.
+    speech_probability: float | None = None
+
+
+TurnEventKind = Literal["speech", "pause", "resumed", "end", "dropped"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUpdate:
+    kind: TurnEventKind
+    utterance: Utterance | None = None
+
+
+class SpeakerTurns(Protocol):
+    """One speaker's turn state (see the module docstring for the protocol)."""
+
+    user_id: int
+
+    @property
+    def speaking(self) -> bool:
+        """An utterance is under way (speech started and has not ended)."""
+        ...
+
+    @property
+    def speech_ms(self) -> int:
+        """Voiced milliseconds in the utterance under way (0 when idle)."""
+        ...
+
+    def feed(self, pcm: bytes, *, now: float | None = None) -> TurnUpdate | None:
+        """One 20 ms frame of 48 kHz stereo s16le (router thread)."""
+        ...
+
+    def poll(self, now: float | None = None) -> TurnUpdate | None:
+        """Called about every 50 ms by the event loop: timers (no packets, waits)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the utterance under way."""
+        ...
+
+
+class TurnDetector(Provider):
+    """Decides when each speaker's turn ends. Subclasses implement ``_open``."""
+
+    capability: ClassVar[Capability] = Capability.TURN
+    # Turn detection runs per frame: the provider call machinery (timeouts, retries)
+    # does not apply; a detector that fails to open is reported and the core falls
+    # back to its default.
+
+    def open(self, user_id: int, *, guild_id: int | None = None, **settings: Any) -> SpeakerTurns:
+        """A new per-speaker state machine. ``settings`` are the server's voice
+        settings (e.g. ``silence_ms``, ``min_speech_ms``) for detectors that use them."""
+        return self._open(user_id, guild_id=guild_id, **settings)
+
+    def _open(self, user_id: int, *, guild_id: int | None, **settings: Any) -> SpeakerTurns:
+        raise NotImplementedError
