@@ -15,6 +15,10 @@ Example::
 Voice (see :mod:`.voice_helpers`): create the bot with
 ``connector=server.bot_connector()`` so it trusts the voice server's TLS
 certificate, then ``server.speak(member, pcm)`` and ``server.bot_audio(guild)``.
+DAVE end-to-end encryption is on by default, as on Discord
+(``FakeDiscord(dave=False)`` turns it off): fake members are real DAVE clients
+(``server.voice_member(member)``) and ``server.dave_call(channel)`` is the
+voice gateway's side of the MLS group.
 """
 
 from . import permissions
@@ -54,6 +58,8 @@ from .state import (
     UserRecord,
 )
 from .voice import VoiceStateRecord
+from .voice_dave import CommitRecord, DaveCall, KeyPackageRecord, TransitionRecord
+from .voice_member import FakeVoiceMember
 from .voice_records import BotAudioPacket, SpeakingEvent, SpokenAudio, VoiceConnectionRecord
 from .waiters import WaitTimeout, eventually
 
@@ -79,13 +85,17 @@ __all__ = [
     "BotAudioPacket",
     "ChannelRecord",
     "CommandNotAvailable",
+    "CommitRecord",
+    "DaveCall",
     "DelayRule",
     "FakeDiscord",
+    "FakeVoiceMember",
     "FaultRule",
     "GatewayEvent",
     "GatewaySession",
     "GuildRecord",
     "InteractionRecord",
+    "KeyPackageRecord",
     "MemberRecord",
     "MessageRecord",
     "Overwrite",
@@ -93,6 +103,7 @@ __all__ = [
     "RoleRecord",
     "SpeakingEvent",
     "SpokenAudio",
+    "TransitionRecord",
     "TypingRecord",
     "UserRecord",
     "VoiceConnectionRecord",

@@ -6,7 +6,7 @@ area stays in its own small module; this base declares what they share.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 from .gateway import Gateway
@@ -22,6 +22,9 @@ from .state import (
 )
 from .voice import VoiceStates
 from .waiters import Waiters
+
+if TYPE_CHECKING:
+    from .voice_server import VoiceServer
 
 UserLike = UserRecord | MemberRecord | int
 ChannelLike = ChannelRecord | int
@@ -40,6 +43,7 @@ class ServerCore:
     ids: SnowflakeGenerator
     gateway: Gateway
     voice: VoiceStates
+    voice_server: VoiceServer
     bot_user: UserRecord
     owner: UserRecord
     application_id: int

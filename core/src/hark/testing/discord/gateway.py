@@ -102,14 +102,15 @@ class GatewayConnection:
         self.request = request
         self.session: GatewaySession | None = None
         self.identified = False
-        self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | bytes | tuple[int, str]] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name="fake-discord-gw-writer")
 
     @property
     def open(self) -> bool:
         return not self.ws.closed and not self._writer.done()
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str | bytes) -> None:
+        """Queue a text frame, or a binary one (bytes: the voice gateway's DAVE frames)."""
         if self.open:
             self._queue.put_nowait(frame)
 
@@ -146,7 +147,10 @@ class GatewayConnection:
                     await self.ws.close(code=code, message=reason.encode())
                     self._drain()
                     return
-                await self.ws.send_str(item)
+                if isinstance(item, bytes):
+                    await self.ws.send_bytes(item)
+                else:
+                    await self.ws.send_str(item)
             except (ConnectionError, RuntimeError) as exc:
                 # The peer went away: nothing more can be written on this socket.
                 log.debug("gateway writer stopped: %r", exc)

@@ -338,9 +338,16 @@ class GuildHelpers(ServerCore):
         *,
         self_mute: bool = False,
         self_deaf: bool = False,
+        dave: bool = True,
     ) -> VoiceStateRecord:
-        """Move a (non-bot) member into ``channel`` or out of voice (None)."""
+        """Move a (non-bot) member into ``channel`` or out of voice (None).
+
+        The member's voice client connects to (or leaves) the channel's call.
+        ``dave=False``: a client without DAVE support, which downgrades an E2EE
+        call to transport-only encryption while it is there.
+        """
         guild = self._guild(member.guild_id)
+        self.voice_server.dave.member_support[(guild.id, member.id)] = dave
         if channel is not None and not channel.is_voice:
             raise ValueError(f"#{channel.name} is not a voice channel")
         previous = self.voice.get(guild.id, member.id)

@@ -66,6 +66,8 @@ class FakeDiscord(
         resume_buffer_size: int = 2000,
         host: str = "127.0.0.1",
         port: int = 0,
+        dave: bool = True,
+        dave_transition_timeout: float = 2.0,
     ) -> None:
         self.state = FakeState()
         self.ids = SnowflakeGenerator()
@@ -102,7 +104,14 @@ class FakeDiscord(
         self.gateway.changed = self._changed
         self.gateway.internal_errors = self.internal_errors
         # Started on the bot's first voice join (needs trustme and libopus only then).
-        self.voice_server = VoiceServer(self, host=host, internal_errors=self.internal_errors)
+        # DAVE (E2EE voice) is on by default, as on Discord; see voice_helpers.
+        self.voice_server = VoiceServer(
+            self,
+            host=host,
+            internal_errors=self.internal_errors,
+            dave=dave,
+            dave_transition_timeout=dave_transition_timeout,
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 

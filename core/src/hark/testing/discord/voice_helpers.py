@@ -20,6 +20,26 @@ of the bot's)::
 
 Audio needs libopus (discord.py's Opus binding); the TLS certificate needs
 ``trustme``. Both are only needed once the bot joins a voice channel.
+
+DAVE (Discord's end-to-end encryption, required on every call since March 2026)
+is on by default, as on Discord: the bot's discord.py negotiates it with the
+voice server, and every fake member in a voice channel is a real DAVE client
+(``voice_member(member)``, a davey session) that encrypts what it speaks and
+decrypts what it hears. Turn it off with ``FakeDiscord(dave=False)`` or per
+channel with ``set_dave(channel, False)`` (live: a downgrade to transport-only
+encryption). The call's server side is ``dave_call(channel)``::
+
+    server.set_voice_state(alice, lounge)
+    await server.wait_for_dave(lounge)       # the bot and alice share an MLS group
+    call = server.dave_call(lounge)          # epoch, group (user id -> leaf), commits, ...
+    alice_client = server.voice_member(alice)
+    await server.speak(alice, pcm)           # DAVE-encrypted by alice's session
+    alice_client.heard_audio(server.bot_user.id)  # what alice heard from the bot
+
+Tools for DAVE edge cases: ``downgrade_to_passthrough`` / ``upgrade_to_dave``,
+``forge_proposal``, ``send_undecryptable``, ``speak(..., speaking_after=n)``
+(SPEAKING only after n packets), ``DaveCall.let_commit_win`` (decide the
+commit race) and ``FakeVoiceMember.commits = False``.
 """
 
 from __future__ import annotations
@@ -27,10 +47,12 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from .base import GuildLike, ServerCore
+from .base import ChannelLike, GuildLike, ServerCore
 from .rtp import PCM_BYTES_PER_SECOND
 from .state import MemberRecord
 from .tls import client_ssl_context
+from .voice_dave import DAVE_VERSION, DaveCall, TransitionRecord
+from .voice_member import FakeVoiceMember, undecryptable_frame
 from .voice_records import BotAudioPacket, SpeakingEvent, SpokenAudio, VoiceConnectionRecord
 from .voice_server import VoiceServer
 from .voice_ws import CLOSE_SESSION_INVALID
@@ -136,6 +158,9 @@ class VoiceHelpers(ServerCore):
         *,
         realtime: bool = True,
         trailing_silence: int = 5,
+        speaking_after: int = 0,
+        to_bot: bool = True,
+        dave_timeout: float = 10.0,
     ) -> SpokenAudio:
         """Speak ``audio`` into the bot's voice channel as ``member``.
 
@@ -154,11 +179,128 @@ class VoiceHelpers(ServerCore):
         silence. Each member has their own SSRC (new after leaving voice);
         several members may speak at once (run ``speak`` calls concurrently).
         Returns when the last packet was sent.
+
+        With DAVE the frames are encrypted by the member's own session (the silence
+        frames stay as they are, as DAVE allows), and the member first waits up to
+        ``dave_timeout`` seconds to be in the call's MLS group, as a client would;
+        the other fake members in the channel hear it too. ``speaking_after=n``
+        sends SPEAKING only after the first ``n`` packets (the bot then gets
+        packets from an SSRC it cannot map to a user yet). ``to_bot=False``
+        speaks to the channel without the bot (members only).
         """
         if member.user.id == self.bot_user.id:
             raise ValueError("the bot cannot speak through the fake server; play audio instead")
         return await self.voice_server.speak(
-            member, audio, realtime=realtime, trailing_silence=trailing_silence
+            member,
+            audio,
+            realtime=realtime,
+            trailing_silence=trailing_silence,
+            speaking_after=speaking_after,
+            to_bot=to_bot,
+            dave_timeout=dave_timeout,
+        )
+
+    # -- DAVE ----------------------------------------------------------------------------------
+
+    def voice_member(self, member: MemberRecord) -> FakeVoiceMember:
+        """``member``'s voice client (DAVE session, what it heard) while it is in voice."""
+        return self.voice_server.voice_member(member.guild_id, member.id)
+
+    def dave_call(self, channel: ChannelLike) -> DaveCall | None:
+        """The voice server's DAVE state for a voice channel (None before anyone joined)."""
+        return self.voice_server.dave.calls.get(self._channel(channel).id)
+
+    def set_dave(self, channel: ChannelLike, enabled: bool) -> DaveCall:
+        """Switch DAVE on or off for one voice channel (overrides ``FakeDiscord(dave=...)``).
+
+        On a live E2EE call, off is a downgrade to transport-only encryption (op 21
+        version 0, then op 22 once everyone is ready); on again is an upgrade (op 24
+        epoch 1: everyone sends a new key package and a new group forms). Clients
+        joining later get ``dave_protocol_version`` 0 or 1 accordingly.
+        """
+        record = self._channel(channel)
+        if not record.is_voice or record.guild_id is None:
+            raise ValueError(f"#{record.name} is not a voice channel")
+        return self.voice_server.dave.set_enabled(record.guild_id, record.id, enabled)
+
+    async def downgrade_to_passthrough(
+        self, channel: ChannelLike, *, timeout: float = 10.0
+    ) -> TransitionRecord:
+        """Downgrade the channel's call to transport-only encryption; wait until executed."""
+        call = self.set_dave(channel, False)
+        await self.wait_for_dave(channel, protocol_version=0, timeout=timeout)
+        return next(t for t in reversed(call.transitions) if t.kind == "downgrade")
+
+    async def upgrade_to_dave(self, channel: ChannelLike, *, timeout: float = 10.0) -> DaveCall:
+        """Turn DAVE back on for the channel; wait until everyone is in the new group."""
+        call = self.set_dave(channel, True)
+        await self.wait_for_dave(channel, timeout=timeout)
+        return call
+
+    async def wait_for_dave(
+        self,
+        channel: ChannelLike,
+        *,
+        protocol_version: int = DAVE_VERSION,
+        epoch: int | None = None,
+        timeout: float = 10.0,
+    ) -> DaveCall:
+        """Wait until the channel's call is settled.
+
+        For version 1: everyone in the channel with DAVE (the bot included) is in
+        one MLS group, the last transition was executed with everyone ready, and
+        every fake member's session is ready; ``epoch``: at least that epoch. For
+        version 0: the call runs without DAVE and no transition is pending.
+        """
+        channel_id = self._channel(channel).id
+
+        def settled() -> DaveCall | None:
+            call = self.voice_server.dave.calls.get(channel_id)
+            if call is None or call.protocol_version != protocol_version:
+                return None
+            if protocol_version == 0:
+                return call if call.pending_transition is None else None
+            if not call.settled() or (epoch is not None and call.epoch < epoch):
+                return None
+            members = self.voice_server.dave.in_channel(call.guild_id, channel_id)
+            if not all(m.dave_ready for m in members if m.supports_dave):
+                return None
+            return call
+
+        def describe() -> str:
+            call = self.voice_server.dave.calls.get(channel_id)
+            if call is None:
+                return f"a DAVE call in channel {channel_id} (nobody joined)"
+            members = self.voice_server.dave.in_channel(call.guild_id, channel_id)
+            return (
+                f"DAVE v{protocol_version} settled in channel {channel_id}: now v"
+                f"{call.protocol_version}, epoch {call.epoch}, group {call.group}, connected "
+                f"{call.connected_user_ids()}, pending transition {call.pending_transition}, "
+                f"last transitions {call.transitions[-2:]}, last commits {call.commits[-3:]}, "
+                f"members {members}"
+            )
+
+        return await self._waiters.wait_for(settled, timeout=timeout, describe=describe)
+
+    def forge_proposal(self, channel: ChannelLike, *, to: list[int] | None = None) -> bytes:
+        """Send an Add proposal with a wrong signature (not the external sender's).
+
+        Goes to ``to`` (user ids; default: everyone in the call with DAVE). Clients
+        must refuse it; fake members record that in ``voice_member(m).refused``.
+        """
+        call = self.dave_call(channel)
+        if call is None:
+            raise LookupError(f"no DAVE call in channel {self._channel(channel).id}")
+        return call.forge_proposal(to, user_id=self.ids.next())
+
+    async def send_undecryptable(
+        self, member: MemberRecord, frames: int = 5, *, realtime: bool = True
+    ) -> SpokenAudio:
+        """Send ``frames`` packets that look like DAVE frames (marker 0xFAFA) but do not
+        decrypt, from ``member`` to the bot and the channel: a receiver must drop
+        them, not feed them to its Opus decoder."""
+        return await self.voice_server.send_wire_frames(
+            member, [undecryptable_frame(i) for i in range(frames)], realtime=realtime
         )
 
     # -- what the bot plays -----------------------------------------------------------------

@@ -16,6 +16,8 @@ class BotAudioPacket(NamedTuple):
 
     ``received_at`` is ``time.monotonic()`` (the clock of asyncio's default loop).
     ``pcm`` is 48 kHz stereo s16le, empty for Opus silence frames (``silence``).
+    With DAVE, ``opus`` is the frame as the fake members in the channel decrypted
+    it; with no member there, the server can only decode unencrypted frames.
     """
 
     received_at: float
@@ -25,6 +27,7 @@ class BotAudioPacket(NamedTuple):
     opus: bytes
     pcm: bytes
     silence: bool
+    dave: bool = False  # the frame was DAVE-encrypted (``opus`` is what members decrypted)
 
 
 class SpeakingEvent(NamedTuple):
@@ -65,6 +68,7 @@ class VoiceConnectionRecord:
     bot_address: tuple[str, int] | None = None  # declared in SELECT_PROTOCOL
     discovered_address: tuple[str, int] | None = None  # source of the IP discovery request
     max_dave_protocol_version: int | None = None
+    dave_protocol_version: int = 0  # what SESSION_DESCRIPTION announced
     identify_count: int = 0
     resume_count: int = 0
     heartbeat_count: int = 0
@@ -74,8 +78,12 @@ class VoiceConnectionRecord:
     invalid: bool = False  # dropped with 4006: IDENTIFY / RESUME refused, rejoin needed
     seq: int = 0  # v8: last sequence number sent
     socket: GatewayConnection | None = field(default=None, repr=False)
-    buffer: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=200), repr=False)
+    # Numbered frames kept for RESUME: JSON text, or DAVE binary frames.
+    buffer: deque[tuple[int, str | bytes]] = field(
+        default_factory=lambda: deque(maxlen=200), repr=False
+    )
     decoder: Any = field(default=None, repr=False)  # discord.opus.Decoder for the bot's stream
+    dave_endpoint: Any = field(default=None, repr=False)  # voice_calls.BotEndpoint in a call
 
     @property
     def ready(self) -> bool:

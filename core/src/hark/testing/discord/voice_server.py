@@ -20,6 +20,13 @@ up to 30 s in ``select()`` on a socket it no longer uses, stalling the next IP
 discovery (moves and rejoins). Real Discord may not do this; the stall is
 discord.py's.
 
+DAVE (end-to-end encryption, on by default as on Discord): each voice channel
+has a call (:mod:`.voice_calls`, :mod:`.voice_dave`) where the server is the
+MLS external sender, and each fake member a real davey client
+(:mod:`.voice_member`). Members' speech is DAVE-encrypted by their own
+session; the bot's audio is DAVE-decrypted by the members in its channel
+before it is decoded, so ``bot_audio`` is what they hear.
+
 Opus comes from discord.py's own ctypes binding (libopus). Without libopus the
 handshake still works, but ``speak`` raises and audio from the bot ends up in
 ``FakeDiscord.internal_errors``, both saying how to install it.
@@ -45,6 +52,8 @@ from .gateway import GatewaySession
 from .state import MemberRecord
 from .tls import server_ssl_context
 from .voice import VoiceStateRecord
+from .voice_calls import VoiceCalls
+from .voice_member import FakeVoiceMember, is_dave_frame
 from .voice_records import (
     BotAudioPacket,
     MemberStream,
@@ -112,6 +121,8 @@ class VoiceServer:
         host: str,
         internal_errors: list[str],
         heartbeat_interval_ms: int = 13750,
+        dave: bool = True,
+        dave_transition_timeout: float = 2.0,
     ) -> None:
         self.core = core
         self.host = host
@@ -135,6 +146,12 @@ class VoiceServer:
         self._udp: VoiceUdpProtocol | None = None
         self._start_lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.dave = VoiceCalls(
+            enabled=dave,
+            transition_timeout=dave_transition_timeout,
+            on_change=self.changed,
+            on_error=self._dave_error,
+        )
         core.voice.listeners.append(self._on_voice_state)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -171,6 +188,7 @@ class VoiceServer:
             self._runner = runner
 
     async def close(self) -> None:
+        self.dave.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -186,6 +204,10 @@ class VoiceServer:
 
     def changed(self) -> None:
         self.core._changed()
+
+    def _dave_error(self, message: str) -> None:
+        self.internal_errors.append(message)
+        self.changed()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -277,6 +299,7 @@ class VoiceServer:
     ) -> None:
         """The bot left (or moved): no more audio either way; the socket closes soon."""
         record.ended = True
+        self.dave.bot_leave(record)
         if self.connections.get(record.guild_id) is record:
             del self.connections[record.guild_id]
         if record.ssrc is not None and self._by_ssrc.get(record.ssrc) is record:
@@ -347,6 +370,9 @@ class VoiceServer:
         if stream is not None and (record is None or state.channel_id != record.channel_id):
             # Left the bot's channel: a new SSRC next time, as for a new connection.
             del self._streams[(state.guild_id, state.user_id)]
+        # After CLIENTS_CONNECT / CLIENT_DISCONNECT: the member's client joins or leaves
+        # the channel's DAVE call (its key package, or its Remove, follows).
+        self.dave.on_voice_state(state)
 
     # -- the bot's side ------------------------------------------------------------------
 
@@ -391,6 +417,17 @@ class VoiceServer:
         except rtp.RtpError as exc:
             self.rejected.append(f"RTP from SSRC {ssrc}: {exc}")
             return
+        dave = is_dave_frame(packet.payload)
+        payload = self._heard_from_bot(record, packet.payload, dave)
+        if payload is None:
+            listeners = self.dave.in_channel(record.guild_id, record.channel_id)
+            why = [m.undecryptable[-1][1] for m in listeners if m.undecryptable][:1]
+            kind = "DAVE frame" if dave else "unencrypted frame"
+            self.rejected.append(
+                f"RTP from SSRC {ssrc}: a {kind} no member in the channel could decrypt "
+                f"({why[0] if why else 'no member to hear it'})"
+            )
+            return
         pcm = b""
         if not packet.is_silence:
             try:
@@ -403,7 +440,7 @@ class VoiceServer:
             if record.decoder is None:
                 record.decoder = opus.Decoder()
             try:
-                pcm = record.decoder.decode(packet.payload, fec=False)
+                pcm = record.decoder.decode(payload, fec=False)
             except opus.OpusError as exc:
                 self.rejected.append(f"RTP from SSRC {ssrc}: undecodable Opus ({exc})")
                 return
@@ -414,11 +451,30 @@ class VoiceServer:
                 ssrc=ssrc,
                 sequence=packet.sequence,
                 timestamp=packet.timestamp,
-                opus=packet.payload,
+                opus=payload,
                 pcm=pcm,
                 silence=packet.is_silence,
+                dave=dave,
             )
         )
+
+    def _heard_from_bot(
+        self, record: VoiceConnectionRecord, payload: bytes, dave: bool
+    ) -> bytes | None:
+        """The bot's frame as the members in its channel hear it (each decrypts it).
+
+        The first member that could decrypt it speaks for ``bot_audio``. With
+        nobody there, only an unencrypted frame can be used.
+        """
+        heard = None
+        listeners = self.dave.in_channel(record.guild_id, record.channel_id)
+        for member in listeners:
+            opus = member.receive(record.user_id, payload)
+            if heard is None:
+                heard = opus
+        if not listeners and not dave:
+            heard = payload
+        return heard
 
     # -- members speaking -------------------------------------------------------------------
 
@@ -439,6 +495,45 @@ class VoiceServer:
             self._streams[(guild_id, user_id)] = stream
         return stream
 
+    def voice_member(self, guild_id: int, user_id: int) -> FakeVoiceMember:
+        client = self.dave.members.get((guild_id, user_id))
+        if client is None:
+            raise LookupError(
+                f"user {user_id} is not in a voice channel of guild {guild_id} "
+                "(server.set_voice_state(member, channel) connects their voice client)"
+            )
+        return client
+
+    async def wait_for_member_dave(self, client: FakeVoiceMember, timeout: float) -> None:
+        """Wait until ``client`` may send media: in the group, or DAVE not in use.
+
+        A client in an E2EE call does not send media before its session is
+        ready (discord.py would send it unencrypted, which receivers refuse). Alone
+        in the call there is no group to wait for.
+        """
+        call = client.call
+
+        def ready() -> bool | None:
+            if not client.connected:
+                raise RuntimeError(f"user {client.user_id} left voice while waiting for DAVE")
+            if (
+                client.dave_ready
+                or call.protocol_version == 0
+                or client.protocol_version == 0
+                or len([m for m in call.members.values() if m.supports_dave]) < 2
+            ):
+                return True
+            return None
+
+        def describe() -> str:
+            return (
+                f"{client!r} to join the DAVE group (epoch {call.epoch}, group {call.group}, "
+                f"pending transition {call.pending_transition}, commits {call.commits[-3:]}, "
+                f"key packages {call.key_packages[-3:]}, refused {client.refused[-3:]})"
+            )
+
+        await self.core._waiters.wait_for(ready, timeout=timeout, describe=describe)
+
     async def speak(
         self,
         member: MemberRecord,
@@ -446,43 +541,89 @@ class VoiceServer:
         *,
         realtime: bool = True,
         trailing_silence: int = 5,
+        speaking_after: int = 0,
+        to_bot: bool = True,
+        dave_timeout: float = 10.0,
     ) -> SpokenAudio:
         require_opus()
         pcm = to_discord_pcm(audio)
         record = self.connections.get(member.guild_id)
-        if record is None or not record.ready or record.address is None:
-            raise RuntimeError(
-                f"the bot is not connected to voice in guild {member.guild_id} "
-                "(no voice connection has finished its handshake)"
-            )
-        if not self.in_channel(record, member.id):
-            raise ValueError(
-                f"{member.user.username} is not in the bot's voice channel {record.channel_id}: "
-                "move them there first with server.set_voice_state(member, channel)"
-            )
+        if to_bot:
+            if record is None or not record.ready or record.address is None:
+                raise RuntimeError(
+                    f"the bot is not connected to voice in guild {member.guild_id} "
+                    "(no voice connection has finished its handshake)"
+                )
+            if not self.in_channel(record, member.id):
+                raise ValueError(
+                    f"{member.user.username} is not in the bot's voice channel "
+                    f"{record.channel_id}: move them there first with "
+                    "server.set_voice_state(member, channel)"
+                )
+        client = self.voice_member(member.guild_id, member.id)
+        await self.wait_for_member_dave(client, dave_timeout)
+        size = rtp.FRAME_BYTES
+        frames = [pcm[i : i + size].ljust(size, b"\0") for i in range(0, len(pcm), size)]
         stream = self._stream(member.guild_id, member.id)
         async with stream.lock:
-            return await self._send_speech(member, stream, pcm, realtime, trailing_silence)
+            return await self._send_speech(
+                member,
+                client,
+                stream,
+                frames,
+                realtime=realtime,
+                trailing_silence=trailing_silence,
+                speaking_after=speaking_after,
+                to_bot=to_bot,
+            )
 
-    async def _send_speech(
-        self,
-        member: MemberRecord,
-        stream: MemberStream,
-        pcm: bytes,
-        realtime: bool,
-        trailing_silence: int,
+    async def send_wire_frames(
+        self, member: MemberRecord, payloads: list[bytes], *, realtime: bool = True
     ) -> SpokenAudio:
-        record = self.connections[member.guild_id]
+        """Send ``payloads`` as they are (no Opus encoding, no DAVE) from ``member``."""
+        client = self.voice_member(member.guild_id, member.id)
+        stream = self._stream(member.guild_id, member.id)
+        async with stream.lock:
+            return await self._send_speech(
+                member,
+                client,
+                stream,
+                payloads,
+                realtime=realtime,
+                trailing_silence=0,
+                speaking_after=0,
+                to_bot=False,
+                raw=True,
+            )
+
+    async def _announce_speaking(self, member: MemberRecord, stream: MemberStream) -> None:
+        record = self.connections.get(member.guild_id)
+        if record is None or not record.ready or not self.in_channel(record, member.id):
+            return
         self.gateway.send(
             record, SPEAKING, {"user_id": str(member.id), "ssrc": stream.ssrc, "speaking": 1}
         )
         if record.socket is not None:
             await record.socket.flush()
-        # Give the bot a frame's time to read SPEAKING, so it knows the SSRC's user
-        # before the first packet: the socket and UDP are read by different threads.
-        await asyncio.sleep(rtp.FRAME_SECONDS)
-        size = rtp.FRAME_BYTES
-        frames = [pcm[i : i + size].ljust(size, b"\0") for i in range(0, len(pcm), size)]
+
+    async def _send_speech(
+        self,
+        member: MemberRecord,
+        client: FakeVoiceMember,
+        stream: MemberStream,
+        frames: list[bytes],
+        *,
+        realtime: bool,
+        trailing_silence: int,
+        speaking_after: int,
+        to_bot: bool,
+        raw: bool = False,
+    ) -> SpokenAudio:
+        if speaking_after <= 0:
+            await self._announce_speaking(member, stream)
+            # Give the bot a frame's time to read SPEAKING, so it knows the SSRC's user
+            # before the first packet: the socket and UDP are read by different threads.
+            await asyncio.sleep(rtp.FRAME_SECONDS)
         loop = asyncio.get_running_loop()
         start = loop.time()
         if stream.last_sent_at is not None:
@@ -499,19 +640,22 @@ class VoiceServer:
                     await asyncio.sleep(delay)
             elif index:
                 await asyncio.sleep(0)
-            record = self.connections.get(member.guild_id) or record
-            if not self.in_channel(record, member.id):
+            if not client.connected or not self._still_speaking(member, to_bot):
                 break  # the member left the channel (or the bot moved away)
-            if index < len(frames):
-                payload = stream.encoder.encode(frames[index], rtp.SAMPLES_PER_FRAME)
-                level = audio_level(frames[index])
+            if raw:
+                wire, level = frames[index], 60
+            elif index < len(frames):
+                opus = stream.encoder.encode(frames[index], rtp.SAMPLES_PER_FRAME)
+                wire, level = client.encrypt(opus), audio_level(frames[index])
             else:
-                payload, level = rtp.OPUS_SILENCE, 127
-            self._send_frame(record, stream, payload, level)
+                wire, level = rtp.OPUS_SILENCE, 127  # DAVE passes silence through as it is
+            self._send_frame(member, client, stream, wire, level)
             now = time.monotonic()
             started_at = started_at or now
             if index < len(frames):
                 finished_at = now
+            if index + 1 == speaking_after:
+                await self._announce_speaking(member, stream)
         now = time.monotonic()
         return SpokenAudio(
             user_id=member.id,
@@ -521,13 +665,33 @@ class VoiceServer:
             finished_at=finished_at or started_at or now,
         )
 
+    def _still_speaking(self, member: MemberRecord, to_bot: bool) -> bool:
+        if not to_bot:
+            return True
+        record = self.connections.get(member.guild_id)
+        return record is not None and self.in_channel(record, member.id)
+
     def _send_frame(
-        self, record: VoiceConnectionRecord, stream: MemberStream, payload: bytes, level: int
+        self,
+        member: MemberRecord,
+        client: FakeVoiceMember,
+        stream: MemberStream,
+        payload: bytes,
+        level: int,
     ) -> None:
-        # Frames are dropped (but the stream's clock advances) while the bot is not
-        # connected, e.g. during a voice reconnect: like audio sent into an empty room.
-        address = record.address
-        if record.ready and record.secret_key is not None and address is not None and self._udp:
+        # To the bot, if it is in the channel: frames are dropped (but the stream's
+        # clock advances) while it is not connected, e.g. during a voice reconnect,
+        # like audio sent into an empty room.
+        record = self.connections.get(member.guild_id)
+        address = record.address if record is not None else None
+        if (
+            record is not None
+            and record.channel_id == client.channel_id
+            and record.ready
+            and record.secret_key is not None
+            and address is not None
+            and self._udp
+        ):
             packet = rtp.encrypt_rtpsize(
                 record.secret_key,
                 sequence=stream.sequence,
@@ -539,6 +703,9 @@ class VoiceServer:
             )
             self._udp.sendto(packet, address)
             stream.nonce = (stream.nonce + 1) % (1 << 32)
+        # To the other members in the channel (the SFU forwards it; they decrypt it).
+        for other in self.dave.in_channel(member.guild_id, client.channel_id, exclude=member.id):
+            other.receive(member.id, payload)
         stream.sequence = (stream.sequence + 1) % (1 << 16)
         stream.timestamp = (stream.timestamp + rtp.SAMPLES_PER_FRAME) % (1 << 32)
         stream.last_sent_at = asyncio.get_running_loop().time()

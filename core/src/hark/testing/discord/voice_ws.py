@@ -6,15 +6,23 @@ Handshake, as discord.py's ``DiscordVoiceWebSocket`` drives it::
     client: IDENTIFY (op 0) {server_id, user_id, session_id, token, max_dave_protocol_version}
     server: READY (op 2) {ssrc, ip, port, modes}
     client: (UDP IP discovery) SELECT_PROTOCOL (op 1) {protocol: "udp", data: {address, port, mode}}
-    server: SESSION_DESCRIPTION (op 4) {mode, secret_key: [32 ints], dave_protocol_version: 0}
+    server: SESSION_DESCRIPTION (op 4) {mode, secret_key: [32 ints], dave_protocol_version: 1}
+            CLIENTS_CONNECT (op 11); DAVE: MLS external sender package (op 25, binary)
     client: SPEAKING (op 5) {speaking, delay, ssrc}; HEARTBEAT (op 3) {t, seq_ack}
+            DAVE: key package (op 26, binary)
     server: HEARTBEAT_ACK (op 6) {t}; CLIENTS_CONNECT (op 11); CLIENT_DISCONNECT (op 13);
-            SPEAKING (op 5) {user_id, ssrc, speaking} for members
+            SPEAKING (op 5) {user_id, ssrc, speaking} for members; DAVE ops 21-30
 
 Version 8 numbers server messages (``"seq"``) and keeps them, so a RESUME (op 7)
 with ``seq_ack`` gets what it missed before RESUMED (op 9). HELLO,
-HEARTBEAT_ACK and RESUMED are not numbered. DAVE (end-to-end encryption) is
-never negotiated: SESSION_DESCRIPTION always says ``dave_protocol_version: 0``.
+HEARTBEAT_ACK and RESUMED are not numbered. Binary frames (DAVE's MLS
+messages) are ``[seq u16 BE][opcode u8][payload]`` from the server and
+``[opcode u8][payload]`` from the client, as discord.py reads and writes them.
+
+DAVE (:mod:`.voice_dave`): ``dave_protocol_version`` is 1 when DAVE is on for
+the channel and the client's IDENTIFY said ``max_dave_protocol_version`` >= 1;
+a client without DAVE gets 0 and downgrades the call to transport-only
+encryption (DAVE's transitory phase), as the raw-protocol tests rely on.
 """
 
 from __future__ import annotations
@@ -29,6 +37,12 @@ from aiohttp import WSMsgType, web
 
 from .gateway import GatewayConnection
 from .rtp import MODE_XCHACHA20_RTPSIZE
+from .voice_dave import (
+    MLS_COMMIT_WELCOME,
+    MLS_INVALID_COMMIT_WELCOME,
+    MLS_KEY_PACKAGE,
+    READY_FOR_TRANSITION,
+)
 from .voice_records import VoiceConnectionRecord
 
 if TYPE_CHECKING:
@@ -50,9 +64,8 @@ RESUMED = 9
 CLIENTS_CONNECT = 11
 CLIENT_CONNECT = 12
 CLIENT_DISCONNECT = 13
-# Sent by clients, accepted and ignored: client connect (video), voice backend
-# version request, DAVE transition ready, MLS invalid commit.
-IGNORED_CLIENT_OPS = frozenset({CLIENT_CONNECT, 16, 23, 31})
+# Sent by clients, accepted and ignored: client connect (video), voice backend version.
+IGNORED_CLIENT_OPS = frozenset({CLIENT_CONNECT, 16})
 
 # Voice close codes.
 CLOSE_UNKNOWN_OPCODE = 4001
@@ -89,7 +102,7 @@ class VoiceGateway:
     def __init__(self, server: VoiceServer) -> None:
         self.server = server
         self.sockets: set[VoiceSocket] = set()
-        self.binary_frames = 0  # DAVE/MLS binary frames received (never expected)
+        self.binary_frames = 0  # DAVE/MLS binary frames received
 
     # -- sending -----------------------------------------------------------------
 
@@ -97,6 +110,14 @@ class VoiceGateway:
         """Send a numbered (v8) message to the record's socket, keeping it for RESUME."""
         record.seq += 1
         frame = json.dumps({"op": op, "d": data, "seq": record.seq})
+        record.buffer.append((record.seq, frame))
+        if record.socket is not None:
+            record.socket.send(frame)
+
+    def send_binary(self, record: VoiceConnectionRecord, op: int, payload: bytes) -> None:
+        """A numbered DAVE binary frame: ``[seq u16 BE][opcode][payload]``, kept for RESUME."""
+        record.seq += 1
+        frame = (record.seq & 0xFFFF).to_bytes(2, "big") + bytes([op]) + payload
         record.buffer.append((record.seq, frame))
         if record.socket is not None:
             record.socket.send(frame)
@@ -122,7 +143,8 @@ class VoiceGateway:
                 if msg.type is WSMsgType.TEXT:
                     self._safe_on_frame(sock, msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    self.binary_frames += 1  # DAVE is never negotiated: nothing to do
+                    self.binary_frames += 1
+                    self._safe_on_binary(sock, msg.data)
                 else:
                     break
         finally:
@@ -178,6 +200,44 @@ class VoiceGateway:
             sock.close(4000, "Internal error in the fake voice gateway.")
         self.server.changed()
 
+    def _safe_on_binary(self, sock: VoiceSocket, data: bytes) -> None:
+        try:
+            self._on_binary(sock, data)
+        except Exception as exc:
+            log.exception("fake voice gateway failed on a binary frame")
+            self.server.internal_errors.append(f"voice binary frame {data[:16].hex()}: {exc!r}")
+            sock.close(4000, "Internal error in the fake voice gateway.")
+        self.server.changed()
+
+    def _on_binary(self, sock: VoiceSocket, data: bytes) -> None:
+        record = sock.record
+        if record is None:
+            sock.close(CLOSE_NOT_AUTHENTICATED, "Not authenticated.")
+            return
+        if not data:
+            sock.close(CLOSE_DECODE_ERROR, "Failed to decode payload.")
+            return
+        op, payload = data[0], bytes(data[1:])
+        call = self.server.dave.calls.get(record.channel_id)
+        if call is None or record.dave_endpoint is None:
+            return  # no DAVE session on this connection: nothing to do with it
+        if op == MLS_KEY_PACKAGE:
+            call.on_key_package(record.user_id, payload)
+        elif op == MLS_COMMIT_WELCOME:
+            call.on_commit_welcome(record.user_id, payload)
+        else:
+            sock.close(CLOSE_UNKNOWN_OPCODE, "Unknown opcode.")
+
+    def _on_dave_json(self, record: VoiceConnectionRecord, op: int, data: Any) -> None:
+        call = self.server.dave.calls.get(record.channel_id)
+        transition_id = data.get("transition_id") if isinstance(data, dict) else None
+        if call is None or record.dave_endpoint is None or not isinstance(transition_id, int):
+            return
+        if op == READY_FOR_TRANSITION:
+            call.on_ready(record.user_id, transition_id)
+        else:
+            call.on_invalid_commit_welcome(record.user_id, transition_id)
+
     def _on_frame(self, sock: VoiceSocket, raw: str) -> None:
         try:
             msg = json.loads(raw)
@@ -198,6 +258,8 @@ class VoiceGateway:
             self._select_protocol(sock, sock.record, data if isinstance(data, dict) else {})
         elif op == SPEAKING:
             self.server.on_bot_speaking(sock.record, data if isinstance(data, dict) else {})
+        elif op in (READY_FOR_TRANSITION, MLS_INVALID_COMMIT_WELCOME):
+            self._on_dave_json(sock.record, op, data)
         elif op not in IGNORED_CLIENT_OPS:
             sock.close(CLOSE_UNKNOWN_OPCODE, "Unknown opcode.")
 
@@ -245,7 +307,10 @@ class VoiceGateway:
             return
         record.identify_count += 1
         self._attach(sock, record)
-        # A new voice session on this connection: fresh numbering, SSRC and key.
+        # A new voice session on this connection: fresh numbering, SSRC and key, and
+        # a new MLS member (the old one leaves the DAVE group).
+        self.server.dave.bot_leave(record)
+        record.dave_protocol_version = 0
         record.seq = 0
         record.buffer.clear()
         record.mode = record.secret_key = record.bot_address = record.discovered_address = None
@@ -284,13 +349,14 @@ class VoiceGateway:
         record.decoder = None
         key = secrets.token_bytes(32)
         record.secret_key = key
+        version = self.server.dave.bot_join(self, record)
         self.send(
             record,
             SESSION_DESCRIPTION,
             {
                 "mode": mode,
                 "secret_key": list(key),
-                "dave_protocol_version": 0,
+                "dave_protocol_version": version,
                 "audio_codec": "opus",
                 "video_codec": None,
                 "media_session_id": secrets.token_hex(16),
@@ -299,6 +365,7 @@ class VoiceGateway:
         record.users = set(self.server.users_in_channel(record))
         if record.users:
             self.send(record, CLIENTS_CONNECT, {"user_ids": [str(u) for u in sorted(record.users)]})
+        self.server.dave.bot_start(record)  # op 25, then proposals as key packages come
 
     def _resume(self, sock: VoiceSocket, data: dict[str, Any]) -> None:
         record = self._find(data)
