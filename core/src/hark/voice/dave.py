@@ -14,11 +14,13 @@ router thread die on ``OpusError: corrupted stream``.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import davey
+from discord.gateway import DiscordVoiceWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +96,34 @@ def encryption_of(connection: Any) -> Encryption:
         getattr(session, "epoch", None) if ready else None,
         getattr(session, "voice_privacy_code", None) if ready else None,
     )
+
+
+def guard_mls_messages() -> None:
+    """Keep one bad MLS message from deafening the bot (idempotent).
+
+    discord.py 2.7.1's ``DiscordVoiceWebSocket.received_binary_message`` catches
+    errors of commits and welcomes but not of proposals (op 27): one it cannot
+    process (a forged signature, a batch it does not expect) escapes, ends the voice
+    websocket's poller task, and the bot, still "connected", never reads its voice
+    socket again: no SPEAKING, no new epochs, every frame unmapped. Here such a
+    message is logged in one line and ignored, as a client must ignore proposals it
+    cannot verify; the group carries on with the next valid commit.
+    """
+    original = DiscordVoiceWebSocket.received_binary_message
+    if getattr(original, "_hark_guarded", False):
+        return
+
+    @functools.wraps(original)
+    async def received_binary_message(self: DiscordVoiceWebSocket, msg: bytes) -> None:
+        try:
+            await original(self, msg)
+        except Exception as exc:
+            op = msg[2] if len(msg) > 2 else None
+            log.warning(
+                "ignored an MLS message (op %s) that could not be processed: %s",
+                op,
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
+
+    received_binary_message._hark_guarded = True  # type: ignore[attr-defined]
+    DiscordVoiceWebSocket.received_binary_message = received_binary_message  # type: ignore[method-assign]

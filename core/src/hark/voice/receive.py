@@ -36,7 +36,7 @@ from discord.ext.voice_recv.router import PacketRouter
 from discord.opus import OpusError
 from nacl.exceptions import CryptoError
 
-from hark.voice.dave import Verdict, dave_decrypt
+from hark.voice.dave import Verdict, dave_decrypt, guard_mls_messages
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,10 @@ class HarkVoiceClient(voice_recv.VoiceRecvClient):
                 self._ssrc_to_id.pop(ssrc, None)
             return
         super()._remove_ssrc(user_id=user_id)
+
+    def __init__(self, client: discord.Client, channel: Any) -> None:
+        guard_mls_messages()
+        super().__init__(client, channel)
 
     def listen(self, sink: voice_recv.AudioSink, *, after: Any = None) -> None:
         # Same as VoiceRecvClient.listen, with Hark's reader.
