@@ -87,6 +87,11 @@ async def test_spoken_question_is_transcribed_answered_and_spoken_back(tmp_path,
                 await asyncio.sleep(0.1)
         played = AudioClip(h.server.bot_audio(h.guild), 48_000, 2)
         assert played.duration > 1.0
+        # All of it on a DAVE call: encrypted by the bot, decrypted by alice's client.
+        assert h.server.dave_call(h.voice_channel).protocol_version == 1
+        assert all(p.dave for p in h.server.bot_audio_packets(h.guild) if not p.silence)
+        heard_by_alice = h.server.voice_member(h.member).heard_audio(h.server.bot_user.id)
+        assert len(heard_by_alice) >= len(played.pcm) * 0.9
         whisper = h.bot.control.find(
             h.bot.control.manager.providers(hark_stt_whisper.LocalWhisperTranscriber.capability)[
                 0

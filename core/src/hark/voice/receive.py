@@ -78,6 +78,22 @@ class DropCounter:
         )
 
 
+class _QuietExtraKeys(logging.Filter):
+    """voice-recv logs every voice gateway v8 message at INFO because it carries the
+    ``seq`` key, which its hook does not expect: on a real call, one line per event."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("WS payload has extra keys"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_voice_recv_gateway_log = logging.getLogger("discord.ext.voice_recv.gateway")
+if not any(isinstance(f, _QuietExtraKeys) for f in _voice_recv_gateway_log.filters):
+    _voice_recv_gateway_log.addFilter(_QuietExtraKeys())
+
+
 class _SafeDecoder(PacketDecoder):
     """A frame that will not decode becomes silence instead of ending the router."""
 
