@@ -153,3 +153,16 @@ async def test_speaking_after_the_first_packets_still_hears_the_speaker(tmp_path
         # The held frames were replayed: the utterance is (nearly) whole.
         assert clip.duration > speech.duration - 0.5
         assert session(h).vc.reader.drops.total.get("undecryptable", 0) == 0
+
+
+async def test_a_speaker_whose_speaking_never_arrives_is_found_by_their_key(
+    tmp_path, speech, caplog
+):
+    caplog.set_level(logging.INFO)
+    transcriber = FakeTranscriber("no speaking at all")
+    async with harness(tmp_path, transcriber) as h:
+        await in_voice(h, h.member)
+        await h.server.wait_for_dave(h.voice_channel, timeout=15)
+        await hears(h, h.member, speech, "no speaking at all", speaking_after=100_000)
+        assert any("identified as user" in r.getMessage() for r in caplog.records)
+        assert transcriber.clips[0].duration > speech.duration - 0.5

@@ -27,6 +27,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+import davey
 import discord
 from discord.ext import voice_recv
 from discord.ext.voice_recv import rtp
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 HOLD_PACKETS = 50  # per SSRC: one second of 20 ms frames
 HOLD_SECONDS = 2.0
+# Held-frame counts at which the sender is looked for by key: SPEAKING normally comes
+# within a few frames; after that, try (a few times, the group may be changing).
+IDENTIFY_AFTER = frozenset({5, 15, 30})
 SILENT_FRAME = b"\x00" * 3840  # 20 ms of 48 kHz stereo 16-bit PCM
 LOG_EVERY = 60.0  # seconds between two log lines about one speaker's dropped frames
 
@@ -127,7 +131,10 @@ class HarkReader(AudioReader):
         self.packet_router = _SafeRouter(sink, self)
         self.drops = DropCounter(getattr(voice_client.guild, "id", None))
         self._held: dict[int, deque[tuple[float, Any]]] = {}
-        self._held_lock = threading.Lock()
+        # Re-entrant: a replay (SPEAKING, on the event loop) and a search by key (on
+        # the socket thread) must not decrypt the same held frame twice.
+        self._held_lock = threading.RLock()
+        self._plain: set[int] = set()  # ids of held packets already DAVE-decrypted
         #: Monotonic time of the last audio frame routed (for the session's watchdog).
         self.last_frame_at: float | None = None
 
@@ -153,7 +160,11 @@ class HarkReader(AudioReader):
     def _route(self, packet: Any) -> None:
         vc = self.voice_client
         user_id = vc._ssrc_to_id.get(packet.ssrc)
-        verdict = dave_decrypt(vc._connection, user_id, packet.decrypted_data)
+        if id(packet) in self._plain:  # decrypted while finding its sender
+            self._plain.discard(id(packet))
+            verdict: bytes | Verdict = packet.decrypted_data
+        else:
+            verdict = dave_decrypt(vc._connection, user_id, packet.decrypted_data)
         if verdict is Verdict.HOLD:
             self._hold(packet)
             return
@@ -178,23 +189,61 @@ class HarkReader(AudioReader):
         with self._held_lock:
             queue = self._held.setdefault(packet.ssrc, deque())
             while queue and (len(queue) >= HOLD_PACKETS or now - queue[0][0] > HOLD_SECONDS):
-                queue.popleft()
+                self._plain.discard(id(queue.popleft()[1]))
                 self.drops.drop(f"ssrc {packet.ssrc}", "unmapped")
             queue.append((now, packet))
+            if len(queue) not in IDENTIFY_AFTER:
+                return
+            # SPEAKING may come late or not at all. Only the sender's key decrypts a
+            # DAVE frame, so trying the key of each member without an SSRC finds the
+            # sender. The oldest frame: decrypting a newer one first would make the
+            # older ones look replayed to DAVE's nonce check.
+            user_id = self._identify(queue[0][1])
+            if user_id is not None:
+                log.info(
+                    "guild %s: ssrc %s identified as user %s by its DAVE key (no SPEAKING yet)",
+                    self.drops.guild_id,
+                    packet.ssrc,
+                    user_id,
+                )
+                self.voice_client._add_ssrc(user_id, packet.ssrc)
+
+    def _identify(self, packet: Any) -> int | None:
+        vc = self.voice_client
+        session = getattr(vc._connection, "dave_session", None)
+        channel = getattr(vc, "channel", None)
+        if session is None or not session.ready or channel is None:
+            return None
+        mapped = set(vc._id_to_ssrc)
+        for member in list(getattr(channel, "members", [])):
+            if member.bot or member.id in mapped:
+                continue
+            try:
+                plain = session.decrypt(member.id, davey.MediaType.audio, packet.decrypted_data)
+            except Exception:
+                continue
+            # Keep the result: the same frame cannot be decrypted twice (nonce reuse).
+            # (RTPPacket has __slots__: remember which packet by its id.)
+            packet.decrypted_data = plain
+            self._plain.add(id(packet))
+            return member.id
+        return None
 
     def replay_held(self, ssrc: int) -> int:
         """SPEAKING mapped ``ssrc``: route what it sent before; returns how many."""
         with self._held_lock:
             queue = self._held.pop(ssrc, None)
-        if not queue:
-            return 0
-        now = time.monotonic()
-        fresh = [p for at, p in queue if now - at <= HOLD_SECONDS]
-        for _ in range(len(queue) - len(fresh)):
-            self.drops.drop(f"ssrc {ssrc}", "unmapped")
-        for packet in fresh:
-            self._route(packet)
-        return len(fresh)
+            if not queue:
+                return 0
+            now = time.monotonic()
+            fresh = [p for at, p in queue if now - at <= HOLD_SECONDS]
+            for at, stale in queue:
+                if now - at > HOLD_SECONDS:
+                    self._plain.discard(id(stale))
+                    self.drops.drop(f"ssrc {ssrc}", "unmapped")
+            for packet in fresh:
+                self._route(packet)
+            return len(fresh)
 
 
 class HarkVoiceClient(voice_recv.VoiceRecvClient):
