@@ -19,7 +19,9 @@ from hark.testing.harness import BotHarness
 
 async def hears(h: BotHarness, member, speech, text: str, **speak) -> None:
     """``member`` speaks; the bot posts the scripted transcript under their name."""
-    heard = asyncio.create_task(wait_for_post(h, f"🎙️ **{member.user.username}**: {text}", timeout=30))
+    heard = asyncio.create_task(
+        wait_for_post(h, f"🎙️ **{member.user.username}**: {text}", timeout=30)
+    )
     await h.server.speak(member, speech, **speak)
     assert await heard
 
@@ -166,3 +168,25 @@ async def test_a_speaker_whose_speaking_never_arrives_is_found_by_their_key(
         await hears(h, h.member, speech, "no speaking at all", speaking_after=100_000)
         assert any("identified as user" in r.getMessage() for r in caplog.records)
         assert transcriber.clips[0].duration > speech.duration - 0.5
+
+
+async def test_an_epoch_change_during_playback_keeps_the_reply_audible(tmp_path, speech):
+    transcriber = FakeTranscriber(
+        " ".join(f"This is sentence {i} of a long answer." for i in range(8))
+    )
+    async with harness(tmp_path, transcriber) as h:
+        bob = h.server.create_member(h.guild, "bob")
+        await in_voice(h, h.member)
+        call = await h.server.wait_for_dave(h.voice_channel, timeout=15)
+        await h.server.speak(h.member, speech)
+        await h.server.wait_for_bot_audio(h.guild, seconds=0.3, timeout=20)
+        epoch = call.epoch
+        h.server.set_voice_state(bob, h.voice_channel)  # a new epoch mid-reply
+        await h.server.wait_for_dave(h.voice_channel, epoch=epoch + 1, timeout=15)
+        alice = h.server.voice_member(h.member)
+        before = len(alice.heard_audio(h.server.bot_user.id))
+        await asyncio.sleep(1.0)
+        assert session(h).speaking  # still talking, under the new epoch's keys
+        assert len(alice.heard_audio(h.server.bot_user.id)) > before + 0.5 * 48_000 * 4
+        assert not alice.undecryptable
+        assert len(h.server.voice_member(bob).heard_audio(h.server.bot_user.id)) > 0
