@@ -223,6 +223,20 @@ class OllamaGenerator(Generator):
             self._cached = cached = (loop, host, client)
         return cached[2]
 
+    async def warm(self) -> None:
+        """Open the connection pool with ``GET /api/ps`` (cheap: it lists the loaded
+        models), so the first reply does not pay for the TCP/TLS handshake. The model
+        itself is not loaded here. Never raises: a failure is logged at DEBUG."""
+        if self.unavailable_reason() is not None:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._client().ps()
+        except Exception as exc:
+            self.log.debug("warm-up of %s failed (%s)", self.public_host, type(exc).__name__)
+        else:
+            self.log.debug("warmed the connection to %s", self.public_host)
+
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the core calls this at shutdown; a later call
         opens a new one)."""

@@ -13,6 +13,7 @@ module produces carries the API key.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -43,6 +44,8 @@ DEFAULT_MODEL = "openai/gpt-4o-mini"
 PROJECT_URL = "https://github.com/hark-bot/hark"
 DEFAULT_APP_NAME = "Hark"
 DEFAULT_TIMEOUT = 60.0
+#: Seconds warm() waits for its connection-opening request.
+WARM_TIMEOUT = 10.0
 
 # Hosted APIs that refuse every request without a key: a missing key is a setup
 # mistake there, reported before any request. Anything else (llama.cpp, vLLM,
@@ -184,6 +187,21 @@ class OpenRouterGenerator(Generator):
                 default_headers=self.headers(),
             )
         return self._client
+
+    async def warm(self) -> None:
+        """Open the connection pool with ``GET {base}/models`` (every OpenAI-compatible
+        server has it), so the first reply does not pay for the TCP/TLS handshake. Any
+        answer, even an error status, leaves a connection open. Never raises: a failure
+        is logged at DEBUG."""
+        if self.unavailable_reason() is not None:
+            return
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT):
+                await self.client().models.list()
+        except Exception as exc:
+            self.log.debug("warm-up of %s failed (%s)", self.host, type(exc).__name__)
+        else:
+            self.log.debug("warmed the connection to %s", self.host)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the next call opens a new one)."""

@@ -35,6 +35,21 @@ from hark_stt_whisper.models import (
 
 #: The rate Whisper's feature extractor expects.
 WHISPER_RATE = 16_000
+#: What warm() transcribes: half a second of faint noise (about -60 dBFS).
+WARM_SECONDS = 0.5
+WARM_NOISE = 0.001
+
+
+def confidence_of(segments: list[tuple[float, float, int]]) -> float | None:
+    """A transcript's confidence in [0, 1] from its segments' ``(avg_logprob,
+    no_speech_prob, tokens)``: the token-weighted mean over segments of
+    ``exp(avg_logprob) * (1 - no_speech_prob)``, i.e. how sure Whisper was of its
+    words times how sure it was that there was speech at all. None without segments."""
+    total = sum(n for _, _, n in segments)
+    if not total:
+        return None
+    score = sum(math.exp(lp) * (1.0 - ns) * n for lp, ns, n in segments) / total
+    return min(1.0, max(0.0, score))
 
 
 def to_float32(clip: AudioClip) -> np.ndarray:
@@ -195,24 +210,56 @@ class LocalWhisperTranscriber(WhisperTranscriber):
         audio = to_float32(clip)
         segments, info = model.transcribe(audio, **options)
         texts: list[str] = []
-        logprobs: list[tuple[float, int]] = []
+        scores: list[tuple[float, float, int]] = []
         for segment in segments:  # decoding happens as the generator is consumed
             if cancelled.is_set():
                 break
             text = segment.text.strip()
             if text:
                 texts.append(text)
-                logprobs.append((segment.avg_logprob, max(1, len(segment.tokens))))
-        confidence = None
-        if logprobs:
-            total = sum(n for _, n in logprobs)
-            mean = sum(lp * n for lp, n in logprobs) / total
-            confidence = min(1.0, max(0.0, math.exp(mean)))
+                no_speech = float(getattr(segment, "no_speech_prob", 0.0) or 0.0)
+                scores.append((segment.avg_logprob, no_speech, max(1, len(segment.tokens))))
         return Transcript(
             " ".join(texts).strip(),
             language=info.language,
-            confidence=confidence,
+            confidence=confidence_of(scores),
             duration=clip.duration,
+        )
+
+    # -- warm-up ----------------------------------------------------------
+
+    async def warm(self) -> None:
+        """Load the default model and run one tiny transcription (half a second of faint
+        noise), both in a worker thread, so the first utterance is as fast as the next
+        ones. Once per model and process: later calls return at once. Real
+        transcriptions may run meanwhile. Never raises (a broken model is remembered by
+        the cache and reported by the first real call and `!plugins`)."""
+        spec = self.default_model()
+        if self.cache.is_warm(self.key(spec)):
+            return
+        try:
+            ran = await asyncio.to_thread(self._warm_sync, spec)
+        except Exception as exc:
+            self.log.debug("Whisper warm-up of %s failed: %s", spec, exc)
+        else:
+            if ran:
+                self.log.debug("warmed Whisper model %s", spec)
+
+    def _warm_sync(self, spec: str) -> bool:
+        frames = round(WHISPER_RATE * WARM_SECONDS)
+        noise = np.random.default_rng(0).normal(0.0, WARM_NOISE * 32768, frames)
+        clip = AudioClip(noise.astype("<i2").tobytes(), WHISPER_RATE, 1)
+        options = self.options(None, None, None)
+        options["language"] = "en" if is_english_only(spec) else None
+
+        def run(model: Any) -> None:
+            self._transcribe_sync(spec, clip, options, threading.Event(), None, gate=False)
+
+        return self.cache.warm(
+            self.key(spec),
+            run,
+            download_root=self.config.download_root,
+            offline=self.config.offline,
         )
 
     async def check(self, spec: str | None = None) -> Transcript:
@@ -232,4 +279,4 @@ class LocalWhisperTranscriber(WhisperTranscriber):
         return f"<{type(self).__name__} {self.id} model={self.default_model()}>"
 
 
-__all__ = ["WHISPER_RATE", "LocalWhisperTranscriber", "to_float32"]
+__all__ = ["WHISPER_RATE", "LocalWhisperTranscriber", "confidence_of", "to_float32"]

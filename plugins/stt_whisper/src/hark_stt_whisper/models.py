@@ -185,6 +185,12 @@ class ModelCache:
         self._guard = threading.Lock()
         #: How many loads were attempted (tests check models are loaded once).
         self.loads = 0
+        # Models that have run their first (warm-up) inference, and one lock per key
+        # so concurrent warm-ups run it once.
+        self._warmed: set[ModelKey] = set()
+        self._warm_locks: dict[ModelKey, threading.Lock] = {}
+        #: How many warm-up inferences ran (tests check they run once).
+        self.warm_ups = 0
 
     def _lock(self, key: ModelKey) -> threading.Lock:
         with self._guard:
@@ -230,6 +236,27 @@ class ModelCache:
             self._models[key] = model
             return model
 
+    def is_warm(self, key: ModelKey) -> bool:
+        """Whether ``key``'s model is loaded and has run its warm-up inference."""
+        return key in self._warmed and key in self._models
+
+    def warm(self, key: ModelKey, run: Any, **load: Any) -> bool:
+        """Load ``key`` (as :meth:`get`) and call ``run(model)`` once per loaded model
+        (blocking: call from a thread). Returns whether ``run`` ran. Other threads may
+        transcribe with the model meanwhile: CTranslate2 serves concurrent calls."""
+        if self.is_warm(key):
+            return False
+        with self._guard:
+            lock = self._warm_locks.setdefault(key, threading.Lock())
+        with lock:
+            if self.is_warm(key):
+                return False
+            model = self.get(key, **load)
+            run(model)
+            self.warm_ups += 1
+            self._warmed.add(key)
+            return True
+
     def loaded(self) -> list[ModelKey]:
         return list(self._models)
 
@@ -238,6 +265,7 @@ class ModelCache:
         with self._guard:
             self._models.clear()
             self._failures.clear()
+            self._warmed.clear()
 
 
 #: The process-wide cache every local transcriber uses unless given another.

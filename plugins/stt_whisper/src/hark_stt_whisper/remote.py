@@ -43,6 +43,8 @@ MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 KEYED_HOSTS = frozenset({"api.openai.com"})
 PLACEHOLDER_KEY = "no-key"
 _MAX_DETAIL = 200
+#: Seconds warm() waits for its connection-opening request.
+WARM_TIMEOUT = 10.0
 
 
 class OpenAIWhisperTranscriber(WhisperTranscriber):
@@ -105,7 +107,21 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
             )
         return self._client
 
-    async def aclose(self) -> None:
+    async def warm(self) -> None:
+        """Open the connection pool with ``GET {base}/models`` (small; OpenAI, speaches
+        and LocalAI all serve it), so the first clip does not pay for the TCP/TLS
+        handshake. Any answer, even an error status, leaves a connection open. Never
+        raises: a failure is logged at DEBUG."""
+        if self.unavailable_reason() is not None:
+            return
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT):
+                await self.client().models.list()
+        except Exception as exc:
+            self.log.debug("warm-up of %s failed (%s)", self.host, type(exc).__name__)
+        else:
+            self.log.debug("warmed the connection to %s", self.host)
+
         """Close the HTTP connection pool (the next call opens a new one)."""
         client, self._client = self._client, None
         if client is not None:

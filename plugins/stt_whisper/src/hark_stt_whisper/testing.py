@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_TEXT",
     "HTML_PAGE",
+    "MODELS_PATH",
     "TRANSCRIPTIONS_PATH",
     "FakeTranscriptionServer",
     "RecordedTranscription",
@@ -60,6 +61,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4o-mini-transcribe",
 )
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+MODELS_PATH = "/v1/models"
 # The formats OpenAI accepts, by file extension.
 AUDIO_EXTENSIONS = frozenset(
     {"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"}
@@ -264,7 +266,8 @@ def _check_wav(data: bytes) -> str | None:
 
 
 class FakeTranscriptionServer(LoopbackServer):
-    """OpenAI's ``POST /v1/audio/transcriptions`` on 127.0.0.1 (a random port).
+    """OpenAI's ``POST /v1/audio/transcriptions`` (and ``GET /v1/models``) on 127.0.0.1
+    (a random port).
 
     ``reply``: the transcript, or a function of the :class:`RecordedTranscription`
     returning it (sync or async). ``api_key``: when set, requests must carry
@@ -290,6 +293,9 @@ class FakeTranscriptionServer(LoopbackServer):
         self.accept_any_model = accept_any_model
         self.delay = delay
         self.requests: list[RecordedTranscription] = []
+        #: ``GET /v1/models`` requests (what a client's warm-up sends), apart from
+        #: the transcriptions in :attr:`requests`.
+        self.model_requests: list[RecordedTranscription] = []
         self._failures = FailureQueue()
         self._drops = 0
         self._malformed = 0
@@ -299,6 +305,7 @@ class FakeTranscriptionServer(LoopbackServer):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_FILE_BYTES + 1024 * 1024)
         app.router.add_post(TRANSCRIPTIONS_PATH, self._transcriptions)
+        app.router.add_get(MODELS_PATH, self._models)
         return app
 
     @property
@@ -343,6 +350,7 @@ class FakeTranscriptionServer(LoopbackServer):
     def clear(self) -> None:
         """Forget recorded requests and pending failures."""
         self.requests.clear()
+        self.model_requests.clear()
         self._failures.clear()
         self._drops = self._malformed = 0
 
@@ -453,6 +461,19 @@ class FakeTranscriptionServer(LoopbackServer):
             )
         text = await self._text(record)
         return self._format(record, text)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        record = RecordedTranscription(request.method, request.path, CIMultiDict(request.headers))
+        self.model_requests.append(record)
+        if self.api_key is not None and record.bearer != self.api_key:
+            return self._error(
+                401, "Incorrect API key provided. You can find your API key in your account."
+            )
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"}
+            for m in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
 
     async def _text(self, record: RecordedTranscription) -> str:
         reply: Any = self.reply

@@ -53,6 +53,8 @@ AZURE_CHANNELS = 1
 SYNTHESIS_PATH = "/cognitiveservices/v1"
 VOICES_PATH = "/cognitiveservices/voices/list"
 DEFAULT_TIMEOUT = 30.0
+#: Seconds warm() waits for its connection-opening request.
+WARM_TIMEOUT = 10.0
 # How long a fetched voice list is reused (it changes a few times a year).
 VOICES_TTL = 6 * 3600.0
 # Longest clip handed on at once: a large read is split, so a consumer never waits
@@ -394,6 +396,24 @@ class AzureSynthesizer(Synthesizer):
             session = aiohttp.ClientSession(timeout=timeout)
             self._session_cache = cached = (loop, session)
         return cached[1]
+
+    async def warm(self) -> None:
+        """Open the connection pool with ``HEAD {base}/cognitiveservices/voices/list``
+        (the synthesis host; headers only, not the long voice list), so the first reply
+        does not pay for the TCP/TLS handshake. Any answer, even an error status, leaves
+        a connection open. Never raises: a failure is logged at DEBUG."""
+        if self.unavailable_reason() is not None:
+            return
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT):
+                async with self._session().head(
+                    self.voices_url, headers=self.headers(synthesis=False)
+                ) as response:
+                    await response.read()
+        except Exception as exc:
+            self.log.debug("warm-up of %s failed (%s)", self.host, type(exc).__name__)
+        else:
+            self.log.debug("warmed the connection to %s (HTTP %d)", self.host, response.status)
 
     async def aclose(self) -> None:
         """Close the connection pool (the next call opens a new one)."""

@@ -73,6 +73,8 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 DEFAULT_MODEL = "eleven_multilingual_v2"
 DEFAULT_TIMEOUT = 30.0
+#: Seconds warm() waits for its connection-opening request.
+WARM_TIMEOUT = 10.0
 #: What ElevenLabs is asked for: raw s16le mono PCM at 22,050 Hz (every plan has it).
 SOURCE_RATE = 22_050
 OUTPUT_FORMAT = f"pcm_{SOURCE_RATE}"
@@ -303,6 +305,22 @@ class ElevenLabsSynthesizer(Synthesizer):
                 httpx_client=self._http,
             )
         return self._client
+
+    async def warm(self) -> None:
+        """Open the connection pool with ``GET /v1/voices/{voice_id}`` for the default
+        voice (a small answer), so the first reply does not pay for the TCP/TLS
+        handshake. Never raises: a failure is logged at DEBUG."""
+        if self.unavailable_reason() is not None:
+            return
+        voice = self.voice_for(None, required=False) or ""
+        options: Any = _REQUEST_OPTIONS
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT):
+                await self.client().voices.get(voice, request_options=options)
+        except Exception as exc:
+            self.log.debug("warm-up of %s failed (%s)", self.service, type(exc).__name__)
+        else:
+            self.log.debug("warmed the connection to %s", self.service)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the next call opens a new one)."""

@@ -25,7 +25,14 @@ from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler, remix, t
 from hark.providers.errors import ConfigurationError
 from hark.providers.policy import RetryPolicy
 from hark_tts_piper.text import FIRST_PIECE_CHARS, MAX_PIECE_CHARS, split_for_speech
-from hark_tts_piper.voice import LoadedVoice, VoicePaths, cached_voice, load_voice, resolve_paths
+from hark_tts_piper.voice import (
+    LoadedVoice,
+    VoicePaths,
+    cached_voice,
+    load_voice,
+    resolve_paths,
+    warm_voice,
+)
 
 log = logging.getLogger("hark.provider.tts_piper")
 
@@ -182,6 +189,18 @@ class PiperSynthesizer(Synthesizer):
         if voice is not None:
             return voice
         return await asyncio.to_thread(load_voice, paths)
+
+    async def warm(self) -> None:
+        """Load the voice and synthesize one short word, both in a worker thread, so
+        the first reply is as fast as the next ones. Once per voice and process: later
+        calls return at once. Never raises (a broken voice is logged; the first real
+        call reports it)."""
+        try:
+            voice = await self.load()
+            if not voice.warmed:
+                await asyncio.to_thread(warm_voice, voice)
+        except Exception as exc:
+            log.debug("Piper warm-up failed: %s", exc)
 
     def load_sync(self) -> LoadedVoice:
         """Blocking :meth:`load`, for ``prepare()`` and scripts."""

@@ -91,6 +91,9 @@ class LoadedVoice:
     # ONNX Runtime already spreads one inference over every core; two at once only
     # contend. Streams for different servers take turns, one sentence at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set once a first inference has run (see warm_voice): ONNX Runtime's first run
+    # allocates and optimizes, and is much slower than the ones after it.
+    warmed: bool = False
 
     @property
     def name(self) -> str:
@@ -154,6 +157,26 @@ def load_voice(paths: VoicePaths) -> LoadedVoice:
                 voice.num_speakers,
             )
         return voice
+
+
+#: What warm_voice says: one short word, enough for ONNX Runtime's first-run set-up.
+WARM_TEXT = "Hello."
+
+
+def warm_voice(voice: LoadedVoice) -> bool:
+    """Run one tiny inference on ``voice`` unless one already ran (blocking: call it in a
+    worker thread). Returns whether it ran. Takes the voice's lock, so a real stream
+    waits at most one short word for it, and concurrent warm-ups run it once."""
+    if voice.warmed:
+        return False
+    with voice.lock:
+        if voice.warmed:
+            return False
+        for _chunk in voice.piper.synthesize(WARM_TEXT):
+            pass
+        voice.warmed = True
+    log.debug("warmed Piper voice %s", voice.name)
+    return True
 
 
 def _both(paths: VoicePaths) -> tuple[str, str]:

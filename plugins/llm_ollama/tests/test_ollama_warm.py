@@ -1,0 +1,31 @@
+"""warm(): one cheap request opens the connection pool; a failure never escapes."""
+
+from __future__ import annotations
+
+import logging
+
+from hark.testing.loopback import unused_port
+
+
+async def test_warm_opens_the_connection(make_generator, fake_ollama):
+    generator = make_generator()
+    await generator.warm()
+    assert fake_ollama.count("/api/ps") == 1
+    assert fake_ollama.count("/api/chat") == 0  # no model run, nothing generated
+    await generator.aclose()
+
+
+async def test_warm_with_the_server_down_does_not_raise(make_generator, caplog):
+    generator = make_generator(host=f"http://127.0.0.1:{unused_port()}")
+    with caplog.at_level(logging.DEBUG, logger="hark.provider"):
+        await generator.warm()
+    assert "warm-up" in caplog.text
+    await generator.aclose()
+
+
+async def test_warm_with_an_error_status_does_not_raise(make_generator, fake_ollama):
+    fake_ollama.fail(500, paths=("/api/ps",))
+    generator = make_generator()
+    await generator.warm()
+    assert fake_ollama.count("/api/ps") == 1
+    await generator.aclose()
