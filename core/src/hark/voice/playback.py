@@ -5,6 +5,11 @@ added from the event loop as sentences are synthesized; while the next sentence 
 still being synthesized the source plays silence instead of ending. Each frame
 carries the index of the sentence it belongs to, so after an interruption the
 session knows what was actually said.
+
+Barge-in pauses a source (:meth:`SpeechSource.pause`, from any thread): the next
+20 ms read is silence and the queue is kept, so :meth:`SpeechSource.resume`
+carries on from the frame where it paused. The player keeps running while paused,
+so resuming needs no new ``play()`` and no SPEAKING round trip.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ class SpeechSource(discord.AudioSource):
         self._lock = threading.Lock()
         self._closed = False
         self._stopped = False
+        self._paused = False
         self._partial = b""
         self._partial_segment = -1
         self.started_segments: set[int] = set()
         self.frames_played = 0
         self.first_frame_at: float | None = None
+        # Monotonic times of the latest pause / resume (for the session's stage trace).
+        self.paused_at: float | None = None
+        self.resumed_at: float | None = None
 
     def add(self, pcm: bytes, segment: int) -> None:
         """Queue 48 kHz stereo s16le PCM belonging to sentence ``segment``."""
@@ -64,6 +73,28 @@ class SpeechSource(discord.AudioSource):
             self._stopped = True
             self._frames.clear()
 
+    def pause(self) -> bool:
+        """Play silence from the next frame on, keeping what is queued. True if it paused."""
+        with self._lock:
+            if self._paused or self._stopped:
+                return False
+            self._paused = True
+            self.paused_at = time.monotonic()
+            return True
+
+    def resume(self) -> bool:
+        """Play on from where :meth:`pause` stopped. True if it was paused."""
+        with self._lock:
+            if not self._paused:
+                return False
+            self._paused = False
+            self.resumed_at = time.monotonic()
+            return True
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     @property
     def pending_seconds(self) -> float:
         return len(self._frames) * 0.02
@@ -72,6 +103,8 @@ class SpeechSource(discord.AudioSource):
         with self._lock:
             if self._stopped:
                 return b""
+            if self._paused:
+                return SILENCE_FRAME
             if self._frames:
                 frame, segment = self._frames.popleft()
                 self.started_segments.add(segment)

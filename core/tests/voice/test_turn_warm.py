@@ -1,0 +1,118 @@
+"""Warm models: the server's transcriber, generator, synthesizer and turn detector are
+warmed at `join` and `listen`, and at start-up for servers that had a voice session,
+so the first turn includes no model load (the stage trace says whether it waited)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from test_turn_kit import CONFIG, in_voice, session, turn_plugin, wait_for_post, wait_until
+
+from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
+from hark.testing.harness import BotHarness
+from hark.voice.turns import WebRTCTurnDetector
+
+
+class Loading:
+    """A provider with a "model" that takes ``load_s`` to load: in warm(), or else in
+    the first call. Records where it was loaded."""
+
+    def __init__(self, *args, load_s: float = 0.3, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.load_s = load_s
+        self.warms = 0
+        self.loaded_by: str | None = None
+
+    async def _load(self, by: str) -> None:
+        if self.loaded_by is None:
+            await asyncio.sleep(self.load_s)
+            self.loaded_by = self.loaded_by or by
+
+    async def warm(self) -> None:
+        self.warms += 1
+        await self._load("warm")
+
+
+class LoadingTranscriber(Loading, FakeTranscriber):
+    async def _impl(self, clip, **kwargs):
+        await self._load("a turn")
+        return await super()._impl(clip, **kwargs)
+
+
+class LoadingSynthesizer(Loading, FakeSynthesizer):
+    async def _impl(self, text, **kwargs):
+        await self._load("a turn")
+        async for clip in super()._impl(text, **kwargs):
+            yield clip
+
+
+class LoadingGenerator(Loading, EchoGenerator):
+    async def _impl(self, request):
+        await self._load("a turn")
+        async for delta in super()._impl(request):
+            yield delta
+
+
+class WarmDetector(Loading, WebRTCTurnDetector):
+    default_priority = 1
+
+
+def providers(load_s: float = 0.3):
+    return (
+        LoadingTranscriber("what time is it", load_s=load_s),
+        LoadingSynthesizer(load_s=load_s),
+        LoadingGenerator(load_s=load_s),
+        WarmDetector(load_s=load_s),
+    )
+
+
+async def test_join_and_listen_warm_everything_and_the_first_turn_does_not_wait(tmp_path, speech):
+    transcriber, synthesizer, generator, detector = all_of = providers()
+    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
+        h.server.set_voice_state(h.member, h.voice_channel)
+        assert "Joined" in (await h.ask("!join")).content
+        await wait_until(lambda: all(p.warms == 1 for p in all_of), 5)
+        s = session(h)
+        await wait_until(lambda: s.warm_done_at is not None, 5)
+        await h.server.wait_for_voice_connection(h.guild)
+        # `listen` warms again (connections may have gone idle since `join`).
+        assert "Listening" in (await h.ask("!listen")).content
+        await wait_until(lambda: all(p.warms == 2 for p in all_of), 5)
+        await h.server.speak(h.member, speech)
+        await wait_for_post(h, "🔊 what time is it")
+        # Every model was loaded by warm(), none by the first turn, which did not wait.
+        assert {p.loaded_by for p in all_of} == {"warm"}
+        assert s.trace["warm_done"] < s.trace["speech_start"]
+        assert "warm_waited" not in s.trace
+
+
+async def test_a_turn_during_the_warm_up_waits_for_it_and_says_so(tmp_path, speech):
+    transcriber, synthesizer, generator, detector = all_of = providers(load_s=3.5)
+    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
+        await in_voice(h, h.member)
+        s = session(h)
+        await h.server.speak(h.member, speech)  # ~2.3 s: the warm-up is still running
+        await wait_for_post(h, "🔊 what time is it", timeout=20)
+        assert {p.loaded_by for p in all_of} == {"warm"}  # loaded once, by warm()
+        assert s.trace["turn_pause"] <= s.trace["warm_waited"] < s.trace["warm_done"]
+
+
+async def test_servers_that_had_a_voice_session_are_warmed_at_start_up(tmp_path):
+    transcriber, synthesizer, generator, detector = all_of = providers(load_s=0.0)
+    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
+        await in_voice(h, h.member)
+        await wait_until(lambda: all(p.warms == 2 for p in all_of), 5)
+        await h.restart()  # shut down while in voice
+        # Warmed again without anyone using `join` (the bot does not rejoin by itself).
+        await wait_until(lambda: all(p.warms == 3 for p in all_of), 10)
+        assert h.guild.id not in h.bot.get_cog("Voice").sessions
+        # After `leave`, the server is forgotten: no warm-up at the next start.
+        await in_voice(h, h.member)
+        assert "Left" in (await h.ask("!leave")).content
+        warms = [p.warms for p in all_of]
+        await h.restart()
+        await asyncio.sleep(1.0)
+        assert [p.warms for p in all_of] == warms
