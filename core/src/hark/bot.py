@@ -375,6 +375,9 @@ class HarkBot(commands.Bot):
                 log.debug("voice disconnect failed", exc_info=True)
         await self._drain()
         if self._recovery is not None and not self._recovery.done():
+            # Let a recovery that is mid-way finish its edit and forget the row, so a
+            # restart does not fetch the same message again; a long one is cut short.
+            await asyncio.wait({self._recovery}, timeout=2.0)
             self._recovery.cancel()
         await super().close()
         await self.runtime.close()

@@ -83,6 +83,7 @@ async def test_discord_audio_reaches_the_model_as_16k_mono_float32(stand_in, mak
     assert options["language"] == "en"  # the bundled model is English-only
     assert options["initial_prompt"] is None
     assert options["condition_on_previous_text"] is False
+    assert options["temperature"] == 0.0  # one decode per turn: no fallback re-sampling
 
 
 async def test_prompt_and_language_are_passed_on(stand_in, make_local):
@@ -104,9 +105,11 @@ async def test_server_settings_apply(stand_in, make_local, hark_settings_store):
     await scope.set("language", "de")
     await scope.set("beam_size", 4)
     await scope.set("vad_filter", True)
+    await scope.set("temperature_fallback", True)
     await transcriber.transcribe(speechy(), guild_id=42)
     options = model.calls[-1][1]
     assert (options["language"], options["beam_size"], options["vad_filter"]) == ("de", 4, True)
+    assert "temperature" not in options  # faster-whisper's own fallback ladder
     # Another server keeps the defaults; the caller's language wins over the setting.
     await transcriber.transcribe(speechy(), guild_id=43)
     assert model.calls[-1][1]["language"] == "en"

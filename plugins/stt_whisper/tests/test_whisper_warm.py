@@ -114,7 +114,8 @@ async def test_real_speech_is_confident_and_babble_is_not(whisper_model, make_lo
     # The same voice cut into 40 pieces and shuffled: babble, on which Whisper tends to
     # hallucinate a stock phrase ("We'll see you next time.") with a high no-speech
     # probability. Either nothing is heard or it is markedly less confident than speech
-    # (Piper's voice varies run to run, and so does the babble: 0.13-0.33 seen).
+    # (Piper's voice varies run to run, and so does the babble: 0-0.17 seen with one
+    # decode per clip; the temperature fallback re-sampled it up to 0.41).
     pcm = np.frombuffer(clip.pcm, dtype="<i2")
     pieces = np.array_split(pcm, 40)
     order = np.random.default_rng(3).permutation(len(pieces))

@@ -51,7 +51,8 @@ class WhisperTranscriber(Transcriber):
         return DEFAULT_SETTINGS.get(key), ORIGIN_DEFAULT
 
     def option(self, key: str, guild_id: int | None) -> Any:
-        """A tuning setting (``beam_size``, ``vad_filter``, ``min_rms``) for a server."""
+        """A tuning setting (``beam_size``, ``vad_filter``, ``min_rms``,
+        ``temperature_fallback``) for a server."""
         return self.setting(key, guild_id, DEFAULT_SETTINGS.get(key))
 
     def language_for(self, guild_id: int | None, requested: str | None = None) -> str | None:

@@ -38,6 +38,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "mode": None,
     # Local decoding: a small beam is nearly as good as 5 on short utterances, and faster.
     "beam_size": 2,
+    # Whisper's re-decoding at rising temperatures when a decode looks like a
+    # hallucination: off, so a turn is decoded once (bounded latency, same words for
+    # the same audio); babble then scores low confidence instead of being re-sampled.
+    "temperature_fallback": False,
     # Silero VAD inside faster-whisper; off because Hark's voice pipeline already cut the
     # clip at speech boundaries.
     "vad_filter": False,

@@ -177,6 +177,7 @@ class LocalWhisperTranscriber(WhisperTranscriber):
             # Utterances are short and independent: conditioning on earlier windows
             # only invites repetition loops.
             "condition_on_previous_text": False,
+            **({} if self.option("temperature_fallback", guild_id) else {"temperature": 0.0}),
         }
 
     async def _impl(
