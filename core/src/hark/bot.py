@@ -47,6 +47,15 @@ def point_discord_at(api_base: str, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+class CommandClash(Exception):
+    """A plugin's command name is already taken (the plugin is not loaded)."""
+
+
+def _prefix_names(cog: commands.Cog) -> list[str]:
+    """A Cog's top-level prefix command names and aliases."""
+    return [n for c in cog.get_commands() for n in (c.name, *c.aliases)]
+
+
 def _permission_label(name: str) -> str:
     # The names Discord's own UI uses, which differ from the API's for a few.
     labels = {"manage_guild": "Manage Server", "kick_members": "Kick Members"}
@@ -112,6 +121,8 @@ class HarkBot(commands.Bot):
         self.control = runtime.control
         # plugin id -> its top-level app commands, kept out of the global tree
         self.plugin_app_commands: dict[str, list[Any]] = {}
+        # Who holds each command name: ("prefix", name) or ("app", name, type) -> plugin id.
+        self._command_owners: dict[tuple[str, ...], str] = {}
         self._sync_locks: dict[int, asyncio.Lock] = {}
         # Work that must finish before the database closes (replies being written).
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -135,7 +146,8 @@ class HarkBot(commands.Bot):
         await self.runtime.open()
         # REST works from here on; this needs no gateway, and start-up need not wait.
         self._recovery = asyncio.create_task(self._mark_unfinished_replies())
-        for info in self.runtime.manager.loaded():
+        # Built-ins first: on a name clash the plugin that came later is the one refused.
+        for info in sorted(self.runtime.manager.loaded(), key=lambda i: not i.builtin):
             await self._add_plugin_cogs(info)
         if self.config.sync_commands:
             await self._sync_if_changed(None)
@@ -147,24 +159,74 @@ class HarkBot(commands.Bot):
             log.exception("could not mark replies left unfinished by the last run")
 
     async def _add_plugin_cogs(self, info: PluginInfo) -> None:
+        """Attach a plugin's Cogs, all or none. A plugin whose command name (or alias)
+        is already taken fails to load, naming both plugins; the one that had the name
+        keeps it, and built-ins are attached first, so a newcomer can't knock out chat."""
+        attached: list[commands.Cog] = []
+        app_added: list[Any] = []
         for cog_cls in info.cogs:
             before = {_command_key(c) for c in self.tree.get_commands()}
             try:
                 if not issubclass(cog_cls, PluginCog):
                     raise TypeError(f"{cog_cls.__name__} must subclass hark.PluginCog")
-                await self.add_cog(cog_cls.instantiate(self, info.id))
+                cog = cog_cls.instantiate(self, info.id)
+                clash = self._clash(cog, info.id)
+                if clash:
+                    raise CommandClash(clash)
+                await self.add_cog(cog)
             except Exception as exc:
-                log.error(
-                    "plugin %s: cog %s failed to load", info.id, cog_cls.__name__, exc_info=exc
-                )
-                info.status, info.error = "error", f"cog {cog_cls.__name__} failed: {exc!r}"
+                if isinstance(exc, CommandClash):
+                    log.error("plugin %s failed to load: %s", info.id, exc)
+                    info.error = f"{exc}"
+                else:
+                    log.error(
+                        "plugin %s: cog %s failed to load", info.id, cog_cls.__name__, exc_info=exc
+                    )
+                    info.error = f"cog {cog_cls.__name__} failed: {exc!r}"
+                info.status = "error"
+                for earlier in attached:  # all or none
+                    await self.remove_cog(earlier.qualified_name)
+                for command in app_added:
+                    self.tree.remove_command(command.name, type=_command_key(command)[1])
+                self.plugin_app_commands.pop(info.id, None)
+                for key in [k for k, owner in self._command_owners.items() if owner == info.id]:
+                    del self._command_owners[key]
                 return
-            if info.protected:
-                continue  # core commands are global and can't be disabled
+            attached.append(cog)
             added = [c for c in self.tree.get_commands() if _command_key(c) not in before]
+            for name in _prefix_names(cog):
+                self._command_owners[("prefix", name)] = info.id
+            for command in added:
+                self._command_owners[("app", *map(str, _command_key(command)))] = info.id
+            if info.protected:
+                app_added.extend(added)
+                continue  # core commands are global and can't be disabled
             for command in added:
                 self.tree.remove_command(command.name, type=_command_key(command)[1])
             self.plugin_app_commands.setdefault(info.id, []).extend(added)
+
+    @property
+    def command_owners(self) -> dict[tuple[str, ...], str]:
+        """Which plugin holds each command name: ``("prefix", name)`` or
+        ``("app", name, type)`` -> plugin id."""
+        return dict(self._command_owners)
+
+    def _clash(self, cog: commands.Cog, plugin_id: str) -> str | None:
+        """Why ``cog`` can't be attached: a prefix or slash name another plugin (or
+        discord.py itself, e.g. ``help``) already holds; None when it is free."""
+        for name in _prefix_names(cog):
+            owner = self._command_owners.get(("prefix", name))
+            if owner is None and self.get_command(name) is not None:
+                owner = "discord.py"
+            if owner is not None:
+                return f"command !{name} is already registered by plugin {owner}"
+        # Plugin slash commands leave the global tree (they are synced per server), so
+        # the record of owners is what knows every name taken.
+        for command in cog.get_app_commands():
+            owner = self._command_owners.get(("app", *map(str, _command_key(command))))
+            if owner is not None:
+                return f"command /{command.name} is already registered by plugin {owner}"
+        return None
 
     async def _plugin_enabled_check(self, ctx: commands.Context[Any]) -> bool:
         cog = ctx.cog
