@@ -1,26 +1,28 @@
 """Barge-in in two steps, end to end (real discord.py voice client, loopback voice
 server, real speech): a member speaking over the bot pauses it at once; a false
 interruption (too short, no words, "mm-hm") resumes where it paused and is no turn;
-a confirmed one (words, ``barge_in_ms`` of speech) cancels the rest of the reply."""
+a confirmed one (words, ``barge_in_ms`` of speech) cancels the rest of the reply.
+Also the word checks it judges with."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from test_turn_kit import (
+from voice_support import (
     CONFIG,
     bot_posts,
     in_voice,
     loud_runs,
+    plugin,
     session,
-    turn_plugin,
     wait_for_post,
     wait_until,
 )
 
 from hark.testing.fakes import FakeSynthesizer, FakeTranscriber, split_sentences, tone
 from hark.testing.harness import BotHarness
+from hark.voice.barge_in import has_words, is_filler
 
 LONG = " ".join(f"This is sentence number {i} of a long answer." for i in range(8))
 
@@ -39,7 +41,7 @@ async def test_a_noise_burst_pauses_the_bot_which_resumes_and_it_is_no_turn(tmp_
     transcriber = FakeTranscriber([LONG, "a noise became a turn"])
     synthesizer = FakeSynthesizer(seconds_per_char=0.01)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, synthesizer)}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         await long_reply_playing(h, speech)
@@ -73,7 +75,7 @@ async def test_speech_with_no_words_over_the_bot_resumes_it(tmp_path, speech, he
     transcriber = FakeTranscriber([LONG, heard, "later question"])
     synthesizer = FakeSynthesizer(seconds_per_char=0.02)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, synthesizer)}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         await long_reply_playing(h, speech)
@@ -92,7 +94,7 @@ async def test_a_confirmed_barge_in_pauses_first_then_cancels_the_reply(tmp_path
     transcriber = FakeTranscriber([LONG, "stop please"])
     synthesizer = FakeSynthesizer(seconds_per_char=0.01)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, synthesizer)}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         await long_reply_playing(h, speech)
@@ -115,3 +117,9 @@ async def test_a_confirmed_barge_in_pauses_first_then_cancels_the_reply(tmp_path
         assert "resumed_at" not in trace
         runs = loud_runs(h.server.bot_audio_packets(h.guild), since=talk.started_at + 0.2)
         assert not any(loud and at < talk.finished_at for loud, at, _ in runs), runs
+
+
+def test_fillers_are_not_words_that_take_the_turn():
+    assert is_filler("Mm-hmm.") and is_filler("Yeah, okay.") and is_filler("mm mm")
+    assert not is_filler("Stop, please.") and not is_filler("") and not is_filler("...")
+    assert has_words("Stop.") and not has_words(" ... ")

@@ -8,12 +8,12 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from test_turn_kit import (
+from voice_support import (
     CONFIG,
     bot_posts,
     in_voice,
+    plugin,
     session,
-    turn_plugin,
     wait_for_post,
     wait_until,
 )
@@ -79,7 +79,7 @@ async def test_a_plugin_detector_wins_and_plugins_use_turn_voice_picks_the_built
 ):
     detector = RecordingDetector()
     transcriber = FakeTranscriber(["first", "second"])
-    module = turn_plugin(transcriber, FakeSynthesizer(), detectors=[detector])
+    module = plugin(transcriber, FakeSynthesizer(), detectors=[detector])
     async with BotHarness(tmp_path, plugins={"turn_test": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -100,7 +100,7 @@ async def test_a_plugin_detector_wins_and_plugins_use_turn_voice_picks_the_built
 
 async def test_a_detector_that_fails_to_open_falls_back_to_the_builtin(tmp_path, speech):
     detector = RecordingDetector(fail=True)
-    module = turn_plugin(FakeTranscriber("still heard"), FakeSynthesizer(), detectors=[detector])
+    module = plugin(FakeTranscriber("still heard"), FakeSynthesizer(), detectors=[detector])
     async with BotHarness(tmp_path, plugins={"turn_test": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
         notice = asyncio.create_task(wait_for_post(h, "The turn detector `turn_test` failed"))
@@ -113,7 +113,7 @@ async def test_a_detector_that_fails_to_open_falls_back_to_the_builtin(tmp_path,
 async def test_low_speech_probability_is_not_a_turn(tmp_path, speech):
     detector = RecordingDetector(probability=0.1)
     transcriber = FakeTranscriber("a door slammed")
-    module = turn_plugin(transcriber, FakeSynthesizer(), detectors=[detector])
+    module = plugin(transcriber, FakeSynthesizer(), detectors=[detector])
     async with BotHarness(tmp_path, plugins={"turn_test": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -132,7 +132,7 @@ async def test_a_low_confidence_transcript_is_not_a_turn(tmp_path, speech):
     # Whisper hallucinating on noise ("You") gives a low confidence.
     transcriber = ConfidentTranscriber("You", confidence=0.1)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -147,7 +147,7 @@ async def test_a_low_confidence_transcript_is_not_a_turn(tmp_path, speech):
 
 async def test_voice_set_checks_the_new_settings(tmp_path):
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(FakeTranscriber(), FakeSynthesizer())}, config=CONFIG
+        tmp_path, plugins={"v": plugin(FakeTranscriber(), FakeSynthesizer())}, config=CONFIG
     ) as h:
         for key, value in [("pause_ms", "10"), ("min_confidence", "1.5")]:
             reply = await h.ask(f"!voice set {key} {value}", author=h.admin)

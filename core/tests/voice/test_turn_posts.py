@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_turn_kit import CONFIG, bot_posts, in_voice, turn_plugin, wait_until
+from voice_support import CONFIG, bot_posts, in_voice, plugin, wait_until
 
 from hark.testing.fakes import FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
@@ -17,7 +17,7 @@ async def test_a_slow_discord_delays_neither_the_reply_nor_the_order_of_posts(tm
     transcriber = FakeTranscriber(["first question", "second question"])
     synthesizer = FakeSynthesizer(seconds_per_char=0.02)  # "first question": ~0.3 s of audio
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, synthesizer)}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, synthesizer)}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         # The next post (the transcript) takes 2 s to go through.

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-from test_turn_kit import (
+from voice_support import (
     CONFIG,
     bot_posts,
     clip_of,
     in_voice,
+    plugin,
     session,
     speech_only,
-    turn_plugin,
     wait_for_post,
     wait_until,
 )
@@ -33,7 +33,7 @@ def by_length(clip) -> str:
 async def test_a_speculative_transcript_is_discarded_when_the_speaker_goes_on(tmp_path, speech):
     transcriber = FakeTranscriber(by_length)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -52,7 +52,7 @@ async def test_transcription_overlaps_the_end_of_turn_wait(tmp_path, speech):
     # 150 ms of "transcription": done well before the end of turn, 500 ms after the pause.
     transcriber = FakeTranscriber("what time is it", delay=0.15)
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
     ) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -68,7 +68,7 @@ async def test_transcription_overlaps_the_end_of_turn_wait(tmp_path, speech):
 async def test_pause_ms_zero_turns_speculation_off(tmp_path, speech):
     transcriber = FakeTranscriber("what time is it")
     async with BotHarness(
-        tmp_path, plugins={"v": turn_plugin(transcriber, FakeSynthesizer())}, config=CONFIG
+        tmp_path, plugins={"v": plugin(transcriber, FakeSynthesizer())}, config=CONFIG
     ) as h:
         assert "now `0`" in (await h.ask("!voice set pause_ms 0", author=h.admin)).content
         await in_voice(h, h.member)
@@ -87,7 +87,7 @@ async def test_preemptive_generation_is_held_until_the_end_and_cancelled_if_it_g
     synthesizer = FakeSynthesizer()
     async with BotHarness(
         tmp_path,
-        plugins={"v": turn_plugin(transcriber, synthesizer, generator)},
+        plugins={"v": plugin(transcriber, synthesizer, generator)},
         config=CONFIG,
     ) as h:
         assert "now `True`" in (await h.ask("!voice set preemptive on", author=h.admin)).content
@@ -119,7 +119,7 @@ async def test_preemptive_generation_is_off_by_default(tmp_path, speech):
     transcriber = FakeTranscriber(by_length)
     async with BotHarness(
         tmp_path,
-        plugins={"v": turn_plugin(transcriber, FakeSynthesizer(), generator)},
+        plugins={"v": plugin(transcriber, FakeSynthesizer(), generator)},
         config=CONFIG,
     ) as h:
         await in_voice(h, h.member)

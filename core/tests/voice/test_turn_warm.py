@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_turn_kit import CONFIG, in_voice, session, turn_plugin, wait_for_post, wait_until
+from voice_support import CONFIG, in_voice, plugin, session, wait_for_post, wait_until
 
 from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
@@ -68,7 +68,7 @@ def providers(load_s: float = 0.3):
 
 async def test_join_and_listen_warm_everything_and_the_first_turn_does_not_wait(tmp_path, speech):
     transcriber, synthesizer, generator, detector = all_of = providers()
-    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    module = plugin(transcriber, synthesizer, generator, detectors=[detector])
     async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
         h.server.set_voice_state(h.member, h.voice_channel)
         assert "Joined" in (await h.ask("!join")).content
@@ -89,7 +89,7 @@ async def test_join_and_listen_warm_everything_and_the_first_turn_does_not_wait(
 
 async def test_a_turn_during_the_warm_up_waits_for_it_and_says_so(tmp_path, speech):
     transcriber, synthesizer, generator, detector = all_of = providers(load_s=3.5)
-    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    module = plugin(transcriber, synthesizer, generator, detectors=[detector])
     async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
         s = session(h)
@@ -101,7 +101,7 @@ async def test_a_turn_during_the_warm_up_waits_for_it_and_says_so(tmp_path, spee
 
 async def test_servers_that_had_a_voice_session_are_warmed_at_start_up(tmp_path):
     transcriber, synthesizer, generator, detector = all_of = providers(load_s=0.0)
-    module = turn_plugin(transcriber, synthesizer, generator, detectors=[detector])
+    module = plugin(transcriber, synthesizer, generator, detectors=[detector])
     async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
         await wait_until(lambda: all(p.warms == 2 for p in all_of), 5)

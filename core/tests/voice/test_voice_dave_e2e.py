@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from test_voice_session_e2e import CONFIG, in_voice, plugin, session, wait_for_post
+from voice_support import CONFIG, in_voice, plugin, session, wait_for_post
 
 from hark.testing.fakes import FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness

@@ -9,68 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
 
 import pytest
 from discord.opus import OpusError
+from voice_support import CONFIG, in_voice, plugin, session, wait_for_post
 
-from hark import hookimpl
 from hark.providers.errors import BadOutputError
-from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
+from hark.testing.fakes import FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
 from hark.voice import receive
 
-CONFIG = {"trigger_names": ["robot"], "rate_limit": "0"}
 LONG = " ".join(f"This is sentence number {i} of a long answer." for i in range(12))
-
-
-def plugin(transcriber, synthesizer, generator=None) -> types.ModuleType:
-    module = types.ModuleType("fake_voice")
-    generator = generator or EchoGenerator()
-
-    @hookimpl
-    def register_transcribers(register):
-        register(transcriber)
-
-    @hookimpl
-    def register_generators(register):
-        register(generator)
-
-    @hookimpl
-    def register_synthesizers(register):
-        register(synthesizer)
-
-    module.register_transcribers = register_transcribers
-    module.register_generators = register_generators
-    module.register_synthesizers = register_synthesizers
-    return module
-
-
-async def in_voice(h: BotHarness, *members) -> None:
-    for member in members:
-        h.server.set_voice_state(member, h.voice_channel)
-    reply = await h.ask("!join")
-    assert "Joined" in reply.content, reply.content
-    await h.server.wait_for_voice_connection(h.guild)
-    assert "Listening" in (await h.ask("!listen")).content
-
-
-async def wait_for_post(h: BotHarness, prefix: str, timeout: float = 20) -> str:
-    """The bot's first message in #general starting with ``prefix`` (already posted or not)."""
-    for message in h.server.messages(h.channel):
-        if message.author.id == h.server.bot_user.id and message.content.startswith(prefix):
-            return message.content
-    message = await h.server.wait_for_message(
-        h.channel,
-        author=h.server.bot_user,
-        timeout=timeout,
-        check=lambda m: m.content.startswith(prefix),
-    )
-    return message.content
-
-
-def session(h: BotHarness):
-    return h.bot.get_cog("Voice").sessions[h.guild.id]
 
 
 async def test_join_needs_the_caller_in_voice(tmp_path):

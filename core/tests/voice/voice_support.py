@@ -1,5 +1,6 @@
-"""Helpers shared by the test_turn_*.py voice tests (turn detection, speculation,
-warm-up, barge-in, ordered posts), plus checks of the small pure functions they use."""
+"""Helpers shared by the voice tests (test_voice_*.py, test_turn_*.py): a plugin of
+fake providers, joining and listening, waiting for the bot's posts, and making and
+reading audio."""
 
 from __future__ import annotations
 
@@ -9,39 +10,25 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-from test_voice_session_e2e import CONFIG, in_voice, session, wait_for_post
 
 from hark import hookimpl
 from hark.providers import AudioClip
 from hark.testing.fakes import EchoGenerator
 from hark.testing.harness import BotHarness
-from hark.voice.session import has_words, is_filler
 
-__all__ = [
-    "CONFIG",
-    "bot_posts",
-    "clip_of",
-    "in_voice",
-    "loud_runs",
-    "session",
-    "speech_only",
-    "turn_plugin",
-    "wait_for_post",
-    "wait_until",
-]
-
+CONFIG = {"trigger_names": ["robot"], "rate_limit": "0"}
 RATE = 48_000
 STEREO_FRAME = 3840  # 20 ms of 48 kHz stereo s16le
 
 
-def turn_plugin(
+def plugin(
     transcriber: Any,
     synthesizer: Any,
     generator: Any = None,
     detectors: Iterable[Any] = (),
 ) -> types.ModuleType:
     """A plugin module registering these fakes (and turn detectors, if any)."""
-    module = types.ModuleType("fake_turn_voice")
+    module = types.ModuleType("fake_voice")
     generator = generator or EchoGenerator()
     detectors = list(detectors)
 
@@ -69,6 +56,49 @@ def turn_plugin(
 
         module.register_turn_detectors = register_turn_detectors
     return module
+
+
+async def in_voice(h: BotHarness, *members) -> None:
+    """``members`` in the voice channel, the bot joined and listening."""
+    for member in members:
+        h.server.set_voice_state(member, h.voice_channel)
+    reply = await h.ask("!join")
+    assert "Joined" in reply.content, reply.content
+    await h.server.wait_for_voice_connection(h.guild)
+    assert "Listening" in (await h.ask("!listen")).content
+
+
+def session(h: BotHarness):
+    return h.bot.get_cog("Voice").sessions[h.guild.id]
+
+
+async def wait_for_post(h: BotHarness, prefix: str, timeout: float = 20) -> str:
+    """The bot's first message in #general starting with ``prefix`` (already posted or not)."""
+    for message in h.server.messages(h.channel):
+        if message.author.id == h.server.bot_user.id and message.content.startswith(prefix):
+            return message.content
+    message = await h.server.wait_for_message(
+        h.channel,
+        author=h.server.bot_user,
+        timeout=timeout,
+        check=lambda m: m.content.startswith(prefix),
+    )
+    return message.content
+
+
+def bot_posts(h: BotHarness, prefix: str = "") -> list[str]:
+    return [
+        m.content
+        for m in h.server.messages(h.channel)
+        if m.author.id == h.server.bot_user.id and m.content.startswith(prefix)
+    ]
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (result := check()):
+            await asyncio.sleep(0.02)
+    return result
 
 
 def speech_only(clip: AudioClip) -> AudioClip:
@@ -109,24 +139,3 @@ def loud_runs(packets: Iterable[Any], since: float = 0.0) -> list[tuple[bool, fl
         else:
             runs.append([loud, packet.received_at, 0.02])
     return [(loud, at, round(seconds, 2)) for loud, at, seconds in runs]
-
-
-def bot_posts(h: BotHarness, prefix: str = "") -> list[str]:
-    return [
-        m.content
-        for m in h.server.messages(h.channel)
-        if m.author.id == h.server.bot_user.id and m.content.startswith(prefix)
-    ]
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    async with asyncio.timeout(timeout):
-        while not (result := check()):
-            await asyncio.sleep(0.02)
-    return result
-
-
-def test_fillers_are_not_words_that_take_the_turn():
-    assert is_filler("Mm-hmm.") and is_filler("Yeah, okay.") and is_filler("mm mm")
-    assert not is_filler("Stop, please.") and not is_filler("") and not is_filler("...")
-    assert has_words("Stop.") and not has_words(" ... ")
