@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from hark_tts_azure import AzureSynthesizer
+from hark_tts_azure.settings import DEFAULT_VOICE
 from hark_tts_azure.ssml import build_ssml
-from hark_tts_azure.synthesizer import DEFAULT_VOICE
 from hark_tts_azure.testing import FakeAzureTTS
 
 KEY = "bench-key-0123456789abcdef0123456789"

@@ -1,13 +1,22 @@
 """Hark: a plugin-based AI companion for Discord.
 
-Plugin authors need only this module: ``hookimpl`` marks hook implementations,
-and the provider base classes and data types are re-exported here.
+Plugin authors need only this module: ``Plugin`` declares a plugin (with a
+``Settings`` model of ``setting(...)`` fields and its ``Secret`` declarations),
+``hookimpl`` marks hook implementations, and the provider base classes and data
+types are re-exported here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from hark.cog import PluginCog
+from hark.chat.ratelimit import RateLimiter
+from hark.chat.ratelimit import parse_rate as parse_rate_limit
+from hark.chat.streaming import NO_PINGS
+from hark.chat.triggers import callsign_pattern
+from hark.cog import PluginCog, can_manage, manage_server, require_manager
+from hark.control import ControlError
 from hark.hookspecs import hookimpl
+from hark.logs import register_secret
+from hark.plugin import RESET_WORDS, Plugin, Secret, Settings, setting
 from hark.providers import (
     AudioChunk,
     AudioClip,
@@ -15,9 +24,11 @@ from hark.providers import (
     ContextPart,
     ContextProvider,
     ContextRequest,
+    GenerationRequest,
     Generator,
     PromptMessage,
     Provider,
+    RetryPolicy,
     SpeakerTurns,
     Synthesizer,
     Transcriber,
@@ -33,7 +44,21 @@ from hark.providers.errors import (
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    parse_retry_after,
+    retry_after_from,
 )
+from hark.settings import Resolved, SettingError
+from hark.text import split_message
+
+
+def __getattr__(name: str):
+    # Loaded on first use: it brings numpy and soxr along (hark.audio is public too).
+    if name == "StreamResampler":
+        from hark.audio import StreamResampler
+
+        return StreamResampler
+    raise AttributeError(f"module 'hark' has no attribute {name!r}")
+
 
 try:
     __version__ = version("hark")
@@ -41,6 +66,8 @@ except PackageNotFoundError:  # running from a source checkout that was not inst
     __version__ = "0.0.0"
 
 __all__ = [
+    "NO_PINGS",
+    "RESET_WORDS",
     "AudioChunk",
     "AudioClip",
     "BadOutputError",
@@ -49,7 +76,10 @@ __all__ = [
     "ContextPart",
     "ContextProvider",
     "ContextRequest",
+    "ControlError",
+    "GenerationRequest",
     "Generator",
+    "Plugin",
     "PluginCog",
     "PromptMessage",
     "Provider",
@@ -57,7 +87,14 @@ __all__ = [
     "ProviderError",
     "ProviderStatusError",
     "ProviderTimeoutError",
+    "RateLimiter",
+    "Resolved",
+    "RetryPolicy",
+    "Secret",
+    "SettingError",
+    "Settings",
     "SpeakerTurns",
+    "StreamResampler",
     "Synthesizer",
     "Transcriber",
     "Transcript",
@@ -65,5 +102,15 @@ __all__ = [
     "TurnUpdate",
     "Utterance",
     "__version__",
+    "callsign_pattern",
+    "can_manage",
     "hookimpl",
+    "manage_server",
+    "parse_rate_limit",
+    "parse_retry_after",
+    "register_secret",
+    "require_manager",
+    "retry_after_from",
+    "setting",
+    "split_message",
 ]

@@ -4,6 +4,11 @@ It opens the runtime (database, plugin state), instantiates every loaded plugin'
 Cogs, keeps each plugin's slash commands per server (synced only where the plugin
 is enabled), gates prefix commands and listeners by the same switch, and turns
 expected command mistakes into one short reply.
+
+Built-in plugins reach each other through typed services on the bot, never by Cog
+name: ``bot.chat`` (:class:`ChatService`) and ``bot.voice_sessions``
+(:class:`VoiceService`), each set by the Cog that provides it while it is attached,
+None while its plugin is not loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import discord
 import yarl
@@ -22,9 +27,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark.chat.streaming import PLACEHOLDER, ReplyTarget
+from hark.chat.triggers import TriggerPolicy
 from hark.cog import PluginCog, PluginDisabled
 from hark.config import Config
 from hark.gateway_guard import guard_parsers, install_log_filters, keep_connected
+from hark.host import BotHost
 from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
@@ -45,6 +52,22 @@ def point_discord_at(api_base: str, gateway_url: str | None) -> None:
     discord.http.Route.BASE = api_base.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+class ChatService(Protocol):
+    """``bot.chat``: what the chat built-in offers (its ChatCog sets it)."""
+
+    # What the bot answers to: its callsigns (voice listens for the same names).
+    triggers: TriggerPolicy
+
+
+class VoiceService(Protocol):
+    """``bot.voice_sessions``: the voice built-in's sessions, one per server (its
+    VoiceCog sets it)."""
+
+    async def speak(self, guild_id: int, text: str) -> bool:
+        """Say ``text`` in this server's voice session; False when there is none."""
+        ...
 
 
 class CommandClash(Exception):
@@ -127,6 +150,11 @@ class HarkBot(commands.Bot):
         # Work that must finish before the database closes (replies being written).
         self._inflight: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
+        # Services the built-ins offer each other and plugins, set by their Cogs.
+        self.chat: ChatService | None = None
+        self.voice_sessions: VoiceService | None = None
+        # What plugins may use of the bot (hark.api.Host): PluginCog.host.
+        self.host = BotHost(self)
         self.add_check(self._plugin_enabled_check)
         # A malformed gateway event or a reconnect must not end the bot or flood its log.
         guard_parsers(self._connection)
@@ -313,6 +341,7 @@ class HarkBot(commands.Bot):
     async def plugins_changed(self, guild_id: int | None) -> None:
         """Call after a plugin switch changed: re-offer slash commands where it matters."""
         self.dispatch("hark_plugins_changed", guild_id)
+        self.host.events.emit("plugins_changed", guild_id=guild_id)
         targets = [guild_id] if guild_id else [g.id for g in self.guilds]
         for gid in targets:
             await self.sync_guild_commands(gid)
@@ -416,11 +445,14 @@ class HarkBot(commands.Bot):
             return None
         # Plugins may react to a delivered reply (e.g. attach its spoken version).
         self.dispatch("hark_reply", request, delivery.text, delivery.messages)
+        self.host.events.emit(
+            "reply", guild_id=request.guild_id, channel_id=request.channel_id, text=delivery.text
+        )
         return delivery.text
 
     async def speak(self, guild_id: int, text: str) -> bool:
         """Say ``text`` in this server's voice session; False when there is none."""
-        voice = self.get_cog("Voice")
+        voice = self.voice_sessions
         return bool(voice is not None and await voice.speak(guild_id, text))
 
     async def close(self) -> None:

@@ -213,6 +213,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         version = plugin["version"] or "-"
         if plugin["status"] == "loaded":
             detail = ", ".join(plugin["provides"]) or "no providers"
+            detail += "".join(f", needs {env}" for env in plugin.get("needs", ()))
             hooks = ", ".join(plugin["hooks"])
             print(f"{plugin['id']:<{width}}  {version:<8}  {detail}  [{hooks}]")
         else:

@@ -16,6 +16,7 @@ import discord
 from discord.ext import commands
 
 if TYPE_CHECKING:
+    from hark.api import Host
     from hark.bot import HarkBot
     from hark.providers import Provider
     from hark.store.settings import PluginSettings
@@ -129,6 +130,12 @@ class PluginCog(commands.Cog):
     async def on_shutdown(self) -> None:
         """Called once when the bot shuts down, before it disconnects: stop background
         work, leave voice, flush state. (The database is still open.)"""
+
+    @property
+    def host(self) -> Host:
+        """What the plugin may use of the bot: settings, providers, reply/say/speak,
+        events, logging (see :mod:`hark.api`)."""
+        return self.bot.host
 
     @property
     def providers(self) -> list[Provider]:

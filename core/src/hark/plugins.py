@@ -1,33 +1,47 @@
 """Finding, loading and listing plugins.
 
-A plugin is whatever an entry point in the ``hark`` group points at (usually a
-module) holding ``@hookimpl`` functions. The entry point's name is the plugin id.
-Optional module attributes: ``prepare()`` (sync or async; downloads or checks
-model files; run by ``bot prepare``), ``DEFAULT_ENABLED`` (bool, default True)
-and a docstring (its first line is the description).
+A plugin is whatever an entry point in the ``hark`` group points at. The entry
+point's name is the plugin id. Either
+
+- a declared plugin, a :class:`hark.Plugin` object (or a module whose ``plugin``
+  attribute is one): its providers and Cogs are registered through the same
+  hooks, and its settings model and secrets are kept on :class:`PluginInfo`; or
+- (v1) a module or object holding ``@hookimpl`` functions. Optional attributes:
+  ``prepare()`` (sync or async; downloads or checks model files; run by
+  ``bot prepare``), ``DEFAULT_ENABLED`` (bool, default True) and a docstring
+  (its first line is the description).
 
 A plugin that fails to import, to validate against the hook specs, or to
 register is kept in the listing with its error, and the bot runs without it.
+
+The built-in plugins (core, chat, persona, history, voice, speech) are entry
+points of the ``hark`` distribution itself, loaded by :meth:`PluginManager.load_builtins`
+ahead of every other plugin.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
 from typing import Any
 
 import pluggy
 
 from hark import hookspecs
+from hark.hookspecs import hookimpl
+from hark.plugin import Plugin
 from hark.providers import Capability, Provider
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hark"
 CORE_PLUGIN_ID = "core"
+# The distribution whose own entry points are the built-in plugins.
+BUILTIN_DISTRIBUTION = "hark"
 
 # hook name -> what `register` accepts there
 _PROVIDER_HOOKS: dict[str, Capability] = {
@@ -57,10 +71,17 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     providers: list[Provider] = field(default_factory=list)
     cogs: list[type] = field(default_factory=list)
+    # The declaration of a declared (v2) plugin: settings model, secrets...
+    plugin: Plugin | None = None
 
     @property
     def loaded(self) -> bool:
         return self.status == "loaded"
+
+    @property
+    def missing_secrets(self) -> list[str]:
+        """Env names of the required secrets that are not set ("needs a key")."""
+        return self.plugin.missing_secrets() if self.plugin is not None else []
 
     @property
     def capabilities(self) -> list[str]:
@@ -69,6 +90,8 @@ class PluginInfo:
 
     @property
     def prepare(self) -> Callable[..., Any] | None:
+        if self.plugin is not None:
+            return self.plugin.prepare
         fn = getattr(self.module, "prepare", None)
         return fn if callable(fn) else None
 
@@ -88,11 +111,96 @@ class PluginInfo:
             "providers": [{"id": p.id, "capability": p.capability.value} for p in self.providers],
             "cogs": [c.__name__ for c in self.cogs],
             "has_prepare": self.prepare is not None,
+            # Declared plugins: setting names, and secrets as set / not set (never values).
+            "settings": [f.name for f in self.plugin.fields] if self.plugin else [],
+            "secrets": [
+                {"env": s.env, "required": s.required, "set": s.is_set()}
+                for s in (self.plugin.secrets if self.plugin else ())
+            ],
+            "needs": self.missing_secrets,
         }
+
+
+def declaration_of(obj: Any) -> Plugin | None:
+    """The :class:`hark.Plugin` an entry point's object stands for, if it is declared."""
+    if isinstance(obj, Plugin):
+        return obj
+    candidate = getattr(obj, "plugin", None) if isinstance(obj, types.ModuleType) else None
+    return candidate if isinstance(candidate, Plugin) else None
+
+
+def _hooks_name(plugin_id: str) -> str:
+    """The pluggy name of a declared plugin's extra ``hooks`` object."""
+    return f"{plugin_id}#hooks"
+
+
+class _DeclaredHooks:
+    """Hook implementations that register a :class:`hark.Plugin`'s providers and Cogs."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self._made: list[Provider] | None = None
+
+    def _providers(self, capability: Capability) -> list[Provider]:
+        if self._made is None:
+            made = []
+            for item in self.plugin.providers:
+                provider = item if isinstance(item, Provider) else item()
+                if not isinstance(provider, Provider) or provider.capability not in set(
+                    _PROVIDER_HOOKS.values()
+                ):
+                    raise TypeError(f"Plugin(providers=...) got {provider!r}, not a provider")
+                made.append(provider)
+            self._made = made
+        return [p for p in self._made if p.capability == capability]
+
+    def _register(self, capability: Capability, register: Callable[[Any], None]) -> None:
+        for provider in self._providers(capability):
+            register(provider)
+
+    @hookimpl
+    def register_transcribers(self, register):
+        self._register(Capability.TRANSCRIBE, register)
+
+    @hookimpl
+    def register_generators(self, register):
+        self._register(Capability.GENERATE, register)
+
+    @hookimpl
+    def register_synthesizers(self, register):
+        self._register(Capability.SYNTHESIZE, register)
+
+    @hookimpl
+    def register_context_providers(self, register):
+        self._register(Capability.CONTEXT, register)
+
+    @hookimpl
+    def register_turn_detectors(self, register):
+        self._register(Capability.TURN, register)
+
+    @hookimpl
+    def register_cogs(self, register):
+        for cog in self.plugin.cogs:
+            register(cog)
 
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0].strip() if (doc or "").strip() else ""
+
+
+def builtin_entry_points() -> list[EntryPoint]:
+    """The built-in plugins: the ``hark`` group's entry points of the ``hark``
+    distribution, ``core`` first, then by id."""
+    try:
+        eps = distribution(BUILTIN_DISTRIBUTION).entry_points.select(group=ENTRY_POINT_GROUP)
+    except PackageNotFoundError:  # a source checkout that was never pip-installed
+        log.error("the hark distribution is not installed: no built-in plugins")
+        return []
+    return sorted(eps, key=lambda ep: (ep.name != CORE_PLUGIN_ID, ep.name))
+
+
+def _is_builtin(ep: EntryPoint) -> bool:
+    return getattr(getattr(ep, "dist", None), "name", None) == BUILTIN_DISTRIBUTION
 
 
 def _short_error(exc: BaseException) -> str:
@@ -120,30 +228,55 @@ class PluginManager:
     # -- discovery -------------------------------------------------------
 
     def load_entry_points(self, eps: Iterable[EntryPoint] | None = None) -> None:
-        """Load every plugin advertised in the ``hark`` entry point group."""
+        """Load every plugin advertised in the ``hark`` entry point group, except the
+        built-ins (see :meth:`load_builtins`)."""
+        builtin_ids = {ep.name for ep in builtin_entry_points()}
         for ep in sorted(
             eps if eps is not None else entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
         ):
-            if ep.name in self.plugins:
+            if _is_builtin(ep) or ep.name in self.plugins:
                 continue
-            dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                id=ep.name,
-                version=getattr(dist, "version", None),
-                distribution=getattr(dist, "name", None),
-            )
-            if not self._permitted(ep.name):
-                info.status = "blocked"
-                self.plugins[ep.name] = info
+            if ep.name in builtin_ids:
+                log.error("plugin %s (%s) not loaded: a built-in plugin has that id", ep.name, ep)
                 continue
-            try:
-                obj = ep.load()
-            except (Exception, SystemExit) as exc:  # a broken plugin must not take the bot down
-                log.error("plugin %s failed to import: %s", ep.name, _short_error(exc))
-                info.status, info.error = "error", f"import failed: {_short_error(exc)}"
-                self.plugins[ep.name] = info
-                continue
-            self.add(obj, ep.name, info=info)
+            self._load(ep)
+
+    def load_builtins(self, host: Any) -> None:
+        """Load the built-in plugins, and put them ahead of every other plugin.
+
+        They are the ``hark`` distribution's own entry points. One that names a class
+        (persona, history) is constructed with ``host``, the :class:`~hark.runtime.Runtime`.
+        The allow-list does not apply to them; the block list does, except to ``core``.
+        An id already taken by a plugin added by hand (a test's stand-in) keeps it.
+        """
+        for ep in builtin_entry_points():
+            if ep.name not in self.plugins:
+                self._load(ep, builtin=True, host=host)
+        self.plugins = dict(sorted(self.plugins.items(), key=lambda item: not item[1].builtin))
+
+    def _load(self, ep: EntryPoint, *, builtin: bool = False, host: Any = None) -> None:
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            id=ep.name,
+            version=getattr(dist, "version", None),
+            distribution=getattr(dist, "name", None),
+            builtin=builtin,
+            protected=builtin and ep.name == CORE_PLUGIN_ID,
+        )
+        if not self._permitted(ep.name, builtin=builtin):
+            info.status = "blocked"
+            self.plugins[ep.name] = info
+            return
+        try:
+            obj = ep.load()
+            if builtin and isinstance(obj, type):
+                obj = obj(host)
+        except (Exception, SystemExit) as exc:  # a broken plugin must not take the bot down
+            log.error("plugin %s failed to import: %s", ep.name, _short_error(exc))
+            info.status, info.error = "error", f"import failed: {_short_error(exc)}"
+            self.plugins[ep.name] = info
+            return
+        self.add(obj, ep.name, info=info, protected=info.protected, builtin=builtin)
 
     def _permitted(self, plugin_id: str, *, builtin: bool = False) -> bool:
         if plugin_id == CORE_PLUGIN_ID:
@@ -165,28 +298,56 @@ class PluginManager:
     ) -> PluginInfo:
         """Register ``obj`` (module or object with hook implementations) as ``plugin_id``.
 
-        Used for entry points, for the core's own built-in plugins, and by tests.
+        Used for entry points and by tests.
         """
         info = info or PluginInfo(id=plugin_id, version=version)
         info.module = obj
         info.protected = protected
         info.builtin = builtin or protected
-        info.description = info.description or _first_line(getattr(obj, "__doc__", None))
-        info.default_enabled = bool(getattr(obj, "DEFAULT_ENABLED", True))
+        declared = info.plugin = declaration_of(obj)
+        if declared is not None:
+            info.description = info.description or declared.description
+            info.default_enabled = declared.default_enabled
+        else:
+            info.description = info.description or _first_line(getattr(obj, "__doc__", None))
+            info.default_enabled = bool(getattr(obj, "DEFAULT_ENABLED", True))
         self.plugins[plugin_id] = info
         if not self._permitted(plugin_id, builtin=info.builtin):
             info.status = "blocked"
             return info
+        # What pluggy registers: the object itself, or for a declared plugin an
+        # adapter for its providers and Cogs plus its own extra hooks.
+        registered: list[tuple[Any, str]] = [(obj, plugin_id)]
+        if declared is not None:
+            registered = [(_DeclaredHooks(declared), plugin_id)]
+            if declared.hooks is not None:
+                registered.append((declared.hooks, _hooks_name(plugin_id)))
         try:
-            self.pm.register(obj, name=plugin_id)
+            if declared is not None and declared.id not in (None, plugin_id):
+                raise ValueError(
+                    f"the plugin declares id {declared.id!r} but is installed as {plugin_id!r}"
+                )
+            for item, name in registered:
+                self.pm.register(item, name=name)
             # check_pending catches hookimpls whose names match no spec (a typo'd hook).
             self.pm.check_pending()
-            info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(obj) or [])
+            info.hooks = sorted(
+                {c.name for item, _ in registered for c in self.pm.get_hookcallers(item) or []}
+            )
             self._collect(info)
+            if declared is not None:
+                # The adapter implements every hook: list only those that register something.
+                used = {h for h, c in _PROVIDER_HOOKS.items() if c.value in info.capabilities}
+                used |= {"register_cogs"} if info.cogs else set()
+                extra = self.pm.get_hookcallers(declared.hooks) if declared.hooks else None
+                info.hooks = sorted(used | {c.name for c in extra or []})
+            for provider in info.providers:
+                provider.declaration = declared
         except Exception as exc:
             log.error("plugin %s failed to register: %s", plugin_id, _short_error(exc))
-            if self.pm.is_registered(obj):
-                self.pm.unregister(obj)
+            for item, _ in registered:
+                if self.pm.is_registered(item):
+                    self.pm.unregister(item)
             info.status, info.error = "error", f"registration failed: {_short_error(exc)}"
             info.providers.clear()
             info.cogs.clear()
@@ -198,9 +359,10 @@ class PluginManager:
     def _collect(self, info: PluginInfo) -> None:
         """Call this plugin's register_* hooks with a ``register`` bound to its id."""
         seen: set[tuple[Capability, str]] = set()
+        owners = {info.id, _hooks_name(info.id)}
         for hook_name, capability in _PROVIDER_HOOKS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                if impl.plugin_name != info.id:
+                if impl.plugin_name not in owners:
                     continue
 
                 def register(
@@ -220,7 +382,7 @@ class PluginManager:
 
                 impl.function(register=register)
         for impl in self.pm.hook.register_cogs.get_hookimpls():
-            if impl.plugin_name != info.id:
+            if impl.plugin_name not in owners:
                 continue
 
             def register_cog(cog: type) -> None:

@@ -35,12 +35,14 @@ class Runtime:
         self.settings = SettingsStore(self.db)
         # Exchanges that could not be written by shutdown (database locked) wait here.
         self.history = HistoryStore(self.db, spill_path=config.data_dir / "history.pending.jsonl")
+        load_installed = manager is None
         if manager is None:
             manager = PluginManager(allow=config.load_plugins, block=config.block_plugins)
+        # The built-ins (entry points of the hark distribution) come first, also in a
+        # manager built by hand (tests add their plugins to one, then pass it here).
+        manager.load_builtins(self)
+        if load_installed:
             manager.load_entry_points(entry_points)
-        from hark.builtin import install_builtins
-
-        install_builtins(manager, self)
         self.manager = manager
         self.control = PluginControl(manager, self.state, config)
         self.inflight = InflightReplies(self.db)

@@ -201,10 +201,11 @@ async def test_voice_argument_and_locale(azure, make_synth) -> None:
 async def test_per_server_voice_and_prosody(azure, make_synth, hark_settings_store) -> None:
     synth = make_synth()
     synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
+    store = hark_settings_store
     guild, other = 1001, 2002
-    await synth.set_voice(guild, "en-GB-RyanNeural")
-    await synth.store_setting("rate", guild, "+50%")
-    await synth.store_setting("pitch", guild, "-2st")
+    await store.set_value(PLUGIN_ID, "voice", "en-GB-RyanNeural", "server", guild)
+    await store.set_value(PLUGIN_ID, "rate", "+50%", "server", guild)
+    await store.set_value(PLUGIN_ID, "pitch", "-2ST", "server", guild)
 
     fast = await collect(synth.synthesize(SENTENCE, guild_id=guild))
     request = azure.last_synthesis.ssml
@@ -228,8 +229,9 @@ async def test_per_server_voice_and_prosody(azure, make_synth, hark_settings_sto
     await collect(synth.synthesize(SENTENCE, voice="en-US-GuyNeural", guild_id=guild))
     assert azure.last_synthesis.ssml.voice == "en-US-GuyNeural"
 
-    await synth.set_voice(guild, None)
-    assert synth.voice_for(guild) == DEFAULT_VOICE
+    await store.reset_value(PLUGIN_ID, "voice", "server", guild)
+    assert synth.resolve(guild).values.voice == DEFAULT_VOICE
+    assert str(synth.resolve(guild).origin("voice")) == "default"
 
 
 async def test_blank_text_sends_nothing(azure, make_synth) -> None:

@@ -1,11 +1,10 @@
+"""Chat: answers mentions, replies, DMs and callsigns through the LLM (`!ask`, `!model`)."""
+
 from hark.hookspecs import hookimpl
 
 
-class ChatPlugin:
-    """Chat: answers mentions, replies, DMs and callsigns through the LLM (`!ask`, `!model`)."""
+@hookimpl
+def register_cogs(register):
+    from hark.cogs.chat import ChatCog
 
-    @hookimpl
-    def register_cogs(self, register):
-        from hark.cogs.chat import ChatCog
-
-        register(ChatCog)
+    register(ChatCog)

@@ -1,11 +1,12 @@
+"""Core: plugin management (`!plugins`, `/plugins`). Always on."""
+
 from hark.hookspecs import hookimpl
 
 
-class CorePlugin:
-    """Core: plugin management (`!plugins`, `/plugins`). Always on."""
+@hookimpl
+def register_cogs(register):
+    from hark.cogs.config import ConfigCog
+    from hark.cogs.plugins import PluginsCog
 
-    @hookimpl
-    def register_cogs(self, register):
-        from hark.cogs.plugins import PluginsCog
-
-        register(PluginsCog)
+    register(PluginsCog)
+    register(ConfigCog)

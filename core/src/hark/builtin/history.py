@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 class HistoryPlugin:
     """History: each channel's recent conversation, kept across restarts (`!reset`)."""
 
+    # The entry point names this class: the plugin manager constructs it with the runtime.
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 class PersonaPlugin:
     """Persona: the system prompt, per server and channel (`!persona`)."""
 
+    # The entry point names this class: the plugin manager constructs it with the runtime.
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 

@@ -1,11 +1,10 @@
+"""Speech: `!say`, and an optional voice.wav with every text reply (`!speech`)."""
+
 from hark.hookspecs import hookimpl
 
 
-class SpeechPlugin:
-    """Speech: `!say`, and an optional voice.wav with every text reply (`!speech`)."""
+@hookimpl
+def register_cogs(register):
+    from hark.cogs.speech import SpeechCog
 
-    @hookimpl
-    def register_cogs(self, register):
-        from hark.cogs.speech import SpeechCog
-
-        register(SpeechCog)
+    register(SpeechCog)

@@ -70,6 +70,13 @@ class ChatCog(PluginCog, name="Chat"):
         # does not include the referenced message.
         self._own_ids: deque[int] = deque(maxlen=512)
 
+    async def cog_load(self) -> None:
+        self.bot.chat = self  # hark.bot.ChatService: voice listens for the same callsigns
+
+    async def cog_unload(self) -> None:
+        if self.bot.chat is self:
+            self.bot.chat = None
+
     # -- the trigger path --------------------------------------------------
 
     @commands.Cog.listener()

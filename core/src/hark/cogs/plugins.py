@@ -36,7 +36,9 @@ def render_listing(bot: HarkBot, guild_id: int | None, guild_name: str | None) -
                 state = "on (core)"
             else:
                 state = "on" if control.is_enabled(info.id, guild_id) else "off"
-            lines.append(f"`{info.id}`{version} — **{state}** — {provides}")
+            # Only the variable's name, never a value.
+            needs = "".join(f" — needs `{env}`" for env in info.missing_secrets)
+            lines.append(f"`{info.id}`{version} — **{state}** — {provides}{needs}")
         else:
             note = _STATUS_NOTE.get(info.status, info.status)
             error = f": {info.error}" if info.error else ""

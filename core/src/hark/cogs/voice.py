@@ -8,6 +8,10 @@ alone in the voice channel for ``alone_timeout_s``.
 Which server had a voice session is remembered (the ``voice_session`` value in the
 plugin's settings, not a user setting): at start-up those servers' providers are
 warmed, so a `join` after a restart is answered as fast as before it.
+
+The voice stack (discord-ext-voice-recv, DAVE, the session) is imported when a
+session starts, not with this module: `bot plugins` and `bot console` list this
+Cog without loading it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
 
 from hark.cog import PluginCog, manage_server
-from hark.voice.dave import encryption_of
-from hark.voice.receive import HarkVoiceClient
-from hark.voice.session import VOICE_DEFAULTS, VoiceSession, warm_guild
 from hark.voice.turns import TurnSettings
+
+if TYPE_CHECKING:
+    from hark.voice.session import VoiceSession
 
 # Where a server's voice session is remembered (guild scope; not in VOICE_DEFAULTS, so
 # `!voice set` and `!voice` do not show it).
@@ -33,10 +37,19 @@ SESSION_KEY = "voice_session"
 log = logging.getLogger(__name__)
 
 
+class _VoiceDefaults:
+    """``VoiceCog.default_settings``: the session's ``VOICE_DEFAULTS``, imported when read."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, Any]:
+        from hark.voice.session import VOICE_DEFAULTS
+
+        return VOICE_DEFAULTS
+
+
 class VoiceCog(PluginCog, name="Voice"):
     """Talk with the bot in a voice channel."""
 
-    default_settings = VOICE_DEFAULTS
+    default_settings = _VoiceDefaults()
 
     def __init__(self, bot) -> None:
         super().__init__(bot)
@@ -45,6 +58,13 @@ class VoiceCog(PluginCog, name="Voice"):
         self._leaving: set[int] = set()
         self._warmed_at_start = False
         self._warming: set[asyncio.Task[None]] = set()
+
+    async def cog_load(self) -> None:
+        self.bot.voice_sessions = self  # hark.bot.VoiceService: bot.speak() and plugins
+
+    async def cog_unload(self) -> None:
+        if self.bot.voice_sessions is self:
+            self.bot.voice_sessions = None
 
     async def on_shutdown(self) -> None:
         for task in self._warming:
@@ -90,6 +110,9 @@ class VoiceCog(PluginCog, name="Voice"):
         await ctx.defer()
         if session is not None:
             await self.end(ctx.guild.id)
+        from hark.voice.receive import HarkVoiceClient
+        from hark.voice.session import VoiceSession
+
         try:
             vc = await channel.connect(
                 cls=HarkVoiceClient, self_deaf=False, timeout=20, reconnect=True
@@ -160,11 +183,13 @@ class VoiceCog(PluginCog, name="Voice"):
     async def voice(self, ctx: commands.Context[Any]) -> None:
         """Show this server's voice settings."""
         scope = self.settings.guild(ctx.guild.id)
-        lines = [f"`{key}` = `{scope.get(key)}`" for key in VOICE_DEFAULTS]
+        lines = [f"`{key}` = `{scope.get(key)}`" for key in self.default_settings]
         session = self.sessions.get(ctx.guild.id)
         if session is None:
             status = "Not in a voice channel."
         else:
+            from hark.voice.dave import encryption_of
+
             encryption = encryption_of(getattr(session.vc, "_connection", None))
             state = "listening" if session.listening else "not listening"
             status = (
@@ -181,14 +206,15 @@ class VoiceCog(PluginCog, name="Voice"):
     @manage_server()
     async def voice_set(self, ctx: commands.Context[Any], key: str, *, value: str) -> None:
         """Change a voice setting (Manage Server)."""
-        if key not in VOICE_DEFAULTS:
+        defaults = self.default_settings
+        if key not in defaults:
             await ctx.reply(
-                f"Unknown setting `{key}`. Known: {', '.join(VOICE_DEFAULTS)}.",
+                f"Unknown setting `{key}`. Known: {', '.join(defaults)}.",
                 mention_author=False,
             )
             return
         try:
-            parsed = _parse_like(VOICE_DEFAULTS[key], value, key)
+            parsed = _parse_like(defaults[key], value, key)
             _check_range(key, parsed, self.settings.guild(ctx.guild.id).all())
         except ValueError as exc:
             await ctx.reply(str(exc), mention_author=False)
@@ -209,6 +235,8 @@ class VoiceCog(PluginCog, name="Voice"):
         if self._warmed_at_start:
             return  # on_ready comes again after a reconnect
         self._warmed_at_start = True
+        from hark.voice.session import warm_guild
+
         for guild in self.bot.guilds:
             if guild.id in self.sessions or not self.enabled_in(guild.id):
                 continue

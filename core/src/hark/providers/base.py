@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from hark.providers.errors import ProviderError, ProviderTimeoutError
@@ -22,6 +22,8 @@ from hark.providers.policy import LatencyStats, RetryPolicy
 from hark.providers.types import Capability
 
 if TYPE_CHECKING:
+    from hark.plugin import Plugin, Settings
+    from hark.settings import Resolved
     from hark.store.settings import PluginSettings
 
 
@@ -52,12 +54,21 @@ class Provider:
     default_priority: int = 0
     # Defaults for settings in the plugin's namespace (registered when the bot binds it).
     default_settings: ClassVar[dict[str, Any]] = {}
+    # The plugin's settings model, for a provider used outside a bot (tests, scripts,
+    # `bot prepare`); in the bot, the plugin's declaration (hark.Plugin) decides.
+    settings_model: ClassVar[type[Settings] | None] = None
 
     def __init__(self) -> None:
         self.plugin_id: str = ""
         self.stats = LatencyStats()
         # The plugin's settings namespace; bound by the core once the database is open.
         self.settings: PluginSettings | None = None
+        # The plugin's declaration (hark.Plugin), set by the core for declared plugins.
+        self.declaration: Plugin | None = None
+        # The environment layer of declared settings; None means os.environ.
+        self.environ: Mapping[str, str] | None = None
+        # Outside a bot: (cache key, reporter, last resolution).
+        self._reported: Any = None
 
     @property
     def id(self) -> str:
@@ -70,7 +81,59 @@ class Provider:
         """Attach the plugin's settings namespace (done by the core at start-up)."""
         if self.default_settings:
             settings.register(**self.default_settings)
+        model = self._declared_settings_model()
+        if model is not None:
+            settings.store.declare(settings.namespace, model)
         self.settings = settings
+
+    def _declared_settings_model(self) -> type[Settings] | None:
+        declared = self.declaration.settings if self.declaration is not None else None
+        return declared or self.settings_model
+
+    def resolve(
+        self,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        user_id: int | None = None,
+    ) -> Resolved[Any] | None:
+        """The declared settings for this server/channel/member and where each came
+        from (see :mod:`hark.settings`), or None when the plugin declares none.
+        Outside a bot (tests, scripts) only the defaults and the environment count."""
+        model = self._declared_settings_model()
+        if model is None:
+            return None
+        if self.settings is not None:
+            return self.settings.store.resolve(
+                self.settings.namespace,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                user_id=user_id,
+                environ=self.environ,
+            )
+        import os
+
+        from hark.settings import ReportOnce, env_key, resolve
+
+        # Only defaults and the environment count here, so the environment is the key.
+        environ = os.environ if self.environ is None else self.environ
+        ident = (model, env_key(model, environ))
+        if self._reported is None or self._reported[0] != ident:
+            report = self._reported[1] if self._reported else ReportOnce(self.log)
+            resolved = resolve(self.plugin_id, model, environ=environ, report=report)
+            self._reported = (ident, report, resolved)
+        return self._reported[2]
+
+    def _settings_kwargs(self, guild_id: int | None, channel_id: int | None) -> dict[str, Any]:
+        """``{"settings": values}`` for a declared plugin's ``_impl``; {} otherwise."""
+        resolved = self.resolve(guild_id, channel_id)
+        return {} if resolved is None else {"settings": resolved.values}
+
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """Called by `!config` before ``key`` is set to ``value`` (already validated by
+        the model): return the value to store (e.g. normalized), or raise ValueError
+        with a sentence for the user. For checks the model can't make alone, such as
+        looking a voice up in the service's list. A ProviderError means "couldn't check"."""
+        return value
 
     def setting(self, key: str, guild_id: int | None = None, default: Any = None) -> Any:
         """A setting for this server (falling back to global and defaults), or ``default``

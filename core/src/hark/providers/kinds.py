@@ -41,11 +41,15 @@ class Transcriber(Provider):
         language: str | None = None,
         prompt: str | None = None,
         guild_id: int | None = None,
+        channel_id: int | None = None,
     ) -> Transcript:
-        """Transcribe ``clip``. ``prompt`` primes vocabulary (e.g. member names)."""
+        """Transcribe ``clip``. ``prompt`` primes vocabulary (e.g. member names).
+
+        A declared plugin's ``_impl`` also gets ``settings=`` (this server's values)."""
+        extra = self._settings_kwargs(guild_id, channel_id)
         result = await self._call(
             "transcribe",
-            lambda: self._impl(clip, language=language, prompt=prompt, guild_id=guild_id),
+            lambda: self._impl(clip, language=language, prompt=prompt, guild_id=guild_id, **extra),
         )
         if not isinstance(result, Transcript):
             raise BadOutputError(f"_impl returned {type(result).__name__}", provider=self.id)
@@ -67,6 +71,9 @@ class GenerationRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    channel_id: int | None = None
+    # A declared plugin's settings model instance for this server (None otherwise).
+    settings: Any = None
 
 
 class Generator(Provider):
@@ -85,9 +92,11 @@ class Generator(Provider):
         guild_id: int | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        channel_id: int | None = None,
         **options: Any,
     ) -> AsyncIterator[str]:
         """Stream the reply to ``messages`` as text deltas."""
+        resolved = self.resolve(guild_id, channel_id)
         request = GenerationRequest(
             messages=list(messages),
             model=model or self.model_for(guild_id),
@@ -95,6 +104,8 @@ class Generator(Provider):
             max_tokens=max_tokens,
             temperature=temperature,
             options=options,
+            channel_id=channel_id,
+            settings=None if resolved is None else resolved.values,
         )
         return self._stream("generate", lambda: self._checked(request))
 
@@ -155,31 +166,43 @@ class Synthesizer(Provider):
     streams: bool = True
 
     def synthesize(
-        self, text: str, *, voice: str | None = None, guild_id: int | None = None
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
     ) -> AsyncIterator[AudioClip]:
         """Stream speech for ``text``. Blank text yields nothing (no backend call);
-        text over ``max_text_length`` is sent in several calls, cut between sentences."""
+        text over ``max_text_length`` is sent in several calls, cut between sentences.
+
+        A declared plugin's ``_impl`` also gets ``settings=`` (this server's values,
+        resolved once for the whole text)."""
         if not text.strip():
             return _empty()
+        extra = self._settings_kwargs(guild_id, channel_id)
         pieces = chunk_text(text, self.max_text_length)
         if len(pieces) == 1:
-            return self._stream("synthesize", lambda: self._checked(text, voice, guild_id))
-        return self._pieces(pieces, voice, guild_id)
+            return self._stream("synthesize", lambda: self._checked(text, voice, guild_id, extra))
+        return self._pieces(pieces, voice, guild_id, extra)
 
     async def _pieces(
-        self, pieces: list[str], voice: str | None, guild_id: int | None
+        self, pieces: list[str], voice: str | None, guild_id: int | None, extra: dict[str, Any]
     ) -> AsyncIterator[AudioClip]:
         for piece in pieces:
-            stream = self._stream("synthesize", lambda p=piece: self._checked(p, voice, guild_id))
+            stream = self._stream(
+                "synthesize", lambda p=piece: self._checked(p, voice, guild_id, extra)
+            )
             async with contextlib.aclosing(stream):
                 async for clip in stream:
                     yield clip
 
     async def _checked(
-        self, text: str, voice: str | None, guild_id: int | None
+        self, text: str, voice: str | None, guild_id: int | None, extra: dict[str, Any]
     ) -> AsyncIterator[AudioClip]:
         produced = False
-        async with contextlib.aclosing(self._impl(text, voice=voice, guild_id=guild_id)) as stream:
+        impl = self._impl(text, voice=voice, guild_id=guild_id, **extra)
+        async with contextlib.aclosing(impl) as stream:
             async for clip in stream:
                 if not isinstance(clip, AudioClip):
                     raise BadOutputError(
@@ -210,7 +233,11 @@ class ContextProvider(Provider):
     retry = RetryPolicy(attempts=1)
 
     async def provide(self, request: ContextRequest) -> ContextPart | None:
-        part = await self._call("provide", lambda: self._impl(request))
+        """A declared plugin's ``_impl`` also gets ``settings=`` (for the request's
+        server, channel and member)."""
+        resolved = self.resolve(request.guild_id, request.channel_id, request.user_id)
+        extra = {} if resolved is None else {"settings": resolved.values}
+        part = await self._call("provide", lambda: self._impl(request, **extra))
         if part is not None and not isinstance(part, ContextPart):
             raise BadOutputError(f"_impl returned {type(part).__name__}", provider=self.id)
         if part is not None and not part.source:

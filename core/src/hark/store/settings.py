@@ -10,17 +10,38 @@ Values are JSON. Scopes: ``global``, ``guild:<id>``, ``channel:<id>``, ``user:<i
 A guild read falls back to the global value (owner-set or from ``[plugin.<id>]``
 in bot.toml) and then to the registered default; channel and user reads fall
 back to the registered default only (callers chain channel -> guild themselves).
+
+Plugins that declare a typed model (``hark.Plugin(settings=...)``) read through
+:meth:`SettingsStore.resolve`, which applies the one precedence of
+:mod:`hark.settings` to the same rows; :meth:`SettingsStore.set_value` and
+:meth:`SettingsStore.reset_value` validate and write them.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
+from hark.plugin import GLOBAL, Settings
+from hark.settings import (
+    MISSING,
+    ReportOnce,
+    Resolved,
+    SettingError,
+    check,
+    env_key,
+    field_of,
+    resolve,
+    scope_key,
+    to_json,
+    validate,
+)
 from hark.store.database import Database
 
-_MISSING = object()
+_MISSING = MISSING
 
 
 class Scope:
@@ -30,9 +51,12 @@ class Scope:
         self._parent = parent
 
     def _raw(self, key: str) -> Any:
-        return self._settings.store._values.get(
-            (self._settings.namespace, self.scope, key), _MISSING
-        )
+        store, ident = self._settings.store, (self._settings.namespace, self.scope, key)
+        value = store._values.get(ident, _MISSING)
+        if value is _MISSING and self.scope == GLOBAL:
+            # bot.toml's [plugin.<id>] values are globals the owner's can override.
+            value = store._seeded.get(ident, _MISSING)
+        return value
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key)
@@ -88,22 +112,33 @@ class PluginSettings:
 
 
 class SettingsStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, environ: Mapping[str, str] | None = None) -> None:
         self.db = db
+        # The environment layer of declared settings (None: os.environ, read live).
+        self.environ = environ
+        # Rows of the settings table, as JSON values.
         self._values: dict[tuple[str, str, str], Any] = {}
         self._namespaces: dict[str, PluginSettings] = {}
-        # bot.toml [plugin.<id>] values: global values that the database can override.
+        # bot.toml [plugin.<id>] values: a layer below the environment and the database.
         self._seeded: dict[tuple[str, str, str], Any] = {}
+        self._toml: dict[str, dict[str, Any]] = {}
+        # plugin id -> its declared settings model
+        self._models: dict[str, type[Settings]] = {}
+        self._report = ReportOnce()
+        # Resolutions are asked for on every provider call (several per sentence of
+        # speech); any write, seed or declaration forgets them all.
+        self._resolved: dict[tuple[Any, ...], Resolved[Any]] = {}
 
     async def load(self) -> None:
         rows = await self.db.fetchall("SELECT namespace, scope, key, value FROM settings")
-        self._values = dict(self._seeded)
-        self._values.update({(ns, sc, k): json.loads(v) for ns, sc, k, v in rows})
+        self._values = {(ns, sc, k): json.loads(v) for ns, sc, k, v in rows}
+        self._resolved.clear()
 
     def seed_globals(self, namespace: str, values: dict[str, Any]) -> None:
         for key, value in values.items():
-            self._seeded[(namespace, "global", key)] = value
-            self._values.setdefault((namespace, "global", key), value)
+            self._seeded[(namespace, GLOBAL, key)] = value
+            self._toml.setdefault(namespace, {})[key] = value
+        self._resolved.clear()
 
     def for_plugin(self, namespace: str) -> PluginSettings:
         if namespace not in self._namespaces:
@@ -112,14 +147,12 @@ class SettingsStore:
 
     async def write(self, namespace: str, scope: str, key: str, value: Any) -> None:
         ident = (namespace, scope, key)
+        self._resolved.clear()
         if value is _MISSING:
             await self.db.execute(
                 "DELETE FROM settings WHERE namespace = ? AND scope = ? AND key = ?", ident
             )
-            if ident in self._seeded:
-                self._values[ident] = self._seeded[ident]
-            else:
-                self._values.pop(ident, None)
+            self._values.pop(ident, None)
             return
         await self.db.execute(
             "INSERT INTO settings (namespace, scope, key, value) VALUES (?, ?, ?, ?) "
@@ -128,3 +161,110 @@ class SettingsStore:
         )
         # Keep what a reload would give back (JSON round trip), not the caller's object.
         self._values[ident] = json.loads(json.dumps(value))
+
+    # -- declared (typed) settings -------------------------------------------
+
+    def declare(self, plugin_id: str, model: type[Settings]) -> None:
+        """Resolve ``plugin_id``'s settings with ``model`` (done by the core at start-up)."""
+        if self._models.get(plugin_id) is not model:
+            self._models[plugin_id] = model
+            self._resolved.clear()
+
+    def model(self, plugin_id: str) -> type[Settings] | None:
+        return self._models.get(plugin_id)
+
+    def _model(self, plugin_id: str) -> type[Settings]:
+        model = self._models.get(plugin_id)
+        if model is None:
+            raise LookupError(f"plugin {plugin_id!r} declares no settings")
+        return model
+
+    def toml(self, plugin_id: str) -> dict[str, Any]:
+        """The plugin's ``[plugin.<id>]`` table from bot.toml."""
+        return self._toml.get(plugin_id, {})
+
+    def stored(self, plugin_id: str, scope: str, key: str) -> Any:
+        """The database's value for ``key`` in a stored scope (``guild:<id>``...) or MISSING."""
+        return self._values.get((plugin_id, scope, key), _MISSING)
+
+    def resolve(
+        self,
+        plugin_id: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        user_id: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Resolved[Any]:
+        """The plugin's settings for this server/channel/member, with their origins.
+        Treat the result as read-only: it is shared until a value changes."""
+        model = self._model(plugin_id)
+        env = self._environ(environ)
+        ident = (plugin_id, guild_id, channel_id, user_id, env_key(model, env))
+        cached = self._resolved.get(ident)
+        if cached is not None:
+            return cached
+        resolved = resolve(
+            plugin_id,
+            model,
+            toml=self.toml(plugin_id),
+            environ=env,
+            stored=lambda scope, key: self.stored(plugin_id, scope, key),
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            report=self._report,
+        )
+        if len(self._resolved) >= 10_000:
+            self._resolved.clear()
+        self._resolved[ident] = resolved
+        return resolved
+
+    def check(self, plugin_id: str) -> list[str]:
+        """Start-up: the bot.toml / environment values of this plugin that are ignored,
+        each logged once in one line."""
+        return check(
+            plugin_id,
+            self._model(plugin_id),
+            toml=self.toml(plugin_id),
+            environ=self._environ(None),
+            report=self._report,
+        )
+
+    def _environ(self, environ: Mapping[str, str] | None) -> Mapping[str, str]:
+        if environ is not None:
+            return environ
+        return os.environ if self.environ is None else self.environ
+
+    async def set_value(
+        self, plugin_id: str, key: str, value: Any, scope: str, target_id: int | None = None
+    ) -> Any:
+        """Validate ``value`` for ``key`` and store it in ``scope`` (``global``, ``server``,
+        ``channel``, ``user``; ``target_id`` the server/channel/user id). Returns the
+        value as stored; SettingError (one readable line) when it is refused."""
+        model = self._model(plugin_id)
+        field = field_of(model, key)
+        if not field.allows(scope):
+            raise SettingError(f"`{key}` can't be set {_SCOPE_WORDS[scope]}")
+        checked = validate(model, key, value)
+        await self.write(plugin_id, scope_key(scope, target_id), key, to_json(model, key, checked))
+        return checked
+
+    async def reset_value(
+        self, plugin_id: str, key: str, scope: str, target_id: int | None = None
+    ) -> bool:
+        """Remove ``key``'s value in ``scope``; False when there was none."""
+        field_of(self._model(plugin_id), key)
+        ident = (plugin_id, scope_key(scope, target_id), key)
+        if ident not in self._values:
+            return False
+        await self.write(*ident, _MISSING)
+        return True
+
+
+_SCOPE_WORDS = {
+    "global": "bot-wide",
+    "server": "per server",
+    "channel": "per channel",
+    "user": "per member",
+}

@@ -4,43 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hark import hookimpl
-from hark.providers.errors import ConfigurationError
+import hark
 from hark_tts_azure.cog import AzureCog
+from hark_tts_azure.settings import AZURE_KEY, DEFAULT_VOICE, AzureSettings
 from hark_tts_azure.ssml import build_ssml, parse_pitch, parse_rate
-from hark_tts_azure.synthesizer import (
-    DEFAULT_VOICE,
-    OUTPUT_FORMAT,
-    AzureSynthesizer,
-    PcmToDiscord,
-    Voice,
-)
+from hark_tts_azure.synthesizer import OUTPUT_FORMAT, AzureSynthesizer, PcmToDiscord, Voice
 
 __all__ = [
+    "AZURE_KEY",
     "DEFAULT_VOICE",
     "OUTPUT_FORMAT",
     "AzureCog",
+    "AzureSettings",
     "AzureSynthesizer",
     "PcmToDiscord",
     "Voice",
     "build_ssml",
     "parse_pitch",
     "parse_rate",
+    "plugin",
     "prepare",
-    "register_cogs",
-    "register_synthesizers",
 ]
-
-
-@hookimpl
-def register_synthesizers(register):
-    # Configured from the environment (AZURE_SPEECH_*), read when the bot loads plugins.
-    register(AzureSynthesizer())
-
-
-@hookimpl
-def register_cogs(register):
-    register(AzureCog)
 
 
 async def prepare(progress: Callable[..., None] | None = None) -> None:
@@ -51,12 +35,12 @@ async def prepare(progress: Callable[..., None] | None = None) -> None:
     try:
         reason = synthesizer.unavailable_reason()
         if reason:
-            raise ConfigurationError(f"Azure Speech is not set up: {reason}")
+            raise hark.ConfigurationError(f"Azure Speech is not set up: {reason}")
         report(f"fetching the voice list ({synthesizer.where})", 0.1)
         voices = await synthesizer.list_voices()
         voice = await synthesizer.find_voice(synthesizer.default_voice)
         if voice is None:
-            raise ConfigurationError(
+            raise hark.ConfigurationError(
                 f"Azure Speech ({synthesizer.where}) has no voice"
                 f" `{synthesizer.default_voice}` (AZURE_SPEECH_VOICE)"
             )
@@ -67,3 +51,13 @@ async def prepare(progress: Callable[..., None] | None = None) -> None:
         )
     finally:
         await synthesizer.aclose()
+
+
+plugin = hark.Plugin(
+    description="Azure AI Speech text to speech: neural voices, streamed as Discord audio",
+    settings=AzureSettings,
+    secrets=[AZURE_KEY],
+    providers=[AzureSynthesizer],
+    cogs=[AzureCog],
+    prepare=prepare,
+)

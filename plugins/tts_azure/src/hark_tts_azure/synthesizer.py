@@ -17,42 +17,40 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 import hark
-from hark import AudioClip, Synthesizer
-from hark.audio import StreamResampler
-from hark.logs import register_secret
-from hark.providers.errors import (
+from hark import (
+    AudioClip,
     BadOutputError,
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    StreamResampler,
+    Synthesizer,
     parse_retry_after,
 )
+from hark_tts_azure.settings import AZURE_KEY, DEFAULT_TIMEOUT, AzureSettings
 from hark_tts_azure.ssml import build_ssml, voice_locale
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VOICE = "en-US-AmberNeural"
 # Raw (headerless) 16-bit mono PCM at Discord's own rate: no decoding, no resampling.
 OUTPUT_FORMAT = "raw-48khz-16bit-mono-pcm"
 AZURE_RATE = 48_000
 AZURE_CHANNELS = 1
 SYNTHESIS_PATH = "/cognitiveservices/v1"
 VOICES_PATH = "/cognitiveservices/voices/list"
-DEFAULT_TIMEOUT = 30.0
 #: Seconds warm() waits for its connection-opening request.
 WARM_TIMEOUT = 10.0
 # How long a fetched voice list is reused (it changes a few times a year).
@@ -205,10 +203,6 @@ class PcmToDiscord:
         return [tail] if tail.pcm else []
 
 
-def _env(environ: Mapping[str, str], name: str) -> str:
-    return environ.get(name, "").strip()
-
-
 class AzureSynthesizer(Synthesizer):
     """Text to speech with Azure AI Speech (neural voices), streamed as 48 kHz stereo."""
 
@@ -220,13 +214,8 @@ class AzureSynthesizer(Synthesizer):
     # A configured cloud voice ranks above local fallbacks (piper: -10) and level with
     # the other cloud voice (ElevenLabs: 10) when a server has chosen none.
     default_priority = 10
-    default_settings: ClassVar[dict[str, Any]] = {
-        # None: AZURE_SPEECH_VOICE (or en-US-AmberNeural).
-        "voice": None,
-        # Prosody; None leaves the voice's own rate and pitch.
-        "rate": None,
-        "pitch": None,
-    }
+    # Used outside a bot (tests, `bot prepare`); in the bot the plugin's declaration.
+    settings_model = AzureSettings
 
     def __init__(
         self,
@@ -234,45 +223,68 @@ class AzureSynthesizer(Synthesizer):
         api_key: str | None = None,
         region: str | None = None,
         endpoint: str | None = None,
-        voice: str | None = None,
         timeout: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        """Arguments left out come from the environment (``AZURE_SPEECH_*``), then defaults."""
+        """The key comes from ``AZURE_SPEECH_KEY`` and the rest from the plugin's
+        settings (``environ`` is their environment layer); arguments given here
+        win over both (for scripts and tests)."""
         super().__init__()
-        env = os.environ if environ is None else environ
-        self._api_key = (_env(env, "AZURE_SPEECH_KEY") if api_key is None else api_key).strip()
+        self.environ = environ
+        self._api_key = (AZURE_KEY.value(environ) if api_key is None else api_key).strip()
         # The bot's log formatter replaces registered secrets with *** (a second line of
         # defence: nothing here logs the key in the first place).
-        register_secret(self._api_key)
-        raw_region = _env(env, "AZURE_SPEECH_REGION") if region is None else region
-        self.region = re.sub(r"\s+", "", raw_region.lower())
-        raw_endpoint = _env(env, "AZURE_SPEECH_ENDPOINT") if endpoint is None else endpoint
-        self.endpoint = raw_endpoint.strip()
-        self.default_voice = (voice or _env(env, "AZURE_SPEECH_VOICE") or DEFAULT_VOICE).strip()
-        if timeout is None:
-            raw = _env(env, "AZURE_SPEECH_TIMEOUT")
-            try:
-                timeout = float(raw) if raw else DEFAULT_TIMEOUT
-            except ValueError:
-                log.warning(
-                    "AZURE_SPEECH_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT
-                )
-                timeout = DEFAULT_TIMEOUT
-        # The core's per-clip deadline and the HTTP read timeout agree.
-        self.timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT
+        hark.register_secret(self._api_key)
+        given = {"region": region, "endpoint": endpoint, "timeout": timeout}
+        self._fixed = {key: value for key, value in given.items() if value is not None}
         self.voices_ttl = VOICES_TTL
         self._session_cache: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
         self._voices: tuple[str, float, tuple[Voice, ...]] | None = None
 
     # -- configuration ---------------------------------------------------
 
+    def bot_wide(self) -> AzureSettings:
+        """The bot-wide settings (where the service is, the default voice)."""
+        resolved = self.resolve()
+        assert resolved is not None
+        return self._with_fixed(resolved.values)
+
+    def _with_fixed(self, settings: AzureSettings) -> AzureSettings:
+        if not self._fixed:
+            return settings
+        fixed = dict(self._fixed)
+        if "region" in fixed:
+            fixed["region"] = re.sub(r"\s+", "", str(fixed["region"]).lower())
+        if "timeout" in fixed and not fixed["timeout"] > 0:
+            fixed["timeout"] = DEFAULT_TIMEOUT
+        return settings.model_copy(update=fixed)
+
+    @property
+    def timeout(self) -> float:  # the core's per-clip deadline and the HTTP read timeout
+        return self.bot_wide().timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._fixed["timeout"] = value
+
+    @property
+    def region(self) -> str:
+        return self.bot_wide().region
+
+    @property
+    def endpoint(self) -> str:
+        return self.bot_wide().endpoint
+
+    @property
+    def default_voice(self) -> str:
+        return self.bot_wide().voice
+
     @property
     def has_key(self) -> bool:
         return bool(self._api_key)
 
-    def _endpoint_problem(self) -> str | None:
-        parts = urlsplit(self.endpoint)
+    def _endpoint_problem(self, endpoint: str) -> str | None:
+        parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return "AZURE_SPEECH_ENDPOINT is not an http(s) URL"
         try:
@@ -281,12 +293,10 @@ class AzureSynthesizer(Synthesizer):
             return "AZURE_SPEECH_ENDPOINT has an invalid port"
         return None
 
-    @property
-    def base_url(self) -> str:
-        """Where the REST API lives: ``https://{region}.tts.speech.microsoft.com`` or the
-        endpoint given (without a trailing ``/cognitiveservices/...`` path)."""
-        if self.endpoint:
-            parts = urlsplit(self.endpoint)
+    @staticmethod
+    def _base_url(settings: AzureSettings) -> str:
+        if settings.endpoint:
+            parts = urlsplit(settings.endpoint)
             host = (parts.hostname or "").lower()
             if match := _COGNITIVE_HOST.match(host):
                 return f"https://{match['region']}.tts.speech.microsoft.com"
@@ -295,18 +305,20 @@ class AzureSynthesizer(Synthesizer):
                 if path.endswith(suffix):
                     path = path[: -len(suffix)]
             return f"{parts.scheme}://{parts.netloc}{path}"
-        if self.region:
-            return f"https://{self.region}.tts.speech.microsoft.com"
+        if settings.region:
+            return f"https://{settings.region}.tts.speech.microsoft.com"
         return ""
+
+    @property
+    def base_url(self) -> str:
+        """Where the REST API lives: ``https://{region}.tts.speech.microsoft.com`` or the
+        endpoint given (without a trailing ``/cognitiveservices/...`` path)."""
+        return self._base_url(self.bot_wide())
 
     @property
     def public_base_url(self) -> str:
         """``base_url`` fit to show or log: no ``user:password@``, no query string."""
-        parts = urlsplit(self.base_url)
-        if not parts.scheme:
-            return self.base_url
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return f"{parts.scheme}://{host}{parts.path}"
+        return _public(self.base_url)
 
     @property
     def host(self) -> str:
@@ -315,9 +327,10 @@ class AzureSynthesizer(Synthesizer):
     @property
     def where(self) -> str:
         """How messages name the service's location: a region or an endpoint host."""
-        if self.endpoint:
+        settings = self.bot_wide()
+        if settings.endpoint:
             return f"endpoint {self.host}"
-        return f"region {self.region}" if self.region else "(no region set)"
+        return f"region {settings.region}" if settings.region else "(no region set)"
 
     @property
     def synthesis_url(self) -> str:
@@ -328,13 +341,14 @@ class AzureSynthesizer(Synthesizer):
         return self.base_url + VOICES_PATH
 
     def unavailable_reason(self) -> str | None:
+        settings = self.bot_wide()
         if not self.has_key:
             return "AZURE_SPEECH_KEY is not set"
-        if self.endpoint:
-            return self._endpoint_problem()
-        if not self.region:
+        if settings.endpoint:
+            return self._endpoint_problem(settings.endpoint)
+        if not settings.region:
             return "AZURE_SPEECH_REGION (or AZURE_SPEECH_ENDPOINT) is not set"
-        if not _REGION.match(self.region):
+        if not _REGION.match(settings.region):
             return "AZURE_SPEECH_REGION is not a region name such as `westeurope` or `eastus`"
         return None
 
@@ -353,25 +367,17 @@ class AzureSynthesizer(Synthesizer):
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.id} {self.public_base_url or 'unconfigured'}>"
 
-    # -- per-server choices ----------------------------------------------
-
-    def voice_for(self, guild_id: int | None) -> str:
-        """This server's voice: its ``voice`` setting, else the global one, else the default."""
-        return self.setting("voice", guild_id) or self.default_voice
-
-    def prosody_for(self, guild_id: int | None) -> tuple[str | None, str | None]:
-        """This server's (rate, pitch), None where the voice's own applies."""
-        return self.setting("rate", guild_id), self.setting("pitch", guild_id)
-
-    async def set_voice(self, guild_id: int | None, voice: str | None) -> None:
-        await self.store_setting("voice", guild_id, voice)
-
-    async def store_setting(self, key: str, guild_id: int | None, value: str | None) -> None:
-        """Set (or with None, clear) ``voice``, ``rate`` or ``pitch`` for a server."""
-        if self.settings is None:
-            raise RuntimeError("provider is not bound to the bot's settings")
-        scope = self.settings.guild(guild_id)
-        await (scope.clear(key) if value is None else scope.set(key, value))
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config tts_azure voice NAME`: only a voice Azure lists here, stored under
+        its canonical ShortName (an unchecked name would fail every later synthesis)."""
+        if key != "voice":
+            return value
+        found = await self.find_voice(value)
+        if found is None:
+            raise ValueError(
+                f"Azure Speech ({self.where}) has no voice `{value}`; `!azure voices` lists them"
+            )
+        return found.short_name
 
     def locale_of(self, voice: str) -> str:
         """The voice's locale: from the fetched voice list when it has the voice, else
@@ -502,26 +508,29 @@ class AzureSynthesizer(Synthesizer):
     # -- synthesis ---------------------------------------------------------
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None
+        self, text: str, *, voice: str | None, guild_id: int | None, settings: AzureSettings
     ) -> AsyncIterator[AudioClip]:
+        """``settings`` are this server's (the core resolved them for the call); an
+        explicit ``voice`` (e.g. a persona's) wins over the server's."""
         self._require_configured()
         if not text.strip():
             return
-        voice_name = (voice or self.voice_for(guild_id)).strip()
-        rate, pitch = self.prosody_for(guild_id)
+        settings = self._with_fixed(settings)
+        voice_name = (voice or settings.voice).strip()
         locale = self.locale_of(voice_name)
-        ssml = build_ssml(text, voice_name, locale=locale, rate=rate, pitch=pitch)
+        ssml = build_ssml(text, voice_name, locale=locale, rate=settings.rate, pitch=settings.pitch)
+        url = self._base_url(settings) + SYNTHESIS_PATH
         pcm = PcmToDiscord()
         self.log.debug(
             "%s synthesizing %d characters with %s at %s",
             self.id,
             len(text),
             voice_name,
-            self.public_base_url,
+            _public(url),
         )
         try:
             async with self._session().post(
-                self.synthesis_url, data=ssml.encode("utf-8"), headers=self.headers(synthesis=True)
+                url, data=ssml.encode("utf-8"), headers=self.headers(synthesis=True)
             ) as response:
                 if response.status != 200:
                     raise await self._status_error(response, voice=voice_name)
@@ -584,3 +593,12 @@ class AzureSynthesizer(Synthesizer):
             raise BadOutputError("the voice list from Azure Speech has no usable entries")
         voices.sort(key=lambda v: v.short_name.lower())
         return voices
+
+
+def _public(url: str) -> str:
+    """``url`` fit to show or log: no ``user:password@``, no query string."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"

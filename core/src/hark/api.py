@@ -1,0 +1,159 @@
+"""The host interface: everything a plugin may ask of the bot that runs it.
+
+A Cog reaches it as ``self.host`` (a provider is handed its settings per call and
+needs none of it). The bot implements :class:`Host`; tests can too. Nothing here
+imports discord.py, so a plugin's logic can be written and tested against it alone:
+
+    class Status(hark.PluginCog):
+        async def announce(self, channel_id: int, text: str) -> None:
+            await self.host.say(channel_id, text)          # no pings, split to fit
+            self.host.events.emit("status_announced", channel_id=channel_id)
+            self.host.logger(self.plugin_id).info("announced in %s", channel_id)
+
+What it gives:
+
+- **settings**: :meth:`Host.settings` — a plugin's resolved values for a server,
+  channel and member, with where each came from (:class:`hark.Resolved`);
+- **providers**: :meth:`Host.providers` and :meth:`Host.provider` — every loaded
+  provider of a capability, and the one a server uses;
+- **reply / speak**: :meth:`Host.reply` answers through the server's LLM into a
+  channel, :meth:`Host.say` posts text as it is, :meth:`Host.speak` talks in the
+  server's voice session;
+- **events**: :class:`Events` — in-process notifications (``reply``,
+  ``plugins_changed``, and any a plugin emits);
+- **logging** with secret redaction: :meth:`Host.logger`, :func:`register_secret`;
+- **error translation**: :class:`ErrorTranslator` turns aiohttp, httpx and openai
+  exceptions into the provider error hierarchy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from hark.logs import redact, register_secret
+from hark.providers.translate import ErrorTranslator, HttpFailure, body_message
+from hark.providers.types import Capability, ContextRequest
+from hark.settings import Resolved
+
+if TYPE_CHECKING:
+    from hark.providers.base import Provider
+
+log = logging.getLogger("hark.events")
+
+Listener = Callable[..., "Awaitable[None] | None"]
+
+
+class Events:
+    """Named in-process events. A listener gets the payload as keyword arguments;
+    async listeners run as tasks, so :meth:`emit` never waits for (or fails with) one.
+
+    The core emits ``reply`` (``guild_id, channel_id, text``) after a reply is
+    delivered and ``plugins_changed`` (``guild_id``) when a server's plugins change.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: defaultdict[str, list[Listener]] = defaultdict(list)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(**payload)`` on each ``name`` event; returns the unsubscriber."""
+        self._listeners[name].append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners.get(name, ()):
+                self._listeners[name].remove(listener)
+
+        return unsubscribe
+
+    def emit(self, name: str, **payload: Any) -> None:
+        for listener in list(self._listeners.get(name, ())):
+            try:
+                result = listener(**payload)
+            except Exception:
+                log.exception("listener %r of event %r failed", listener, name)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(self._guard(name, listener, result))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(name: str, listener: Listener, result: Awaitable[None]) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("listener %r of event %r failed", listener, name)
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) for listeners still running; used at shutdown and in tests."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+
+@runtime_checkable
+class Host(Protocol):
+    """What a plugin may use of the bot. ``HarkBot.host`` implements it."""
+
+    @property
+    def events(self) -> Events: ...
+
+    def settings(
+        self,
+        plugin_id: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        user_id: int | None = None,
+    ) -> Resolved[Any]:
+        """A declared plugin's values here, with their origins."""
+        ...
+
+    def providers(self, capability: Capability) -> list[Provider]:
+        """Every loaded provider of ``capability``, whichever plugin registered it."""
+        ...
+
+    def provider(self, capability: Capability, guild_id: int | None) -> Provider | None:
+        """The provider a server uses for ``capability`` (its choice, else the best
+        usable one), or None when there is none (or its plugin is off there)."""
+        ...
+
+    async def reply(
+        self, channel_id: int, request: ContextRequest, *, notify_errors: bool = True
+    ) -> str | None:
+        """Answer ``request`` through the server's LLM, streamed into the channel, and
+        record it in history. Returns the delivered text, or None if nothing was."""
+        ...
+
+    async def say(self, channel_id: int, text: str) -> bool:
+        """Post ``text`` as it is (split to Discord's limit, never pinging anyone);
+        False when the channel is unknown or the bot may not post there."""
+        ...
+
+    async def speak(self, guild_id: int, text: str) -> bool:
+        """Say ``text`` in the server's voice session; False when there is none."""
+        ...
+
+    def logger(self, plugin_id: str) -> logging.Logger:
+        """The plugin's logger (``hark.plugin.<id>``); registered secrets are redacted."""
+        ...
+
+
+def plugin_logger(plugin_id: str) -> logging.Logger:
+    return logging.getLogger(f"hark.plugin.{plugin_id}")
+
+
+__all__ = [
+    "ErrorTranslator",
+    "Events",
+    "Host",
+    "HttpFailure",
+    "body_message",
+    "plugin_logger",
+    "redact",
+    "register_secret",
+]

@@ -1,0 +1,82 @@
+"""The bot's side of :class:`hark.api.Host`: what ``PluginCog.host`` hands a plugin."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from hark.api import Events, plugin_logger
+from hark.chat.streaming import NO_PINGS, ChannelTarget
+from hark.providers import Capability, ContextRequest, Provider
+from hark.settings import Resolved
+from hark.text import split_message
+
+if TYPE_CHECKING:
+    from hark.bot import HarkBot
+
+log = logging.getLogger(__name__)
+
+
+class BotHost:
+    """:class:`hark.api.Host` over a running :class:`~hark.bot.HarkBot`."""
+
+    def __init__(self, bot: HarkBot) -> None:
+        self._bot = bot
+        self._events = Events()
+
+    @property
+    def events(self) -> Events:
+        return self._events
+
+    def settings(
+        self,
+        plugin_id: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        user_id: int | None = None,
+    ) -> Resolved[Any]:
+        return self._bot.runtime.settings.resolve(
+            plugin_id, guild_id=guild_id, channel_id=channel_id, user_id=user_id
+        )
+
+    def providers(self, capability: Capability) -> list[Provider]:
+        return self._bot.runtime.manager.providers(capability)
+
+    def provider(self, capability: Capability, guild_id: int | None) -> Provider | None:
+        return self._bot.control.provider_for(capability, guild_id)
+
+    def _channel(self, channel_id: int) -> discord.abc.Messageable | None:
+        channel = self._bot.get_channel(channel_id)
+        return channel if isinstance(channel, discord.abc.Messageable) else None
+
+    async def reply(
+        self, channel_id: int, request: ContextRequest, *, notify_errors: bool = True
+    ) -> str | None:
+        channel = self._channel(channel_id)
+        if channel is None:
+            log.warning("reply for unknown channel %s dropped", channel_id)
+            return None
+        return await self._bot.reply(
+            request, ChannelTarget(channel, None), notify_errors=notify_errors
+        )
+
+    async def say(self, channel_id: int, text: str) -> bool:
+        channel = self._channel(channel_id)
+        if channel is None:
+            return False
+        try:
+            for part in split_message(text):
+                await channel.send(part, allowed_mentions=NO_PINGS)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning("cannot post in channel %s: %s", channel_id, type(exc).__name__)
+            return False
+        return True
+
+    async def speak(self, guild_id: int, text: str) -> bool:
+        return await self._bot.speak(guild_id, text)
+
+    def logger(self, plugin_id: str) -> logging.Logger:
+        return plugin_logger(plugin_id)
