@@ -204,3 +204,20 @@ async def test_global_defaults_need_the_owner(harness: BotHarness) -> None:
     # a server's own switch beats the global default
     await harness.ask("!plugins enable hello", author=harness.admin)
     assert (await harness.ask("!hello")).content == "Hello, alice!"
+
+
+async def test_plugins_stats_shows_each_providers_calls_and_latency(tmp_path) -> None:
+    from hark import ProviderTimeoutError
+    from hark.providers import RetryPolicy
+
+    slow = FakeGenerator(
+        "fine", name="slow", fail_with=[ProviderTimeoutError("no answer")], retry=RetryPolicy(2, 0)
+    )
+    async with BotHarness(tmp_path, plugins={"llm": fake_plugin(slow)}) as h:
+        refused = await h.ask("!plugins stats")
+        assert "Manage Server" in refused.content
+        await h.ask("!ask hello")
+        stats = await h.ask("!plugins stats", author=h.admin)
+        line = next(x for x in stats.content.splitlines() if x.startswith("`llm:slow`"))
+        assert "(generate): 2 calls, 1 failed, 1 retried, 1 timed out; p50 " in line
+        assert "first piece p50" in line

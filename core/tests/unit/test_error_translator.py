@@ -169,7 +169,9 @@ async def test_refused_connections_and_timeouts(service):
 
 def test_errors_inside_a_stream_and_unknown_exceptions():
     t = translator()
-    upstream = t.stream_error({"code": 502, "message": f"upstream {KEY} died"}, "after 3 characters")
+    upstream = t.stream_error(
+        {"code": 502, "message": f"upstream {KEY} died"}, "after 3 characters"
+    )
     assert isinstance(upstream, ProviderStatusError) and upstream.status == 502
     assert upstream.message == "the model failed mid-stream after 3 characters: upstream *** died"
     other = t.stream_error({"code": "server_error", "message": "x"})

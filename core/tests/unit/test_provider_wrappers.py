@@ -187,6 +187,7 @@ async def test_timeouts_are_retried() -> None:
     with pytest.raises(ProviderTimeoutError):
         await stt.transcribe(CLIP)
     assert stt.calls == 2
+    assert (stt.stats.calls, stt.stats.timeouts, stt.stats.retries) == (2, 2, 1)
 
 
 async def test_unexpected_exception_becomes_provider_error_without_its_text(caplog) -> None:
@@ -435,7 +436,18 @@ async def test_stats_count_calls_and_latency() -> None:
     stats = gen.stats.as_dict()
     assert (stats["calls"], stats["failures"], stats["retries"]) == (3, 0, 0)
     assert stats["p50_s"] is not None and stats["p50_s"] >= 0
-    assert set(stats) == {"calls", "failures", "retries", "p50_s", "p99_s"}
+    assert set(stats) == {
+        "calls",
+        "failures",
+        "retries",
+        "timeouts",
+        "p50_s",
+        "p95_s",
+        "first_p50_s",
+        "first_p95_s",
+    }
+    # A stream also records the time to its first piece.
+    assert stats["first_p50_s"] is not None and stats["first_p50_s"] <= stats["p50_s"]
 
 
 def test_latency_percentiles() -> None:

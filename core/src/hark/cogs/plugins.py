@@ -69,6 +69,39 @@ def render_listing(bot: HarkBot, guild_id: int | None, guild_name: str | None) -
     return "\n".join(lines)
 
 
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def render_stats(bot: HarkBot) -> str:
+    """Each loaded provider's calls since start: counts and p50/p95 latency (for a
+    stream also the time to its first piece, what a conversation waits for)."""
+    lines = ["**Provider statistics** (this process, since start)"]
+    providers = sorted(
+        (p for c in Capability for p in bot.control.manager.providers(c)),
+        key=lambda p: (p.capability.value, p.id),
+    )
+    for provider in dict.fromkeys(providers):
+        s = provider.stats
+        if not s.calls:
+            lines.append(f"`{provider.id}` ({provider.capability.value}): no calls yet")
+            continue
+        first = ""
+        if s.first_samples:
+            first = (
+                f"; first piece p50 {_ms(s.percentile(50, first=True))},"
+                f" p95 {_ms(s.percentile(95, first=True))}"
+            )
+        lines.append(
+            f"`{provider.id}` ({provider.capability.value}): {s.calls} calls, {s.failures} failed,"
+            f" {s.retries} retried, {s.timeouts} timed out; p50 {_ms(s.percentile(50))},"
+            f" p95 {_ms(s.percentile(95))}{first}"
+        )
+    if len(lines) == 1:
+        lines.append("No providers are loaded.")
+    return "\n".join(lines)
+
+
 class PluginsCog(PluginCog, name="Plugins"):
     """Manage which plugins run in this server."""
 
@@ -80,6 +113,13 @@ class PluginsCog(PluginCog, name="Plugins"):
         guild = ctx.guild
         text = render_listing(self.bot, guild.id if guild else None, guild.name if guild else None)
         for part in split_message(text):
+            await ctx.send(part)
+
+    @plugins.command(name="stats")
+    async def stats(self, ctx: commands.Context[Any]) -> None:
+        """Calls, failures, retries, timeouts and latency of each provider (Manage Server)."""
+        await require_manager(ctx)
+        for part in split_message(render_stats(self.bot)):
             await ctx.send(part)
 
     async def _manage(self, ctx: commands.Context[Any], action) -> None:

@@ -212,7 +212,11 @@ class Provider:
                 error = self._wrap(exc)
                 if isinstance(exc, TimeoutError) and limit < self.timeout:
                     error = self._past_deadline(give_up_at)
-                self.stats.record(time.perf_counter() - started, ok=False)
+                self.stats.record(
+                    time.perf_counter() - started,
+                    ok=False,
+                    timed_out=isinstance(error, ProviderTimeoutError),
+                )
                 if await self._backoff(attempt, error, op, give_up_at):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)
@@ -254,13 +258,19 @@ class Provider:
                             item = await anext(stream)
                     except StopAsyncIteration:
                         break
+                    if not produced:
+                        self.stats.record_first(time.perf_counter() - started)
                     produced = True
                     yield item
             except Exception as exc:
                 error = self._wrap(exc)
                 if isinstance(exc, TimeoutError) and not produced and cut_short:
                     error = self._past_deadline(give_up_at)
-                self.stats.record(time.perf_counter() - started, ok=False)
+                self.stats.record(
+                    time.perf_counter() - started,
+                    ok=False,
+                    timed_out=isinstance(error, ProviderTimeoutError),
+                )
                 if not produced and await self._backoff(attempt, error, op, give_up_at):
                     continue
                 self.log.warning("%s %s failed: %s", self.id, op, error)

@@ -122,7 +122,8 @@ class Generator(Provider):
                     yield delta
 
     async def complete(self, messages: Sequence[PromptMessage], **kwargs: Any) -> str:
-        """The whole reply as one string (for callers that do not stream)."""
+        """The whole reply as one string, for callers that do not stream (extraction,
+        summaries, tests); the same deadline, retries and settings as generate()."""
         return "".join([delta async for delta in self.generate(messages, **kwargs)])
 
     def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
@@ -161,9 +162,6 @@ class Synthesizer(Provider):
     channels: int = 1
     # Longest text accepted in one call; the core splits longer text at sentences.
     max_text_length: int = 5_000
-    # Capability flag: audio arrives in several clips while synthesis goes on
-    # (False for backends that answer with one clip at the end).
-    streams: bool = True
 
     def synthesize(
         self,

@@ -33,23 +33,36 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class LatencyStats:
-    """Per-provider call metrics: counts and a window of recent latencies."""
+    """Per-provider call metrics since start: counts, and windows of recent latencies.
+
+    ``samples`` hold whole calls (a stream: until its end); ``first_samples`` the time
+    to a stream's first item, which is what a conversation waits for. Shown by
+    ``!plugins stats``.
+    """
 
     calls: int = 0
     failures: int = 0
     retries: int = 0
+    timeouts: int = 0
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    first_samples: deque[float] = field(default_factory=lambda: deque(maxlen=512))
 
-    def record(self, seconds: float, ok: bool) -> None:
+    def record(self, seconds: float, ok: bool, *, timed_out: bool = False) -> None:
         self.calls += 1
         if not ok:
             self.failures += 1
+        if timed_out:
+            self.timeouts += 1
         self.samples.append(seconds)
 
-    def percentile(self, p: float) -> float | None:
-        if not self.samples:
+    def record_first(self, seconds: float) -> None:
+        self.first_samples.append(seconds)
+
+    def percentile(self, p: float, *, first: bool = False) -> float | None:
+        window = self.first_samples if first else self.samples
+        if not window:
             return None
-        ordered = sorted(self.samples)
+        ordered = sorted(window)
         index = min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))
         return ordered[index]
 
@@ -58,6 +71,9 @@ class LatencyStats:
             "calls": self.calls,
             "failures": self.failures,
             "retries": self.retries,
+            "timeouts": self.timeouts,
             "p50_s": self.percentile(50),
-            "p99_s": self.percentile(99),
+            "p95_s": self.percentile(95),
+            "first_p50_s": self.percentile(50, first=True),
+            "first_p95_s": self.percentile(95, first=True),
         }
