@@ -242,3 +242,26 @@ async def test_bad_start_up_values_are_one_line_each_and_ignored(
         " must be text of at most 40 characters",
         "demo: ignoring DEMO_VOLUME='loud': `volume` must be a number between 0.5 and 2.0",
     ]
+
+
+class ToneSettings(hark.Settings):
+    tone: str = hark.setting("plain", description="how replies sound")
+
+
+class ToneGenerator(hark.Generator):
+    """Answers with the tone its call was given: what reached the provider."""
+
+    async def _impl(self, request: hark.GenerationRequest):
+        yield f"tone={request.settings.tone} channel={request.channel_id}"
+
+
+async def test_a_channels_value_reaches_the_provider_of_a_reply_there(hark_harness_factory):
+    tone = hark.Plugin(description="Tones", settings=ToneSettings, providers=[ToneGenerator])
+    h = await hark_harness_factory(plugins={"tone": tone})
+    other = h.server.create_text_channel(h.guild, "other")
+    done = await h.ask("!config tone tone gruff --channel", author=h.admin)
+    assert "gruff" in done.content
+    here = await h.ask("!ask hi")
+    assert here.content == f"tone=gruff channel={h.channel.id}"
+    there = await h.ask("!ask hi", channel=other)
+    assert there.content == f"tone=plain channel={other.id}"

@@ -73,7 +73,11 @@ class Turn:
     generator: Generator
 
     def stream(self) -> AsyncIterator[str]:
-        return self.generator.generate(self.prompt.messages, guild_id=self.request.guild_id)
+        return self.generator.generate(
+            self.prompt.messages,
+            guild_id=self.request.guild_id,
+            channel_id=self.request.channel_id,
+        )
 
 
 class Conversation:

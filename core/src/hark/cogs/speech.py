@@ -31,7 +31,9 @@ class SpeechCog(PluginCog, name="Speech"):
 
     default_settings = {"attach": False}
 
-    async def speak_to_wav(self, text: str, guild_id: int | None) -> bytes:
+    async def speak_to_wav(
+        self, text: str, guild_id: int | None, channel_id: int | None = None
+    ) -> bytes:
         synthesizer = self.bot.control.provider_for(Capability.SYNTHESIZE, guild_id)
         if not isinstance(synthesizer, Synthesizer):
             raise ProviderError("no synthesizer is enabled here", provider="speech")
@@ -39,7 +41,7 @@ class SpeechCog(PluginCog, name="Speech"):
         # keeps its filter state across chunks (no clicks at chunk boundaries).
         clips: list[AudioClip] = []
         resampler: StreamResampler | None = None
-        async for clip in synthesizer.synthesize(text, guild_id=guild_id):
+        async for clip in synthesizer.synthesize(text, guild_id=guild_id, channel_id=channel_id):
             if resampler is None:
                 resampler = StreamResampler(clip.sample_rate, clip.channels, WAV_RATE, 1)
             clips.append(resampler.feed(clip.pcm))
@@ -53,7 +55,9 @@ class SpeechCog(PluginCog, name="Speech"):
         """Post the spoken version of TEXT as voice.wav."""
         async with ctx.typing():
             try:
-                data = await self.speak_to_wav(text, ctx.guild.id if ctx.guild else None)
+                data = await self.speak_to_wav(
+                    text, ctx.guild.id if ctx.guild else None, ctx.channel.id
+                )
             except ProviderError as exc:
                 await ctx.reply(exc.user_message, mention_author=False)
                 return
@@ -78,7 +82,7 @@ class SpeechCog(PluginCog, name="Speech"):
         if not isinstance(last, discord.Message):
             return
         try:
-            data = await self.speak_to_wav(text, request.guild_id)
+            data = await self.speak_to_wav(text, request.guild_id, request.channel_id)
             await last.add_files(discord.File(io.BytesIO(data), FILENAME))
         except (ProviderError, discord.HTTPException) as exc:
             log.warning("spoken reply failed in channel %s: %s", request.channel_id, exc)

@@ -183,7 +183,9 @@ class Player:
                 await reply.released.wait()
             resampler: StreamResampler | None = None
             try:
-                async for clip in synthesizer.synthesize(text, guild_id=self.guild_id):
+                async for clip in synthesizer.synthesize(
+                    text, guild_id=self.guild_id, channel_id=self._channel_id()
+                ):
                     if resampler is None:
                         resampler = StreamResampler(
                             clip.sample_rate, clip.channels, DISCORD_RATE, DISCORD_CHANNELS
@@ -196,6 +198,10 @@ class Player:
             except ProviderError as exc:
                 reply.errors.append(exc)
                 return
+
+    def _channel_id(self) -> int | None:
+        # The voice channel: its channel-scoped settings (a voice per room) apply.
+        return getattr(getattr(self.vc, "channel", None), "id", None)
 
     def _ensure_playing(self, reply: Reply) -> None:
         if (

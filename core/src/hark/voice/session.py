@@ -571,7 +571,10 @@ class VoiceSession:
         prompt = ", ".join(names) + "." if names else None
         try:
             transcript = await transcriber.transcribe(
-                utterance.clip, prompt=prompt, guild_id=self.guild_id
+                utterance.clip,
+                prompt=prompt,
+                guild_id=self.guild_id,
+                channel_id=getattr(self.vc.channel, "id", None),
             )
         except ProviderError as exc:
             return exc
