@@ -303,6 +303,11 @@ async def test_persona_per_server_and_channel(chat: BotHarness):
     await chat.ask("!persona channel reset", author=chat.admin)
     await final_text(chat, await chat.ask("robot again"))
     assert chat.generator.requests[-1].messages[0].content.startswith("You are a pirate")
+    # Every reset word of hark.RESET_WORDS resets, here as in !config.
+    await chat.ask("!persona channel You are a librarian.", author=chat.admin)
+    await chat.ask("!persona channel unset", author=chat.admin)
+    await final_text(chat, await chat.ask("robot once more"))
+    assert chat.generator.requests[-1].messages[0].content.startswith("You are a pirate")
 
 
 async def test_model_show_and_set(tmp_path):

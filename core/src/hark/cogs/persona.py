@@ -8,9 +8,8 @@ from discord.ext import commands
 
 from hark.chat.persona import PersonaContext
 from hark.cog import PluginCog, require_manager
+from hark.plugin import RESET_WORDS
 from hark.text import split_message
-
-RESET_WORDS = {"reset", "default", "clear"}
 
 
 class PersonaCog(PluginCog, name="Persona"):

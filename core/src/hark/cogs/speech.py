@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from hark.audio import StreamResampler, wav_bytes
 from hark.cog import PluginCog, manage_server
+from hark.plugin import RESET_WORDS
 from hark.providers import AudioClip, Capability, ContextRequest, Synthesizer
 from hark.providers.errors import ProviderError
 
@@ -112,7 +113,7 @@ class SpeechCog(PluginCog, name="Speech"):
     async def speech_channel(self, ctx: commands.Context[Any], state: str) -> None:
         """Override for this channel: on, off, or default (follow the server)."""
         scope = self.settings.channel(ctx.channel.id)
-        if state.lower() == "default":
+        if state.lower() in RESET_WORDS:
             await scope.clear("attach")
             await ctx.reply(
                 "This channel follows the server's setting again.", mention_author=False
