@@ -6,7 +6,12 @@ Plugin authors need only this module: ``Plugin`` declares a plugin (with a
 types are re-exported here.
 """
 
+import pkgutil
 from importlib.metadata import PackageNotFoundError, version
+
+# hark.testing, the test kit, is another distribution (hark-testing) installing into
+# this package: let it be found wherever it is installed (an editable checkout too).
+__path__ = pkgutil.extend_path(__path__, __name__)
 
 from hark.chat.ratelimit import RateLimiter
 from hark.chat.ratelimit import parse_rate as parse_rate_limit

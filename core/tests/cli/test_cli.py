@@ -249,6 +249,33 @@ async def test_fresh_venv_with_only_core(tmp_path):
     listed = {line.split()[0] for line in out.decode().splitlines() if line.strip()}
     # nothing but the core and its built-in plugins is installed there
     assert listed == {"core", "chat", "persona", "history", "voice", "speech"}
+    # ...and no test kit: hark.testing and its pytest plugin come with hark-testing only.
+    check = (
+        "import importlib.util, importlib.metadata as m; import hark;"
+        "assert importlib.util.find_spec('hark.testing') is None;"
+        "assert not [e for e in m.entry_points(group='pytest11') if e.value.startswith('hark')]"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        str(py), "-c", check, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("HARK_WHEELHOUSE"), reason="scripts/test builds the wheelhouse"
+)
+def test_the_hark_wheel_ships_no_test_code():
+    import zipfile
+
+    wheel = next(Path(os.environ["HARK_WHEELHOUSE"]).glob("hark-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.startswith("hark/testing") or "/tests/" in n]
+    assert "hark/__init__.py" in names and "hark/api.py" in names
+    kit = next(Path(os.environ["HARK_WHEELHOUSE"]).glob("hark_testing-*.whl"))
+    kit_names = zipfile.ZipFile(kit).namelist()
+    assert "hark/testing/harness.py" in kit_names
+    assert not [n for n in kit_names if n.startswith("hark/") and not n.startswith("hark/testing")]
 
 
 SLOW_LLM = '''
