@@ -17,8 +17,9 @@ What it gives:
 - **providers**: :meth:`Host.providers` and :meth:`Host.provider` — every loaded
   provider of a capability, and the one a server uses;
 - **reply / speak**: :meth:`Host.reply` answers through the server's LLM into a
-  channel, :meth:`Host.say` posts text as it is, :meth:`Host.speak` talks in the
-  server's voice session;
+  channel, :meth:`Host.answer` answers for somewhere else (another platform's
+  chat), :meth:`Host.say` posts text as it is, :meth:`Host.speak` talks in the
+  server's voice session; :meth:`Host.names` is what the bot answers to;
 - **events**: :class:`Events` — in-process notifications (``reply``,
   ``plugins_changed``, and any a plugin emits);
 - **logging** with secret redaction: :meth:`Host.logger`, :func:`register_secret`;
@@ -53,7 +54,9 @@ class Events:
     async listeners run as tasks, so :meth:`emit` never waits for (or fails with) one.
 
     The core emits ``reply`` (``guild_id, channel_id, text``) after a reply is
-    delivered and ``plugins_changed`` (``guild_id``) when a server's plugins change.
+    delivered, ``plugins_changed`` (``guild_id``) when a server's plugins change, and
+    ``settings_changed`` (``plugin_id, key, scope, target_id``) when `!config` set or
+    reset a value.
     """
 
     def __init__(self) -> None:
@@ -127,6 +130,25 @@ class Host(Protocol):
     ) -> str | None:
         """Answer ``request`` through the server's LLM, streamed into the channel, and
         record it in history. Returns the delivered text, or None if nothing was."""
+        ...
+
+    async def answer(
+        self, request: ContextRequest, deliver: Callable[[str], Awaitable[str | None]]
+    ) -> str | None:
+        """Answer ``request`` through the server's LLM and hand the whole text to
+        ``deliver``, which posts it outside Discord (a Twitch chat) and returns what
+        it posted, or None. What was posted is recorded (history, when the request
+        uses it); nothing is when ``deliver`` posted nothing. A provider failure
+        raises its :class:`hark.ProviderError`. Shutdown waits for it."""
+        ...
+
+    def names(self) -> list[str]:
+        """What the bot answers to: ``BOT_TRIGGER_NAMES``, else its Discord name."""
+        ...
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of its text commands (``!`` unless configured), for help texts."""
         ...
 
     async def say(self, channel_id: int, text: str) -> bool:

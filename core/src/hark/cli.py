@@ -222,42 +222,61 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _call_prepare(fn, progress) -> Any:
+async def _call_prepare(fn, progress, settings: Any) -> Any:
     params = inspect.signature(fn).parameters
-    result = fn(progress=progress) if "progress" in params else fn()
-    if inspect.isawaitable(result):
-        return asyncio.run(result)
-    return result
+    kwargs: dict[str, Any] = {}
+    if "progress" in params:
+        kwargs["progress"] = progress
+    if "settings" in params:
+        # The bot-wide values (bot.toml, environment, the owner's), as `bot run` has them.
+        kwargs["settings"] = settings
+    if inspect.iscoroutinefunction(fn):
+        return await fn(**kwargs)
+    result = await asyncio.to_thread(fn, **kwargs)  # a download may block for minutes
+    return await result if inspect.isawaitable(result) else result
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from hark.runtime import Runtime
+
     config = _load(args)
-    manager = _manager(config)
+    runtime = Runtime(config)
     todo = [
         p
-        for p in manager.loaded()
+        for p in runtime.manager.loaded()
         if p.prepare is not None and (not args.plugins or p.id in args.plugins)
     ]
     if not todo:
         print("Nothing to prepare: no loaded plugin has a prepare() step.")
         return EXIT_OK
+    return asyncio.run(_prepare(runtime, todo))
+
+
+async def _prepare(runtime: Any, todo: list[Any]) -> int:
+    await runtime.open()
     failed = 0
-    for index, info in enumerate(todo, start=1):
-        label = f"[{index}/{len(todo)}] {info.id}"
-        print(f"{label}: preparing...", flush=True)
-        started = time.perf_counter()
+    try:
+        for index, info in enumerate(todo, start=1):
+            label = f"[{index}/{len(todo)}] {info.id}"
+            print(f"{label}: preparing...", flush=True)
+            started = time.perf_counter()
 
-        def progress(message: str, fraction: float | None = None, _label: str = label) -> None:
-            pct = f" {fraction * 100:3.0f}%" if fraction is not None else ""
-            print(f"{_label}:{pct} {message}", flush=True)
+            def progress(message: str, fraction: float | None = None, _label: str = label) -> None:
+                pct = f" {fraction * 100:3.0f}%" if fraction is not None else ""
+                print(f"{_label}:{pct} {message}", flush=True)
 
-        try:
-            _call_prepare(info.prepare, progress)
-        except Exception as exc:
-            failed += 1
-            print(f"{label}: FAILED: {type(exc).__name__}: {exc}", flush=True)
-            continue
-        print(f"{label}: done in {time.perf_counter() - started:.1f}s", flush=True)
+            settings = None
+            if info.plugin is not None and info.plugin.settings is not None:
+                settings = runtime.settings.resolve(info.id).values
+            try:
+                await _call_prepare(info.prepare, progress, settings)
+            except Exception as exc:
+                failed += 1
+                print(f"{label}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            print(f"{label}: done in {time.perf_counter() - started:.1f}s", flush=True)
+    finally:
+        await runtime.close()
     return EXIT_FAILURE if failed else EXIT_OK
 
 

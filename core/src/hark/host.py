@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -62,6 +63,28 @@ class BotHost:
         return await self._bot.reply(
             request, ChannelTarget(channel, None), notify_errors=notify_errors
         )
+
+    async def answer(
+        self, request: ContextRequest, deliver: Callable[[str], Awaitable[str | None]]
+    ) -> str | None:
+        conversation = self._bot.runtime.conversation
+        with self._bot.inflight():
+            turn = await conversation.prepare(request)
+            text = "".join([delta async for delta in turn.stream()])
+            posted = await deliver(text) if text.strip() else None
+            if posted:
+                await conversation.record(turn, posted)
+            return posted or None
+
+    @property
+    def prefix(self) -> str:
+        return self._bot.config.prefix
+
+    def names(self) -> list[str]:
+        names = list(self._bot.config.trigger_names or [])
+        if not names and self._bot.user is not None:
+            names.append(self._bot.user.name)
+        return names
 
     async def say(self, channel_id: int, text: str) -> bool:
         channel = self._channel(channel_id)

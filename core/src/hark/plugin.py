@@ -70,7 +70,8 @@ def setting(
     """A settings field: pydantic's ``Field`` plus where the value may come from.
 
     ``env`` names an environment variable that overrides ``bot.toml``; ``scopes``
-    says where `!config` may set it (``global``, ``server``, ``channel``, ``user``);
+    says where `!config` may set it (``global``, ``server``, ``channel``, ``user``;
+    ``()``: nowhere, only ``bot.toml`` and the environment);
     ``choices`` restricts it to a list (offered by autocomplete). Other keywords
     (``ge``, ``le``, ``max_length``, ``pattern``...) are pydantic constraints.
     """
@@ -175,11 +176,11 @@ class SettingField:
     def _lengths(self) -> str:
         low, high = self._constraint(MinLen), self._constraint(MaxLen)
         if low is not None and high is not None:
-            return f" of {low.min_length} to {high.max_length} characters"
+            return f" of {low.min_length} to {_characters(high.max_length)}"
         if high is not None:
-            return f" of at most {high.max_length} characters"
+            return f" of at most {_characters(high.max_length)}"
         if low is not None:
-            return f" of at least {low.min_length} characters"
+            return f" of at least {_characters(low.min_length)}"
         return ""
 
 
@@ -196,7 +197,7 @@ def setting_fields(model: type[Settings]) -> list[SettingField]:
                 info=info,
                 description=info.description or "",
                 env=meta.get("env"),
-                scopes=tuple(meta.get("scopes") or DEFAULT_SCOPES),
+                scopes=tuple(DEFAULT_SCOPES if meta.get("scopes") is None else meta["scopes"]),
                 choices=None if choices is None else tuple(choices),
             )
         )
@@ -223,6 +224,10 @@ def _allows_none(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return type(None) in typing.get_args(annotation)
     return annotation is type(None)
+
+
+def _characters(count: int) -> str:
+    return f"{count} character" + ("" if count == 1 else "s")
 
 
 def _plain(value: Any) -> str:

@@ -57,6 +57,8 @@ class Runtime:
         await self.settings.load()
         deadline = self.config.provider_deadline if self.config.provider_deadline > 0 else None
         for info in self.manager.loaded():
+            if info.plugin is not None and info.plugin.settings is not None:
+                self.settings.declare(info.id, info.plugin.settings)
             for provider in info.providers:
                 provider.bind(self.settings.for_plugin(info.id))
                 provider.deadline = deadline

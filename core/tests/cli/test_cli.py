@@ -174,7 +174,7 @@ async def test_prepare_reports_progress_and_failures(tmp_path):
     fake_distribution(
         site,
         "hark_prep_dist",
-        {"good": "hark_prep_good", "bad": "hark_prep_bad"},
+        {"good": "hark_prep_good", "bad": "hark_prep_bad", "typed": "hark_prep_typed:plugin"},
         {
             "hark_prep_good": """
                 import asyncio
@@ -187,13 +187,29 @@ async def test_prepare_reports_progress_and_failures(tmp_path):
                 def prepare():
                     raise RuntimeError("disk full")
             """,
+            "hark_prep_typed": """
+                import hark
+
+                class Settings(hark.Settings):
+                    model: str = hark.setting("small", env="PREP_MODEL", description="m")
+                    size: int = hark.setting(1, description="s")
+
+                def prepare(progress, settings):
+                    progress(f"would fetch {settings.model} x{settings.size}")
+
+                plugin = hark.Plugin(description="typed", settings=Settings, prepare=prepare)
+            """,
         },
     )
-    env = clean_env(PYTHONPATH=str(site), HARK_LOAD_PLUGINS="good,bad")
-    code, out, _ = await run_bot("prepare", cwd=tmp_path, env=env)
-    assert code == 1
+    (tmp_path / "bot.toml").write_text("[plugin.typed]\nmodel = 'from-toml'\nsize = 3\n")
+    env = clean_env(PYTHONPATH=str(site), HARK_LOAD_PLUGINS="good,bad,typed", PREP_MODEL="env")
+    code, out, err = await run_bot("prepare", cwd=tmp_path, env=env)
+    assert code == 1, err
+    assert "Traceback" not in err, err
     assert "bad: FAILED: RuntimeError: disk full" in out
     assert " 50% fetching model" in out and "good: done in" in out
+    # A declared plugin's prepare() gets the bot-wide settings: env beats bot.toml.
+    assert "typed: would fetch env x3" in out
 
     code, out, _ = await run_bot("prepare", "good", cwd=tmp_path, env=env)
     assert code == 0 and "bad" not in out

@@ -88,3 +88,87 @@ async def test_a_cog_uses_settings_say_reply_speak_events_and_its_logger(tmp_pat
         status = await h.ask("!speakup")
         assert status.content == "spoken=False unknown=False"
         assert len(cog.seen) == 1
+
+
+class RoomSettings(hark.Settings):
+    room: int | None = hark.setting(None, scopes=("server",), description="a channel here")
+    endpoint: str = hark.setting("ws://x", scopes=(), description="bot.toml or env only")
+
+
+class RoomContext(hark.ContextProvider):
+    """Refuses, at set time, a channel of another server (check_setting gets the server)."""
+
+    settings_model = RoomSettings
+
+    def __init__(self, bot_channels: dict[int, int]) -> None:
+        super().__init__()
+        self.bot_channels = bot_channels
+
+    async def check_setting(self, key: str, value: Any, *, guild_id: int | None = None) -> Any:
+        if key == "room" and value is not None and self.bot_channels.get(value) != guild_id:
+            raise ValueError("that channel is not in this server")
+        return value
+
+    async def _impl(self, request: ContextRequest, settings: RoomSettings):
+        return None
+
+
+class RoomCog(PluginCog, name="Rooms"):
+    def __init__(self, bot: Any) -> None:
+        super().__init__(bot)
+        self.changes: list[dict[str, Any]] = []
+        self.posted: list[str] = []
+        self.host.events.subscribe("settings_changed", lambda **p: self.changes.append(p))
+
+    @commands.command()
+    async def elsewhere(self, ctx: commands.Context[Any], *, text: str) -> None:
+        """Answer as if for another platform's chat, and report what was posted."""
+
+        async def deliver(answer: str) -> str | None:
+            self.posted.append(answer)
+            return answer if "drop" not in text else None
+
+        request = ContextRequest(
+            guild_id=ctx.guild.id, channel_id=ctx.channel.id, text=text, user_name="viewer"
+        )
+        posted = await self.host.answer(request, deliver)
+        await ctx.send(f"posted={posted!r} names={self.host.names()} prefix={self.host.prefix}")
+
+
+async def test_answer_elsewhere_names_check_setting_and_settings_changed(tmp_path):
+    holder: dict[int, int] = {}
+    rooms = hark.Plugin(
+        description="Rooms",
+        settings=RoomSettings,
+        providers=[lambda: RoomContext(holder)],
+        cogs=[RoomCog],
+    )
+    plugins = {"rooms": rooms, "llm": fake_plugin(EchoGenerator())}
+    async with BotHarness(tmp_path, plugins=plugins, config={"trigger_names": ["robot"]}) as h:
+        other_guild = h.server.create_guild("Other")
+        foreign = h.server.create_text_channel(other_guild, "theirs")
+        holder.update({h.channel.id: h.guild.id, foreign.id: other_guild.id})
+        cog = h.bot.get_cog("Rooms")
+
+        refused = await h.ask(f"!config rooms room {foreign.id}", author=h.admin)
+        assert "that channel is not in this server" in refused.content
+        done = await h.ask(f"!config rooms room {h.channel.id}", author=h.admin)
+        assert "is now" in done.content
+        assert cog.changes == [
+            {"plugin_id": "rooms", "key": "room", "scope": "server", "target_id": h.guild.id}
+        ]
+        fixed = await h.ask("!config rooms endpoint ws://y --global", author=h.server.owner)
+        assert "can be set only in bot.toml or the environment" in fixed.content
+
+        answer = await h.ask("!elsewhere hello from afar")
+        assert "hello from afar" in cog.posted[-1]
+        assert (
+            answer.content.startswith("posted='") and "names=['robot'] prefix=!" in answer.content
+        )
+        history = h.bot.runtime.history
+        rows = await history.recent(h.channel.id, 10)
+        assert any("hello from afar" in m.content for m in rows if m.role == "assistant")
+        dropped = await h.ask("!elsewhere drop this one")
+        assert dropped.content.startswith("posted=None")
+        rows = await history.recent(h.channel.id, 10)
+        assert not any("drop this one" in m.content for m in rows if m.role == "assistant")

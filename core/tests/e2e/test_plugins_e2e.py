@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import EntryPoint
 
-import hark_example_hello as hello
 import pytest
+from hark_example_hello import plugin as hello
 
 from hark.providers import Capability
 from hark.testing.fakes import EchoGenerator, FakeGenerator, fake_plugin
@@ -127,9 +127,9 @@ async def test_state_survives_restart(harness: BotHarness) -> None:
 
 
 async def test_plugin_settings_survive_restart(harness: BotHarness) -> None:
-    reply = await harness.ask("!greeting Ahoy", author=harness.admin)
+    reply = await harness.ask("!config hello greeting Ahoy", author=harness.admin)
     assert "Ahoy" in reply.content
-    refused = await harness.ask("!greeting Boo", author=harness.member)
+    refused = await harness.ask("!config hello greeting Boo", author=harness.member)
     assert "Manage Server" in refused.content
     await harness.restart()
     assert (await harness.ask("!hello")).content == "Ahoy, alice!"

@@ -15,6 +15,7 @@ only as set / not set. Replies never ping and are split at Discord's limits.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,20 @@ _WHERE = {GLOBAL: "bot-wide", SERVER: "in this server", CHANNEL: "in this channe
 _CAN_BE_SET = {GLOBAL: "bot-wide (owner)", SERVER: "per server", CHANNEL: "per channel"}
 _CAN_BE_SET[USER] = "per member (`--me`)"
 _MAX_SHOWN = 100
+
+
+async def _check(provider: Any, key: str, value: Any, guild_id: int | None) -> Any:
+    # check_setting(key, value) without ``guild_id`` is the first v2 signature: kept.
+    check = provider.check_setting
+    params = inspect.signature(check).parameters
+    takes_guild = "guild_id" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return await (check(key, value, guild_id=guild_id) if takes_guild else check(key, value))
+
+
+def _settable(field: SettingField) -> str:
+    if not field.scopes:
+        return "can be set only in bot.toml or the environment"
+    return "can be set " + ", ".join(_CAN_BE_SET[s] for s in field.scopes)
 
 
 class Refused(Exception):
@@ -192,7 +207,7 @@ class ConfigCog(PluginCog, name="Config"):
         if field.description:
             lines.append(field.description[:1].upper() + field.description[1:])
         details = [f"Accepts {field.allowed()}" + (" or `none`" if field.optional else "")]
-        details.append("can be set " + ", ".join(_CAN_BE_SET[s] for s in field.scopes))
+        details.append(_settable(field))
         if field.env:
             details.append(f"environment variable `{field.env}`")
         details.append(f"default {shown(field.default)}")
@@ -208,11 +223,12 @@ class ConfigCog(PluginCog, name="Config"):
         store = self.bot.runtime.settings
         name = f"`{info.id}.{field.name}`"
         if not field.allows(scope):
-            allowed = ", ".join(_CAN_BE_SET[s] for s in field.scopes)
-            raise Refused(f"{name} can't be set {_WHERE[scope]}; it can be set {allowed}.")
+            raise Refused(f"{name} can't be set {_WHERE[scope]}; it {_settable(field)}.")
         target = here.target(scope)
         if text.strip().lower() in RESET_WORDS:
             removed = await store.reset_value(info.id, field.name, scope, target)
+            if removed:
+                self._changed(info, field.name, scope, target)
             resolved = self._resolve(info, here)
             now = f"{shown(getattr(resolved.values, field.name))} ({resolved.origin(field.name)})"
             if not removed:
@@ -223,7 +239,7 @@ class ConfigCog(PluginCog, name="Config"):
         try:
             value = coerce(model, field.name, text)
             for provider in info.providers:
-                value = await provider.check_setting(field.name, value)
+                value = await _check(provider, field.name, value, here.guild_id)
         except (SettingError, ValueError) as exc:
             raise Refused(f"Nothing changed: {_sentence(exc, field.name)}") from None
         except ProviderError as exc:
@@ -232,6 +248,7 @@ class ConfigCog(PluginCog, name="Config"):
                 f" {exc.user_message}"
             ) from None
         value = await store.set_value(info.id, field.name, value, scope, target)
+        self._changed(info, field.name, scope, target)
         reply = f"{name} is now {shown(value)} {_WHERE[scope]}."
         resolved = self._resolve(info, here)
         origin: Origin = resolved.origin(field.name)
@@ -239,6 +256,12 @@ class ConfigCog(PluginCog, name="Config"):
             current = shown(getattr(resolved.values, field.name))
             reply += f" Here it is still {current} ({origin}), which comes first."
         return reply
+
+    def _changed(self, info: PluginInfo, key: str, scope: str, target: int | None) -> None:
+        # Plugins that apply a value once (a connection) can act on it at once.
+        self.host.events.emit(
+            "settings_changed", plugin_id=info.id, key=key, scope=scope, target_id=target
+        )
 
     async def refusal(self, user: Any, guild: discord.Guild | None, scope: str) -> str | None:
         """Why ``user`` may not set values in ``scope`` (slash commands), or None."""

@@ -128,11 +128,13 @@ class Provider:
         resolved = self.resolve(guild_id, channel_id)
         return {} if resolved is None else {"settings": resolved.values}
 
-    async def check_setting(self, key: str, value: Any) -> Any:
+    async def check_setting(self, key: str, value: Any, *, guild_id: int | None = None) -> Any:
         """Called by `!config` before ``key`` is set to ``value`` (already validated by
-        the model): return the value to store (e.g. normalized), or raise ValueError
-        with a sentence for the user. For checks the model can't make alone, such as
-        looking a voice up in the service's list. A ProviderError means "couldn't check"."""
+        the model) in server ``guild_id`` (None: bot-wide or a DM): return the value to
+        store (e.g. normalized), or raise ValueError with a sentence for the user. For
+        checks the model can't make alone, such as looking a voice up in the service's
+        list, or refusing another server's channel. A ProviderError means "couldn't
+        check"."""
         return value
 
     def setting(self, key: str, guild_id: int | None = None, default: Any = None) -> Any:
