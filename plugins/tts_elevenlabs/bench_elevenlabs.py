@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
-from hark_tts_elevenlabs import ElevenLabsSynthesizer
+from hark_tts_elevenlabs import ElevenLabsSynthesizer, voice_settings
 from hark_tts_elevenlabs.synthesizer import OUTPUT_FORMAT
 from hark_tts_elevenlabs.testing import FakeElevenLabs
 
@@ -105,9 +105,10 @@ async def main(args: argparse.Namespace) -> None:
         seconds_per_char=args.seconds_per_char,
     ) as server:
         voice = server.voice_ids[0]
-        synth = ElevenLabsSynthesizer(api_key=KEY, voice_id=voice, base_url=server.url, environ={})
+        environ = {"ELEVENLABS_VOICE_ID": voice}
+        synth = ElevenLabsSynthesizer(api_key=KEY, base_url=server.url, environ=environ)
         synth.plugin_id = "tts_elevenlabs"
-        settings = synth.voice_settings(None).model_dump(exclude_none=True)
+        settings = voice_settings(synth.bot_wide()).model_dump(exclude_none=True)
         body = {"model_id": synth.default_model, "voice_settings": settings}
         url = f"{server.url}/v1/text-to-speech/{voice}/stream"
         audio_seconds = server.seconds_for(text)

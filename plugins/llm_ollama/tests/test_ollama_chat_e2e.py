@@ -48,8 +48,8 @@ async def test_a_member_gets_the_models_reply(chat, fake_ollama):
 
 
 async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
-    await chat.ask("!ollama model qwen2.5:7b", author=chat.admin)
-    await chat.ask("!ollama set num_ctx 8192", author=chat.admin)
+    await chat.ask("!config llm_ollama model qwen2.5:7b", author=chat.admin)
+    await chat.ask("!config llm_ollama num_ctx 8192", author=chat.admin)
     await final_text(chat, await chat.ask("robot, hello"))
     assert fake_ollama.last_chat["model"] == "qwen2.5:7b"
     assert fake_ollama.last_chat["options"]["num_ctx"] == 8192
@@ -60,6 +60,11 @@ async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
     await chat.ask("!model llama3.2:latest", author=chat.admin)
     await final_text(chat, await chat.ask("robot, hello again"))
     assert fake_ollama.last_chat["model"] == "llama3.2:latest"
+    # ...as `!config` shows; `llama3.2` means `llama3.2:latest` there too
+    shown = await chat.ask("!config llm_ollama model")
+    assert shown.content.startswith("`llm_ollama.model` = `llama3.2:latest` (this server)")
+    reply = await chat.ask("!model llama3.2", author=chat.admin)
+    assert reply.content == "`llm_ollama` now uses model `llama3.2:latest` here."
 
 
 async def test_a_missing_model_tells_how_to_fix_it(chat, fake_ollama):

@@ -91,14 +91,18 @@ async def test_no_options_sent_when_none_are_set(fake_ollama, make_generator):
     assert "options" not in fake_ollama.last_chat
 
 
-async def test_settings_become_ollama_options(fake_ollama, make_generator, settings):
+async def test_settings_become_ollama_options(fake_ollama, make_generator, hark_settings_store):
     generator = make_generator()
-    generator.bind(settings)
-    await settings.global_().set("temperature", 0.5)
-    await settings.global_().set("num_ctx", 8192)
-    await settings.global_().set("keep_alive", "10m")
-    await settings.guild(1).set("temperature", 0.9)
-    await settings.guild(1).set("think", False)
+    generator.bind(hark_settings_store.for_plugin("llm_ollama"))
+
+    async def put(key, value, scope="global", target=None):
+        await hark_settings_store.set_value("llm_ollama", key, value, scope, target)
+
+    await put("temperature", 0.5)
+    await put("num_ctx", 8192)
+    await put("keep_alive", "10m")
+    await put("temperature", 0.9, "server", 1)
+    await put("think", False, "server", 1)
 
     await generator.complete(PROMPT, guild_id=1)
     body = fake_ollama.last_chat
@@ -118,11 +122,11 @@ async def test_settings_become_ollama_options(fake_ollama, make_generator, setti
     assert body["keep_alive"] == -1
 
 
-async def test_model_per_server(fake_ollama, make_generator, settings, monkeypatch):
+async def test_model_per_server(fake_ollama, make_generator, hark_settings_store, monkeypatch):
     monkeypatch.setenv("OLLAMA_MODEL", "qwen2.5:7b")
     generator = make_generator()
-    generator.bind(settings)
-    await generator.set_model(1, "llama3.2")
+    generator.bind(hark_settings_store.for_plugin("llm_ollama"))
+    await generator.set_model(1, "llama3.2")  # as the core's `!model` stores it
 
     await generator.complete(PROMPT, guild_id=1)
     assert fake_ollama.last_chat["model"] == "llama3.2"
@@ -131,10 +135,11 @@ async def test_model_per_server(fake_ollama, make_generator, settings, monkeypat
     await generator.complete(PROMPT, guild_id=1, model="qwen2.5:7b")
     assert fake_ollama.last_chat["model"] == "qwen2.5:7b"
 
-    assert generator.model_source(1) == "chosen for this server"
-    assert generator.model_source(2) == "OLLAMA_MODEL"
+    assert generator.resolve(1).origin("model").label == "this server"
+    assert generator.resolve(2).origin("model").label == "env OLLAMA_MODEL"
     await generator.set_model(1, None)
     assert generator.model_for(1) == "qwen2.5:7b"
+    assert generator.match_model("llama3.2", ["llama3.2:latest"]) == "llama3.2:latest"
 
 
 async def test_configured_from_the_environment(fake_ollama, monkeypatch):
@@ -153,7 +158,7 @@ async def test_defaults_without_environment():
     generator = OllamaGenerator()
     assert generator.host == "http://localhost:11434"
     assert generator.default_model == DEFAULT_MODEL == generator.model_for(None)
-    assert generator.model_source(None) == "built-in default"
+    assert generator.resolve().origin("model").label == "default"
     assert generator.timeout == 120.0
     assert generator.unavailable_reason() is None
     assert OllamaGenerator(host="ftp://example.invalid").unavailable_reason()
@@ -463,7 +468,7 @@ def test_fake_rejects_unknown_breaks():
 
 def test_entry_point_is_declared():
     found = {ep.name: ep.value for ep in entry_points(group="hark")}
-    assert found.get("llm_ollama") == "hark_llm_ollama"
+    assert found.get("llm_ollama") == "hark_llm_ollama:plugin"
 
 
 def test_registers_a_generator_and_a_cog():
@@ -475,3 +480,12 @@ def test_registers_a_generator_and_a_cog():
     assert isinstance(generator, OllamaGenerator)
     assert generator.id == "llm_ollama"
     assert info.cogs == [hark_llm_ollama.OllamaCog]
+    assert info.plugin is hark_llm_ollama.plugin
+    assert info.description.startswith("Ollama: replies from a local or remote Ollama server")
+
+
+def test_an_invalid_environment_value_falls_back(monkeypatch, caplog):
+    monkeypatch.setenv("OLLAMA_TIMEOUT", "soon")
+    with caplog.at_level("WARNING"):
+        assert OllamaGenerator().timeout == 120.0
+    assert "OLLAMA_TIMEOUT='soon'" in caplog.text and "`timeout` must be a number" in caplog.text

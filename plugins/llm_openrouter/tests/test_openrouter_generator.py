@@ -133,13 +133,24 @@ async def test_defaults_without_environment():
     }
 
 
-async def test_invalid_stored_setting_is_a_configuration_error(make_generator, hark_settings_store):
+async def test_an_invalid_stored_value_falls_back_a_layer(
+    server, make_generator, hark_settings_store, caplog
+):
+    """A stored value the model refuses (written by hand, or by an older version) is
+    skipped with one warning: the reply goes out with the value it inherits."""
     generator = make_generator()
     generator.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     await hark_settings_store.for_plugin(PLUGIN_ID).guild(1).set("max_tokens", "lots")
     deltas, error = await collect(generator, guild_id=1)
-    assert deltas == [] and isinstance(error, ConfigurationError)
-    assert "!openrouter set" in error.message
+    assert error is None and deltas
+    assert server.last_chat.body["max_tokens"] == 1024
+    assert "ignoring the stored max_tokens = 'lots' (guild:1)" in caplog.text
+
+
+async def test_an_invalid_environment_value_falls_back(caplog):
+    generator = OpenRouterGenerator(environ={"OPENROUTER_TIMEOUT": "soon"})
+    assert generator.timeout == 60.0
+    assert "OPENROUTER_TIMEOUT='soon'" in caplog.text
 
 
 async def test_credentials_in_the_base_url_are_never_shown():
@@ -175,11 +186,10 @@ async def test_keepalive_comments_are_ignored(server, make_generator):
 
 async def test_per_guild_model_and_settings(server, make_generator, hark_settings_store):
     generator = make_generator()
-    conf = hark_settings_store.for_plugin(PLUGIN_ID)
-    generator.bind(conf)
-    await generator.set_model(111, "anthropic/claude-3.5-haiku")
-    await conf.guild(111).set("temperature", 0.1)
-    await conf.guild(111).set("top_p", 0.5)
+    generator.bind(hark_settings_store.for_plugin(PLUGIN_ID))
+    await generator.set_model(111, "anthropic/claude-3.5-haiku")  # as the core's `!model` does
+    await hark_settings_store.set_value(PLUGIN_ID, "temperature", 0.1, "server", 111)
+    await hark_settings_store.set_value(PLUGIN_ID, "top_p", 0.5, "server", 111)
 
     await generator.complete(PROMPT, guild_id=111)
     here = server.last_chat.body
@@ -521,8 +531,11 @@ async def test_key_never_appears_in_logs(server, make_generator, caplog):
 
 async def test_installed_entry_point_loads_the_plugin():
     (ep,) = [e for e in entry_points(group="hark") if e.name == PLUGIN_ID]
-    assert ep.value == "hark_llm_openrouter"
+    assert ep.value == "hark_llm_openrouter:plugin"
     info = isolated_manager(entry_points=[ep]).get(PLUGIN_ID)
     assert info.loaded, info.error
     assert info.capabilities == ["generate", "commands"]
+    assert info.plugin is plugin.plugin
+    secrets = [(s["env"], s["required"]) for s in info.as_dict()["secrets"]]
+    assert secrets == [("OPENROUTER_API_KEY", False)]  # a local server may need no key
     assert info.description.startswith("OpenRouter or any OpenAI-compatible chat API")

@@ -9,10 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber, WhisperConfig
+from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber
 from hark_stt_whisper.models import BUNDLED, CACHE, ModelKey
 from hark_stt_whisper.testing import FakeTranscriptionServer
-from whisper_support import FAST_RETRY, KEY, KITCHEN, NAME_SENTENCE, PLUGIN_ID, Speaker
+from whisper_support import (
+    FAST_RETRY,
+    KEY,
+    KITCHEN,
+    NAME_SENTENCE,
+    PLUGIN_ID,
+    Speaker,
+    environ_for,
+)
 
 _ENV_PREFIXES = ("WHISPER_", "OPENAI_")
 
@@ -46,11 +54,12 @@ def whisper_model() -> Any:
 
 @pytest.fixture
 def make_local() -> Callable[..., LocalWhisperTranscriber]:
-    """``make_local(**config)``: a local transcriber (offline, plugin id set)."""
+    """``make_local(**settings)``: a local transcriber (offline, plugin id set) whose
+    environment holds ``settings`` (by field name: ``model=`` is WHISPER_MODEL...)."""
 
-    def make(*, cache=None, **config: Any) -> LocalWhisperTranscriber:
-        config.setdefault("offline", True)
-        transcriber = LocalWhisperTranscriber(WhisperConfig(**config), cache=cache)
+    def make(*, cache=None, **settings: Any) -> LocalWhisperTranscriber:
+        settings.setdefault("offline", True)
+        transcriber = LocalWhisperTranscriber(environ=environ_for(**settings), cache=cache)
         transcriber.plugin_id = PLUGIN_ID
         return transcriber
 
@@ -67,13 +76,13 @@ async def server() -> AsyncIterator[FakeTranscriptionServer]:
 def make_remote(
     server: FakeTranscriptionServer, hark_closing
 ) -> Callable[..., OpenAIWhisperTranscriber]:
-    """``make_remote(**config)``: an OpenAI transcriber for ``server`` (key, fast retries),
-    closed after the test."""
+    """``make_remote(**settings)``: an OpenAI transcriber for ``server`` (key, fast
+    retries), closed after the test; ``api_key=`` is OPENAI_API_KEY."""
 
-    def make(**config: Any) -> OpenAIWhisperTranscriber:
-        config.setdefault("base_url", server.base_url)
-        config.setdefault("api_key", KEY)
-        transcriber = hark_closing(OpenAIWhisperTranscriber(WhisperConfig(**config)))
+    def make(**settings: Any) -> OpenAIWhisperTranscriber:
+        settings.setdefault("openai_base_url", server.base_url)
+        settings.setdefault("api_key", KEY)
+        transcriber = hark_closing(OpenAIWhisperTranscriber(environ=environ_for(**settings)))
         transcriber.plugin_id = PLUGIN_ID
         transcriber.retry = FAST_RETRY
         return transcriber

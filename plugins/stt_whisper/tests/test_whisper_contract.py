@@ -52,10 +52,9 @@ class TestOpenAIWhisperContract(TranscriberContract):
     @pytest.fixture
     async def broken_transcriber(self):
         # Nothing listens on that port: every call fails to connect.
-        from hark_stt_whisper import WhisperConfig
-
+        base_url = f"http://127.0.0.1:{unused_port()}/v1"
         transcriber = OpenAIWhisperTranscriber(
-            WhisperConfig(api_key=KEY, base_url=f"http://127.0.0.1:{unused_port()}/v1")
+            environ={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": base_url}
         )
         transcriber.plugin_id = PLUGIN_ID
         transcriber.retry = FAST_RETRY

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hark_stt_whisper.config import WhisperConfig
+from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber
 from hark_stt_whisper.models import (
     BUNDLED,
     CACHE,
@@ -23,9 +23,8 @@ from hark_stt_whisper.models import (
 )
 from whisper_support import KITCHEN, KITCHEN_WORDS, NAME, NAME_SENTENCE, PLUGIN_ID
 
+from hark import AudioClip, Capability, ConfigurationError, ProviderError
 from hark.audio import convert
-from hark.providers import AudioClip, Capability
-from hark.providers.errors import ConfigurationError, ProviderError
 from hark.testing.fakes import silence, tone
 
 # -- a stand-in for faster_whisper.WhisperModel --------------------------------
@@ -101,11 +100,13 @@ async def test_server_settings_apply(stand_in, make_local, hark_settings_store):
     model, cache = stand_in
     transcriber = make_local(cache=cache)
     transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
-    scope = transcriber.settings.guild(42)
-    await scope.set("language", "de")
-    await scope.set("beam_size", 4)
-    await scope.set("vad_filter", True)
-    await scope.set("temperature_fallback", True)
+    for key, value in [
+        ("language", "de"),
+        ("beam_size", 4),
+        ("vad_filter", True),
+        ("temperature_fallback", True),
+    ]:
+        await hark_settings_store.set_value(PLUGIN_ID, key, value, "server", 42)
     await transcriber.transcribe(speechy(), guild_id=42)
     options = model.calls[-1][1]
     assert (options["language"], options["beam_size"], options["vad_filter"]) == ("de", 4, True)
@@ -195,7 +196,7 @@ async def test_directory_without_a_model(make_local, tmp_path):
 
 async def test_size_name_that_cannot_be_downloaded(make_local, tmp_path):
     # Offline (as every test is): the hub is never asked, and the error says what to do.
-    transcriber = make_local(model="small.en", download_root=str(tmp_path), cache=ModelCache())
+    transcriber = make_local(model="small.en", cache_dir=str(tmp_path), cache=ModelCache())
     with pytest.raises(ConfigurationError) as caught:
         await asyncio.wait_for(transcriber.transcribe(speechy()), 30)
     message = caught.value.message
@@ -214,17 +215,26 @@ def test_corrupt_model_directory(tmp_path):
 async def test_model_choice_and_allow_list(make_local, hark_settings_store, tmp_path):
     extra = tmp_path / "extra-model"
     extra.mkdir()
-    transcriber = make_local(models=(str(extra),), cache=ModelCache())
+    transcriber = make_local(models=[str(extra)], cache=ModelCache())
     transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert transcriber.default_model() == BUNDLED
     assert transcriber.allowed_models() == [BUNDLED, str(extra.resolve())]
     assert transcriber.is_allowed(str(extra)) and not transcriber.is_allowed("/etc")
-    await transcriber.settings.guild(7).set("model", str(extra.resolve()))
-    assert transcriber.model_for(7) == str(extra.resolve())
-    assert transcriber.model_for(8) == BUNDLED
+
+    async def choose(guild_id: int, spec: str) -> str:
+        await hark_settings_store.set_value(PLUGIN_ID, "model", spec, "server", guild_id)
+        return transcriber.model_for(transcriber.resolve(guild_id).values)
+
+    assert await choose(7, str(extra.resolve())) == str(extra.resolve())
+    assert transcriber.model_for(transcriber.resolve(8).values) == BUNDLED
     # A choice that is no longer offered falls back to the default.
-    await transcriber.settings.guild(9).set("model", "/somewhere/else")
-    assert transcriber.model_for(9) == BUNDLED
+    assert await choose(9, "/somewhere/else") == BUNDLED
+    # `!config` asks the transcriber first: only offered models, and only if they load.
+    with pytest.raises(ValueError, match="not one of the models this bot offers"):
+        await transcriber.check_setting("model", "/etc")
+    with pytest.raises(ValueError, match=r"could not use that model.*no model\.bin"):
+        await transcriber.check_setting("model", str(extra))
+    assert await transcriber.check_setting("language", "fr") == "fr"  # not its business
 
 
 async def test_environment_wins_over_bot_toml(make_local, hark_settings_store, tmp_path):
@@ -232,32 +242,37 @@ async def test_environment_wins_over_bot_toml(make_local, hark_settings_store, t
     plain = make_local(cache=ModelCache())
     plain.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert plain.default_model() == "base.en"
-    assert plain.language_for(None) == "es"
+    assert plain.language_for(plain.bot_wide()) == "es"
     configured = make_local(model=str(tmp_path), language="nl", cache=ModelCache())
     configured.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     assert configured.default_model() == str(tmp_path.resolve())
-    assert configured.language_for(None) == "nl"
+    assert configured.language_for(configured.bot_wide()) == "nl"
 
 
 def test_configuration_from_environment(tmp_path):
-    config = WhisperConfig.from_env(
-        {
-            "WHISPER_MODE": "OpenAI",
-            "WHISPER_MODEL": str(tmp_path),
-            "WHISPER_MODELS": "a, b ,,",
-            "WHISPER_CPU_THREADS": "two",
-            "WHISPER_OPENAI_TIMEOUT": "5",
-            "OPENAI_BASE_URL": "http://127.0.0.1:1/v1/",
-            "OPENAI_API_KEY": " sk-secret-value ",
-            "HF_HUB_OFFLINE": "1",
-        }
-    )
-    assert config.mode == "openai" and config.model == str(tmp_path)
-    assert config.models == ("a", "b") and config.cpu_threads == 0
-    assert config.openai_timeout == 5.0 and config.base_url == "http://127.0.0.1:1/v1"
-    assert config.api_key == "sk-secret-value" and config.offline
-    assert "sk-secret-value" not in repr(config)
-    assert WhisperConfig.from_env({"WHISPER_MODE": "cloud"}).mode is None
+    environ = {
+        "WHISPER_MODE": "OpenAI",
+        "WHISPER_MODEL": str(tmp_path),
+        "WHISPER_MODELS": "a, b ,,",
+        "WHISPER_CPU_THREADS": "two",
+        "WHISPER_OPENAI_TIMEOUT": "5",
+        "WHISPER_LANGUAGE": "Auto",
+        "OPENAI_BASE_URL": "http://127.0.0.1:1/v1/",
+        "OPENAI_API_KEY": " sk-secret-value ",
+        "WHISPER_OFFLINE": "1",
+    }
+    settings = LocalWhisperTranscriber(environ=environ).bot_wide()
+    assert settings.mode == "openai" and settings.model == str(tmp_path)
+    assert settings.models == ["a", "b"] and settings.cpu_threads == 0  # "two": ignored
+    assert settings.openai_timeout == 5.0 and settings.openai_base_url == "http://127.0.0.1:1/v1"
+    assert settings.offline and settings.language == "auto"
+    remote = OpenAIWhisperTranscriber(environ=environ)
+    assert remote.config.api_key == "sk-secret-value" and remote.has_key
+    assert "sk-secret-value" not in repr(remote.config) and "sk-secret" not in repr(remote)
+    assert OpenAIWhisperTranscriber(environ={"WHISPER_MODE": "cloud"}).bot_wide().mode == "local"
+    for bad in ("0", "-3", "soon"):  # not a timeout: the default
+        timeout = OpenAIWhisperTranscriber(environ={"WHISPER_OPENAI_TIMEOUT": bad}).timeout
+        assert timeout == 60.0
 
 
 async def test_mode_decides_which_provider_ranks_first(make_local, make_remote):

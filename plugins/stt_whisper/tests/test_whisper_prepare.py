@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hark_stt_whisper as plugin
 import pytest
+from hark_stt_whisper import WhisperSettings
 
+from hark import ConfigurationError
 from hark.cli import _call_prepare
-from hark.providers.errors import ConfigurationError
 
 
 async def test_prepare_reports_progress(whisper_model):
@@ -22,11 +25,17 @@ async def test_prepare_without_progress(whisper_model):
     await plugin.prepare()
 
 
-def test_bot_prepare_calls_it(whisper_model):
-    # The CLI's own calling convention: progress as a keyword, coroutine run to the end.
+def test_bot_prepare_calls_it(whisper_model, tmp_path):
+    # The CLI's own calling convention: progress and the bot-wide settings as keywords.
     messages: list[str] = []
-    _call_prepare(plugin.prepare, lambda message, fraction=None: messages.append(message))
+    progress = lambda message, fraction=None: messages.append(message)  # noqa: E731
+    asyncio.run(_call_prepare(plugin.prepare, progress, WhisperSettings()))
     assert len(messages) == 3
+    # It prepares the model the bot would use (bot.toml's, the owner's), not only the
+    # environment's.
+    missing = WhisperSettings(model=str(tmp_path / "from-bot-toml"))
+    with pytest.raises(ConfigurationError, match="from-bot-toml` does not exist"):
+        asyncio.run(_call_prepare(plugin.prepare, progress, missing))
 
 
 async def test_prepare_fails_clearly_on_a_missing_model(monkeypatch, tmp_path):

@@ -8,19 +8,20 @@ import logging
 import time
 
 import pytest
-from hark_stt_whisper import OpenAIWhisperTranscriber, WhisperConfig
+from hark_stt_whisper import OpenAIWhisperTranscriber
 from whisper_support import KEY, PLUGIN_ID
 
-from hark.audio import convert
-from hark.providers import AudioClip, RetryPolicy
-from hark.providers.errors import (
+from hark import (
+    AudioClip,
     BadOutputError,
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    RetryPolicy,
 )
+from hark.audio import convert
 from hark.testing.fakes import silence, tone
 from hark.testing.loopback import unused_port
 
@@ -78,8 +79,8 @@ async def test_server_settings_pick_model_and_language(server, make_remote, hark
     transcriber.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     await transcriber.transcribe(tone(0.5, 16_000), guild_id=1)
     assert (server.last.model, server.last.language) == ("gpt-4o-mini-transcribe", None)
-    await transcriber.settings.guild(1).set("openai_model", "gpt-4o-transcribe")
-    await transcriber.settings.guild(1).set("language", "fr")
+    await hark_settings_store.set_value(PLUGIN_ID, "openai_model", "gpt-4o-transcribe", "server", 1)
+    await hark_settings_store.set_value(PLUGIN_ID, "language", "fr", "server", 1)
     await transcriber.transcribe(tone(0.5, 16_000), guild_id=1)
     assert (server.last.model, server.last.language) == ("gpt-4o-transcribe", "fr")
 
@@ -158,7 +159,7 @@ async def test_dropped_connection(server, make_remote):
 
 async def test_nothing_listening():
     transcriber = OpenAIWhisperTranscriber(
-        WhisperConfig(api_key=KEY, base_url=f"http://127.0.0.1:{unused_port()}/v1")
+        environ={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": f"http://127.0.0.1:{unused_port()}/v1"}
     )
     transcriber.retry = RetryPolicy(attempts=1)
     try:
@@ -199,7 +200,7 @@ async def test_html_page_is_bad_output_not_a_transcript(server, make_remote):
 
 
 async def test_missing_key_for_openai(server):
-    transcriber = OpenAIWhisperTranscriber(WhisperConfig(api_key=""))
+    transcriber = OpenAIWhisperTranscriber(environ={})
     assert transcriber.unavailable_reason() == "OPENAI_API_KEY is not set"
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY is not set"):
         await transcriber.transcribe(discord_clip())

@@ -18,7 +18,7 @@ from hark_stt_whisper.models import BUNDLED, ModelCache
 from hark_stt_whisper.testing import MODELS_PATH
 from whisper_support import KEY, KITCHEN, KITCHEN_WORDS
 
-from hark.providers import AudioClip
+from hark import AudioClip
 from hark.testing.loopback import unused_port
 
 
@@ -141,14 +141,27 @@ async def test_remote_warm_opens_the_connection(server, make_remote):
     assert server.requests == []  # nothing was transcribed (or paid for)
 
 
+async def test_remote_warm_keeps_the_connection_for_the_first_clip(server, make_remote):
+    """The warmed connection pool stays open for the first transcription (the same
+    client), and aclose() is what closes it."""
+    transcriber = make_remote()
+    await transcriber.warm()
+    client = transcriber.client()
+    assert not client.is_closed()
+    await transcriber.transcribe(AudioClip(bytes(3200) + b"\x40\x1f" * 8000, 16_000))
+    assert transcriber.client() is client and not client.is_closed()
+    await transcriber.aclose()
+    assert client.is_closed()
+
+
 async def test_remote_warm_with_the_service_down_does_not_raise(make_remote, caplog):
-    transcriber = make_remote(base_url=f"http://127.0.0.1:{unused_port()}/v1")
+    transcriber = make_remote(openai_base_url=f"http://127.0.0.1:{unused_port()}/v1")
     with caplog.at_level(logging.DEBUG, logger="hark.provider"):
         await transcriber.warm()
     assert "warm-up" in caplog.text and KEY not in caplog.text
 
 
 async def test_remote_warm_without_a_key_does_nothing(server, make_remote, monkeypatch):
-    transcriber = make_remote(base_url="https://api.openai.com/v1", api_key="")
+    transcriber = make_remote(openai_base_url="https://api.openai.com/v1", api_key="")
     await transcriber.warm()  # unusable: no request, no error
     assert server.model_requests == []

@@ -13,8 +13,11 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hark_stt_whisper import plugin
+
+import hark
+from hark import AudioClip, RetryPolicy
 from hark.audio import convert, read_wav, rms
-from hark.providers import AudioClip, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +36,35 @@ NAME = "Quillothy"
 NAME_SENTENCE = f"hello {NAME.lower()}, how are you"
 
 
+def environ_for(**settings: object) -> dict[str, str]:
+    """An environment holding ``settings`` by field name (``model=`` -> WHISPER_MODEL;
+    ``api_key=`` -> OPENAI_API_KEY): how the operator would configure them."""
+    environ = {}
+    for name, value in settings.items():
+        env = "OPENAI_API_KEY" if name == "api_key" else plugin.field(name).env
+        assert env, f"{name} has no environment variable"
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        elif isinstance(value, list | tuple):
+            value = ",".join(value)
+        environ[env] = str(value)
+    return environ
+
+
 def _piper_synthesizer():
     """The tts_piper plugin's synthesizer, when that plugin is installed and usable."""
     try:
         piper = importlib.import_module("hark_tts_piper")
     except ImportError:
         return None
-    found = []
-    piper.register_synthesizers(found.append)
+    declared = getattr(piper, "plugin", None)
+    if isinstance(declared, hark.Plugin):  # a declared (v2) plugin
+        found = [p if isinstance(p, hark.Provider) else p() for p in declared.providers]
+    else:
+        found = []
+        piper.register_synthesizers(found.append)
     for synthesizer in found:
-        if synthesizer.unavailable_reason() is None:
+        if isinstance(synthesizer, hark.Synthesizer) and synthesizer.unavailable_reason() is None:
             return synthesizer
     return None
 

@@ -25,15 +25,20 @@ def make_synth(server: FakeElevenLabs, hark_closing) -> Callable[..., ElevenLabs
     closed after the test.
 
     Keyword arguments go to :class:`ElevenLabsSynthesizer`; ``environ`` defaults to
-    empty so the developer's own ``ELEVENLABS_*`` variables never leak in.
+    empty so the developer's own ``ELEVENLABS_*`` variables never leak in. ``voice_id``
+    and ``model`` are settings: they become its environment layer
+    (``ELEVENLABS_VOICE_ID``, ``ELEVENLABS_MODEL``).
     """
 
     def make(**kwargs: Any) -> ElevenLabsSynthesizer:
         retry = kwargs.pop("retry", FAST_RETRY)
+        environ = dict(kwargs.pop("environ", {}))
+        environ.setdefault("ELEVENLABS_VOICE_ID", kwargs.pop("voice_id", RACHEL))
+        if "model" in kwargs:
+            environ["ELEVENLABS_MODEL"] = kwargs.pop("model")
+        kwargs["environ"] = environ
         kwargs.setdefault("base_url", server.url)
         kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("voice_id", RACHEL)
-        kwargs.setdefault("environ", {})
         synth = hark_closing(ElevenLabsSynthesizer(**kwargs))
         synth.plugin_id = PLUGIN_ID
         synth.retry = retry

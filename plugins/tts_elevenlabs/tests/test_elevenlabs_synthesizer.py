@@ -104,10 +104,29 @@ async def test_environment_configures_the_plugin(server):
     assert request.voice_id == GEORGE and request.model_id == "eleven_flash_v2_5"
 
 
+def test_unusable_environment_values_are_ignored_with_one_line(caplog):
+    environ = {
+        "ELEVENLABS_TIMEOUT": "soon",
+        "ELEVENLABS_BASE_URL": "api.example.com",
+        "ELEVENLABS_MODEL": "eleven flash",
+    }
+    synth = ElevenLabsSynthesizer(environ=environ)
+    with caplog.at_level(logging.WARNING):
+        assert synth.timeout == 30.0
+        assert synth.base_url == "https://api.elevenlabs.io"
+        assert synth.default_model == DEFAULT_MODEL
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("ELEVENLABS_TIMEOUT='soon'" in line and "a number" in line for line in lines)
+    assert any("ELEVENLABS_BASE_URL" in line and "http(s) URL" in line for line in lines)
+    assert any("ELEVENLABS_MODEL" in line and "model id" in line for line in lines)
+    assert len(lines) == 3  # once each, however often the values are read
+
+
 def test_defaults_point_at_the_official_api():
     synth = ElevenLabsSynthesizer(environ={})
     assert synth.base_url == "https://api.elevenlabs.io"
     assert synth.default_model == "eleven_multilingual_v2"
+    assert synth.timeout == 30.0 and synth.default_voice_id is None
     assert synth.service == "ElevenLabs"
     assert (synth.sample_rate, synth.channels) == (48_000, 2)
 
@@ -121,13 +140,13 @@ async def test_voice_argument_wins(server, make_synth):
 async def test_per_server_voice_model_and_settings(server, make_synth, hark_settings_store):
     synth = make_synth()
     synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
-    conf = hark_settings_store.for_plugin(PLUGIN_ID)
-    await conf.guild(1).set("voice_id", GEORGE)
-    await conf.guild(1).set("model", "eleven_turbo_v2_5")
-    await conf.guild(1).set("stability", 0.65)
-    await conf.guild(1).set("use_speaker_boost", False)
-    await conf.guild(1).set("speed", 1.1)
-    await conf.global_().set("style", 0.2)
+    store = hark_settings_store
+    await store.set_value(PLUGIN_ID, "voice_id", GEORGE, "server", 1)
+    await store.set_value(PLUGIN_ID, "model", "eleven_turbo_v2_5", "server", 1)
+    await store.set_value(PLUGIN_ID, "stability", 0.65, "server", 1)
+    await store.set_value(PLUGIN_ID, "use_speaker_boost", False, "server", 1)
+    await store.set_value(PLUGIN_ID, "speed", 1.1, "server", 1)
+    await store.set_value(PLUGIN_ID, "style", 0.2, "global")
 
     await speak(synth, guild_id=1)
     request = server.last_tts
@@ -148,20 +167,56 @@ async def test_per_server_voice_model_and_settings(server, make_synth, hark_sett
     assert request.voice_settings["stability"] == 0.3
     assert request.voice_settings["style"] == 0.2
     assert "speed" not in request.voice_settings
-    assert synth.voice_origin(1) == "chosen for this server"
-    assert synth.voice_origin(2) == "ELEVENLABS_VOICE_ID"
+    assert str(synth.resolve(1).origin("voice_id")) == "this server"
+    assert str(synth.resolve(2).origin("voice_id")) == "env ELEVENLABS_VOICE_ID"
+
+    await store.reset_value(PLUGIN_ID, "voice_id", "server", 1)
+    await speak(synth, guild_id=1)
+    assert server.last_tts.voice_id == RACHEL
 
 
-async def test_invalid_stored_setting_is_a_configuration_error(
-    server, make_synth, hark_settings_store
+async def test_invalid_stored_setting_is_ignored_and_logged(
+    server, make_synth, hark_settings_store, caplog
 ):
+    """A value the model refuses (written by hand, or by an older version) is skipped:
+    the next layer applies, and the log says so once."""
     synth = make_synth()
     synth.bind(hark_settings_store.for_plugin(PLUGIN_ID))
     await hark_settings_store.for_plugin(PLUGIN_ID).guild(5).set("stability", 4)
-    _, error = await speak_until_error(synth, SENTENCE, guild_id=5)
-    assert isinstance(error, ConfigurationError)
-    assert "stability must be between 0 and 1" in error.message
-    assert not server.tts_requests
+    with caplog.at_level(logging.WARNING):
+        await speak(synth, guild_id=5)
+        await speak(synth, guild_id=5)
+    assert server.last_tts.voice_settings["stability"] == 0.3
+    ignored = [r for r in caplog.records if "ignoring the stored stability = 4" in r.getMessage()]
+    assert len(ignored) == 1
+    assert "`stability` must be a number between 0 and 1" in ignored[0].getMessage()
+
+
+async def test_voice_is_found_by_name_or_id_before_it_is_stored(server, make_synth):
+    synth = make_synth()
+    assert await synth.check_setting("voice_id", "george") == GEORGE
+    assert await synth.check_setting("voice_id", GEORGE) == GEORGE
+    assert await synth.check_setting("voice_id", "my cloned voice") == "cloneD0000000000aaaa"
+    assert await synth.check_setting("stability", 0.5) == 0.5
+    with pytest.raises(ValueError, match="has no voice `Nobody`"):
+        await synth.check_setting("voice_id", "Nobody")
+    with pytest.raises(ValueError, match="choose a voice"):
+        await synth.check_setting("voice_id", None)
+    server.voices = [*server.voices, FakeVoice("twin0000000000000001", "George")]
+    with pytest.raises(ValueError, match="several voices are called `George`"):
+        await synth.check_setting("voice_id", "George")
+
+
+async def test_a_new_bot_wide_base_url_gets_a_new_client(server, make_synth):
+    synth = make_synth()
+    await speak(synth)
+    first = synth.client()
+    synth._fixed["base_url"] = f"http://127.0.0.1:{unused_port()}"
+    assert synth.client() is not first
+    synth._fixed["base_url"] = server.url
+    await speak(synth)
+    await synth.aclose()
+    assert synth._retired == [] and synth._http is None
 
 
 async def test_blank_text_sends_nothing(server, make_synth):

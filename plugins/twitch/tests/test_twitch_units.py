@@ -4,7 +4,7 @@ context provider (which also passes the core's ContextProvider contract)."""
 from __future__ import annotations
 
 import pytest
-from hark_twitch import ActivityLog, TwitchActivityContext, TwitchConfig, parse_notification
+from hark_twitch import ActivityLog, TwitchActivityContext, parse_notification
 from hark_twitch.events import comments_on
 from hark_twitch.testing import (
     FakeUser,
@@ -16,8 +16,9 @@ from hark_twitch.testing import (
     resub_event,
     subscribe_event,
 )
+from twitch_support import config_from, settings_from
 
-from hark.providers import ContextRequest
+from hark import ContextRequest
 from hark.testing.contracts import ContextProviderContract
 
 CHANNEL = FakeUser("1", "streamer", "Streamer")
@@ -39,11 +40,11 @@ def notification(type_: str, event: dict, message_id: str = "m1") -> dict:
 
 
 def test_config_from_env_and_whats_missing():
-    config = TwitchConfig.from_env({"TWITCH_CHANNEL": "#SomeStreamer"})
-    assert config.channel == "somestreamer"
+    config = config_from({"TWITCH_CHANNEL": "#SomeStreamer"})
+    assert config.settings.twitch_channel == "somestreamer"
     assert config.missing() == ["TWITCH_CLIENT_ID", "TWITCH_ACCESS_TOKEN"]
     assert not config.configured
-    full = TwitchConfig.from_env(
+    full = config_from(
         {
             "TWITCH_CLIENT_ID": "cid",
             "TWITCH_ACCESS_TOKEN": "oauth:abcdef123456",
@@ -53,20 +54,25 @@ def test_config_from_env_and_whats_missing():
             "TWITCH_CALLSIGNS": "robot, hey bot",
         }
     )
-    assert full.configured and full.access_token.get() == "abcdef123456"
-    assert full.api_base == "http://127.0.0.1:1/helix/"  # twitchAPI joins paths onto it
-    assert full.eventsub_url == "wss://eventsub.wss.twitch.tv/ws"
-    assert full.auth_base == "https://id.twitch.tv/oauth2/"
-    assert full.callsigns == ("robot", "hey bot") and full.chat_replies
+    assert full.configured and full.access_token == "abcdef123456"
+    settings = full.settings
+    assert settings.api_base == "http://127.0.0.1:1/helix/"  # twitchAPI joins paths onto it
+    assert settings.eventsub_url == "wss://eventsub.wss.twitch.tv/ws"
+    assert settings.auth_base == "https://id.twitch.tv/oauth2/"
+    assert settings.callsigns == ("robot", "hey bot") and settings.chat_replies
     assert "user:write:chat" in full.required_scopes()
     assert "abcdef123456" not in repr(full)
     assert not full.can_refresh
 
 
-def test_chat_rate_falls_back_on_nonsense():
-    assert TwitchConfig(chat_rate="5/10").chat_rate_limit() == (5, 10.0)
-    assert TwitchConfig(chat_rate="0").chat_rate_limit() is None
-    assert TwitchConfig(chat_rate="lots").chat_rate_limit() == (3, 60.0)
+def test_values_the_model_refuses_fall_back_to_the_default():
+    assert settings_from({"TWITCH_CHAT_RATE": "5/10"}).chat_rate == "5/10"
+    assert settings_from({"TWITCH_CHAT_RATE": "0"}).chat_rate == "0"  # no limit
+    assert settings_from({"TWITCH_CHAT_RATE": "lots"}).chat_rate == "3/60"
+    assert settings_from({"TWITCH_BACKOFF_BASE": "soon"}).backoff_base == 1.0
+    # As before, tiny backoffs are raised to 10 ms rather than refused.
+    assert settings_from({"TWITCH_BACKOFF_BASE": "0"}).backoff_base == 0.01
+    assert settings_from({"TWITCH_CHAT_REPLIES": "maybe"}).chat_replies is False
 
 
 # -- event sentences -----------------------------------------------------------

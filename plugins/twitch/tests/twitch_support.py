@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hark_twitch
-from hark_twitch import TwitchConfig
+from hark_twitch import TwitchActivityContext, TwitchConfig, TwitchSettings
 from hark_twitch.testing import FakeTwitch
 
 from hark.testing.fakes import fake_plugin
@@ -21,8 +21,22 @@ FAST = {"TWITCH_BACKOFF_BASE": "0.05", "TWITCH_BACKOFF_MAX": "0.4"}
 CHAT = {"trigger_names": ["robot"], "edit_interval": 0.05, "rate_limit": "0"}
 
 
+def settings_from(environ: dict[str, str]) -> TwitchSettings:
+    """The plugin's settings as a bot without bot.toml or stored values reads them:
+    the defaults and ``environ`` (through the core's resolution, as outside a bot)."""
+    provider = TwitchActivityContext()
+    provider.environ = environ
+    resolved = provider.resolve()
+    assert resolved is not None
+    return resolved.values
+
+
+def config_from(environ: dict[str, str]) -> TwitchConfig:
+    return TwitchConfig.read(settings_from(environ), environ)
+
+
 def config_for(fake: FakeTwitch, token: str = TOKEN, **extra: str) -> TwitchConfig:
-    return TwitchConfig.from_env(fake.env(token, CHANNEL, **{**FAST, **extra}))
+    return config_from(fake.env(token, CHANNEL, **{**FAST, **extra}))
 
 
 def set_env(monkeypatch: Any, values: dict[str, str]) -> None:
@@ -35,7 +49,7 @@ def set_env(monkeypatch: Any, values: dict[str, str]) -> None:
 
 
 def plugins(generator: Any) -> dict[str, Any]:
-    return {"twitch": hark_twitch, "fake_llm": fake_plugin(generator)}
+    return {"twitch": hark_twitch.plugin, "fake_llm": fake_plugin(generator)}
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:

@@ -8,46 +8,54 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from hark import ContextPart, ContextProvider, ContextRequest, PluginCog, PromptMessage, hookimpl
+import hark
 
 
-class ClockContext(ContextProvider):
+class HelloSettings(hark.Settings):
+    """What `!config hello` shows and changes (per server, per channel, or bot-wide)."""
+
+    greeting: str = hark.setting(
+        "Hello", min_length=1, max_length=100, description="what `!hello` says before a name"
+    )
+    clock: bool = hark.setting(True, description="tell the model the current date and time")
+
+
+class ClockContext(hark.ContextProvider):
     """Tells the model what time it is, so "what day is it?" gets a true answer."""
 
     name = "clock"
     timeout = 0.5
+    # Outside a bot (tests, scripts) only the defaults and the environment count.
+    settings_model = HelloSettings
 
-    async def _impl(self, request: ContextRequest) -> ContextPart | None:
+    async def _impl(
+        self, request: hark.ContextRequest, *, settings: HelloSettings
+    ) -> hark.ContextPart | None:
+        if not settings.clock:  # the values for the request's server and channel
+            return None
         now = datetime.datetime.now(datetime.UTC)
         text = f"The current date and time is {now:%A %Y-%m-%d %H:%M} UTC."
-        return ContextPart([PromptMessage("system", text)], order=30)
+        return hark.ContextPart([hark.PromptMessage("system", text)], order=30)
 
 
-class HelloCog(PluginCog, name="Hello"):
-    """Greetings."""
+class HelloCog(hark.PluginCog, name="Hello"):
+    """Greetings. Change them with `!config hello greeting TEXT`."""
 
-    default_settings = {"greeting": "Hello"}
-
-    def _greeting(self, guild_id: int | None, name: str) -> str:
-        return f"{self.settings.guild(guild_id).get('greeting')}, {name}!"
+    def greet(self, name: str, guild_id: int | None, channel_id: int | None) -> str:
+        here = self.host.settings(self.plugin_id, guild_id=guild_id, channel_id=channel_id)
+        return f"{here.values.greeting}, {name}!"
 
     @commands.command()
     async def hello(self, ctx: commands.Context) -> None:
         """Say hello."""
-        await ctx.send(self._greeting(ctx.guild and ctx.guild.id, ctx.author.display_name))
-
-    @commands.command()
-    @commands.guild_only()
-    @commands.has_guild_permissions(manage_guild=True)
-    async def greeting(self, ctx: commands.Context, *, text: str) -> None:
-        """Set this server's greeting (Manage Server)."""
-        await self.settings.guild(ctx.guild.id).set("greeting", text)
-        await ctx.send(f"Greeting set to: {text}")
+        guild_id = ctx.guild.id if ctx.guild else None
+        await ctx.send(self.greet(ctx.author.display_name, guild_id, ctx.channel.id))
 
     @app_commands.command(name="hello", description="Say hello")
     async def slash_hello(self, interaction: discord.Interaction) -> None:
+        name = interaction.user.display_name
         await interaction.response.send_message(
-            self._greeting(interaction.guild_id, interaction.user.display_name)
+            self.greet(name, interaction.guild_id, interaction.channel_id)
         )
 
     @commands.Cog.listener()
@@ -56,11 +64,9 @@ class HelloCog(PluginCog, name="Hello"):
             await message.add_reaction("\N{WAVING HAND SIGN}")
 
 
-@hookimpl
-def register_context_providers(register):
-    register(ClockContext())
-
-
-@hookimpl
-def register_cogs(register):
-    register(HelloCog)
+plugin = hark.Plugin(
+    description="A greeting command and a clock for the prompt (the example plugin)",
+    settings=HelloSettings,
+    providers=[ClockContext],
+    cogs=[HelloCog],
+)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from hark import hookimpl
+import hark
 from hark_llm_ollama.cog import OllamaCog
-from hark_llm_ollama.generator import (
-    DEFAULT_HOST,
-    DEFAULT_MODEL,
-    OllamaGenerator,
-    OllamaModel,
-    public_url,
-    same_model,
-)
+from hark_llm_ollama.generator import OllamaGenerator, OllamaModel, public_url, same_model
+from hark_llm_ollama.settings import DEFAULT_HOST, DEFAULT_MODEL, OLLAMA_KEY, OllamaSettings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -19,20 +13,17 @@ __all__ = [
     "OllamaCog",
     "OllamaGenerator",
     "OllamaModel",
+    "OllamaSettings",
+    "plugin",
     "public_url",
-    "register_cogs",
-    "register_generators",
     "same_model",
 ]
 
-
-@hookimpl
-def register_generators(register):
-    # One generator per plugin manager; it reads OLLAMA_HOST / OLLAMA_MODEL when used,
-    # so a .env loaded after import still counts.
-    register(OllamaGenerator())
-
-
-@hookimpl
-def register_cogs(register):
-    register(OllamaCog)
+plugin = hark.Plugin(
+    description="Ollama: replies from a local or remote Ollama server, streamed as they"
+    " are written",
+    settings=OllamaSettings,
+    secrets=[OLLAMA_KEY],
+    providers=[OllamaGenerator],
+    cogs=[OllamaCog],
+)

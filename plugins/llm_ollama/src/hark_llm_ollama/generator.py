@@ -10,28 +10,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import ollama
 import pydantic
 
-from hark import Generator, PromptMessage
-from hark.logs import register_secret
-from hark.providers import GenerationRequest
-from hark.providers.errors import (
+from hark import (
     BadOutputError,
     ConfigurationError,
+    GenerationRequest,
+    Generator,
+    PromptMessage,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
     parse_retry_after,
+    register_secret,
+)
+from hark_llm_ollama.settings import (
+    DEFAULT_HOST,
+    DEFAULT_MODEL,
+    OLLAMA_KEY,
+    OllamaSettings,
+    keep_alive_value,
+    options_of,
 )
 
 __all__ = [
@@ -43,9 +51,6 @@ __all__ = [
     "same_model",
 ]
 
-DEFAULT_HOST = "http://localhost:11434"
-#: Used when neither a setting nor ``OLLAMA_MODEL`` names a model: small, common, good at chat.
-DEFAULT_MODEL = "llama3.2"
 DEFAULT_PORT = 11434
 
 # Ollama's model options (``num_ctx``, ``top_p``, ``stop``...): request options with
@@ -117,29 +122,18 @@ class OllamaModel:
 class OllamaGenerator(Generator):
     """Replies from an Ollama server, streamed token by token.
 
-    Configuration (each can also be passed to the constructor, which wins):
-    ``OLLAMA_HOST`` (default ``http://localhost:11434``), ``OLLAMA_MODEL`` (the
-    model used where no server has chosen one; default ``llama3.2``) and
-    ``OLLAMA_TIMEOUT`` (seconds to wait for each piece of the reply, default 120:
-    the first one includes loading the model into memory).
+    Configured by the plugin's settings (:class:`OllamaSettings`, ``!config
+    llm_ollama``): ``host`` (``OLLAMA_HOST``, default ``http://localhost:11434``) and
+    ``timeout`` (``OLLAMA_TIMEOUT``, seconds to wait for each piece of the reply,
+    default 120: the first one includes loading the model into memory) bot-wide,
+    ``model`` (``OLLAMA_MODEL``, default ``llama3.2``) and the model's options per
+    server. ``host``, ``model`` and ``timeout`` given to the constructor win over
+    the settings (for scripts and tests).
     """
 
     supports_model_listing = True
-    timeout = 120.0
-    default_settings: ClassVar[dict[str, Any]] = {
-        # The model for this server; ``None`` = OLLAMA_MODEL, else llama3.2.
-        "model": None,
-        # Sampling temperature; ``None`` = the model's own default (its Modelfile).
-        "temperature": None,
-        # Context window in tokens; ``None`` = the Ollama server's default.
-        "num_ctx": None,
-        # How long the model stays loaded after a reply ("10m", "1h", seconds, -1 =
-        # forever, 0 = unload at once); ``None`` = the server's default (5 minutes).
-        "keep_alive": None,
-        # Thinking models (qwen3, deepseek-r1, gpt-oss): true/false or "low"/"medium"/"high";
-        # ``None`` = not sent. Thinking is never posted to the channel.
-        "think": None,
-    }
+    # Used outside a bot (tests, scripts); in the bot, the plugin's declaration.
+    settings_model = OllamaSettings
 
     def __init__(
         self,
@@ -149,17 +143,12 @@ class OllamaGenerator(Generator):
         timeout: float | None = None,
         retry: Any = None,
         connect_timeout: float = 10.0,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self._host = host
-        self._model = model
-        if timeout is not None:
-            self.timeout = timeout
-        else:
-            env_timeout = os.environ.get("OLLAMA_TIMEOUT", "").strip()
-            with contextlib.suppress(ValueError):
-                if env_timeout and float(env_timeout) > 0:
-                    self.timeout = float(env_timeout)
+        self.environ = environ  # the settings' environment layer (None: os.environ)
+        given = {"host": host or None, "model": model or None, "timeout": timeout}
+        self._fixed = {key: value for key, value in given.items() if value is not None}
         if retry is not None:
             self.retry = retry
         self.connect_timeout = connect_timeout
@@ -167,10 +156,29 @@ class OllamaGenerator(Generator):
 
     # -- configuration ---------------------------------------------------
 
+    def bot_wide(self) -> OllamaSettings:
+        """The bot-wide settings (where the server is, the default model)."""
+        resolved = self.resolve()
+        assert resolved is not None
+        return self._with_fixed(resolved.values)
+
+    def _with_fixed(self, settings: OllamaSettings | None) -> OllamaSettings:
+        if settings is None:  # a request built by hand, outside generate()
+            return self.bot_wide()
+        return settings.model_copy(update=self._fixed) if self._fixed else settings
+
+    @property
+    def timeout(self) -> float:  # the core's per-piece deadline
+        return self.bot_wide().timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._fixed["timeout"] = value
+
     @property
     def host(self) -> str:
-        """The Ollama server's address (constructor, else ``OLLAMA_HOST``, else localhost)."""
-        return self._host or os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
+        """The Ollama server's address (``host`` setting, ``OLLAMA_HOST``, localhost)."""
+        return self.bot_wide().host
 
     @property
     def public_host(self) -> str:
@@ -179,21 +187,36 @@ class OllamaGenerator(Generator):
 
     @property  # type: ignore[override]
     def default_model(self) -> str:
-        """The model where no server has chosen one (constructor, ``OLLAMA_MODEL``, llama3.2)."""
-        return self._model or os.environ.get("OLLAMA_MODEL", "").strip() or DEFAULT_MODEL
+        """The model where no server has chosen one (bot-wide ``model``, ``OLLAMA_MODEL``)."""
+        return self.bot_wide().model
 
-    def model_source(self, guild_id: int | None) -> str:
-        """Where :meth:`model_for` gets this server's model from, in words."""
-        if self.settings is not None:
-            if guild_id is not None and self.settings.guild(guild_id).is_set("model"):
-                return "chosen for this server"
-            if self.settings.global_().get("model", None):
-                return "the bot's default"
-        if self._model:
-            return "configured"
-        if os.environ.get("OLLAMA_MODEL", "").strip():
-            return "OLLAMA_MODEL"
-        return "built-in default"
+    def model_for(self, guild_id: int | None) -> str:
+        """The model a server uses, as the core's ``generate()`` and ``!model`` ask."""
+        resolved = self.resolve(guild_id)
+        return self._with_fixed(resolved.values if resolved else None).model
+
+    def match_model(self, name: str, models: list[str]) -> str | None:
+        """``llama3.2`` means ``llama3.2:latest`` (for the core's ``!model``)."""
+        return next((m for m in models if same_model(m, name)), None)
+
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config llm_ollama model NAME`: only a model pulled on the server, stored as
+        the server lists it. While the server is unreachable the name is taken unchecked."""
+        if key != "model":
+            return value
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                models = await self.fetch_models()
+        except (TimeoutError, ProviderError) as exc:
+            self.log.warning("%s: took model %r unchecked (%s)", self.id, value, exc)
+            return value
+        match = self.match_model(value, [m.name for m in models])
+        if match is None:
+            raise ValueError(
+                f"`{value}` is not on the Ollama server; pull it there with `ollama pull"
+                f" {value}`, or pick one from `!ollama models`"
+            )
+        return match
 
     def unavailable_reason(self) -> str | None:
         parts = urlsplit(self.host if "://" in self.host else f"http://{self.host}")
@@ -203,12 +226,13 @@ class OllamaGenerator(Generator):
 
     # -- the client --------------------------------------------------------
 
-    def _client(self) -> ollama.AsyncClient:
+    def _client(self, host: str | None = None) -> ollama.AsyncClient:
         """One client (one connection pool) per event loop and host."""
         loop = asyncio.get_running_loop()
-        host = self.host
+        host = host or self.host
         cached = self._cached
         if cached is None or cached[0] is not loop or cached[1] != host:
+            OLLAMA_KEY.value(self.environ)  # registered for redaction; the client sends it
             with contextlib.suppress(ValueError):
                 # A password in OLLAMA_HOST (behind a proxy) is redacted from every log line.
                 register_secret(urlsplit(host if "://" in host else f"http://{host}").password)
@@ -218,7 +242,7 @@ class OllamaGenerator(Generator):
                 )
             except (ValueError, httpx.InvalidURL) as exc:
                 raise ConfigurationError(
-                    f"OLLAMA_HOST `{self.public_host}` is not a valid address"
+                    f"OLLAMA_HOST `{public_url(host)}` is not a valid address"
                 ) from exc
             self._cached = cached = (loop, host, client)
         return cached[2]
@@ -252,12 +276,8 @@ class OllamaGenerator(Generator):
         return [{"role": m.role, "content": m.text()} for m in messages]
 
     def options_for(self, request: GenerationRequest) -> dict[str, Any]:
-        """Ollama ``options``: settings for the server, then the request's own values."""
-        options: dict[str, Any] = {}
-        for key in ("temperature", "num_ctx"):
-            value = self.setting(key, request.guild_id)
-            if value is not None:
-                options[key] = value
+        """Ollama ``options``: the server's settings, then the request's own values."""
+        options = options_of(self._with_fixed(request.settings))
         for key, value in request.options.items():
             if key in OPTION_NAMES and value is not None:
                 options[key] = value
@@ -269,10 +289,11 @@ class OllamaGenerator(Generator):
 
     def chat_arguments(self, request: GenerationRequest) -> dict[str, Any]:
         """Keyword arguments for ``AsyncClient.chat`` (without ``stream``)."""
-        model = request.model or self.model_for(request.guild_id)
+        settings = self._with_fixed(request.settings)
+        model = request.model or settings.model
         if not model:
             raise ConfigurationError(
-                "no Ollama model is configured; set OLLAMA_MODEL or choose one with `!model`"
+                "no Ollama model is configured; set OLLAMA_MODEL or `!config llm_ollama model`"
             )
         arguments: dict[str, Any] = {
             "model": model,
@@ -282,13 +303,13 @@ class OllamaGenerator(Generator):
         if options:
             arguments["options"] = options
         keep_alive = request.options.get("keep_alive")
-        if keep_alive is None:
-            keep_alive = self.setting("keep_alive", request.guild_id)
+        if keep_alive is None and settings.keep_alive is not None:
+            keep_alive = keep_alive_value(settings.keep_alive)
         if keep_alive is not None:
             arguments["keep_alive"] = keep_alive
         think = request.options.get("think")
         if think is None:
-            think = self.setting("think", request.guild_id)
+            think = settings.think
         if think is not None:
             arguments["think"] = think
         return arguments
@@ -297,7 +318,9 @@ class OllamaGenerator(Generator):
         arguments = self.chat_arguments(request)
         model = arguments["model"]
         try:
-            stream = await self._client().chat(stream=True, **arguments)
+            stream = await self._client(self._with_fixed(request.settings).host).chat(
+                stream=True, **arguments
+            )
             finished = False
             async with contextlib.aclosing(stream):
                 async for part in stream:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from hark import hookimpl
+import hark
 from hark_llm_openrouter.cog import OpenRouterCog
-from hark_llm_openrouter.generator import (
+from hark_llm_openrouter.generator import OpenRouterGenerator
+from hark_llm_openrouter.settings import (
+    API_KEY,
     DEFAULT_MODEL,
     OPENROUTER_BASE_URL,
-    OpenRouterGenerator,
+    OpenRouterSettings,
 )
 
 __all__ = [
@@ -15,17 +17,15 @@ __all__ = [
     "OPENROUTER_BASE_URL",
     "OpenRouterCog",
     "OpenRouterGenerator",
-    "register_cogs",
-    "register_generators",
+    "OpenRouterSettings",
+    "plugin",
 ]
 
-
-@hookimpl
-def register_generators(register):
-    # Configured from the environment (OPENROUTER_*), read when the bot loads plugins.
-    register(OpenRouterGenerator())
-
-
-@hookimpl
-def register_cogs(register):
-    register(OpenRouterCog)
+plugin = hark.Plugin(
+    description="OpenRouter or any OpenAI-compatible chat API (OpenAI, Mistral, llama.cpp)"
+    " as Hark's LLM",
+    settings=OpenRouterSettings,
+    secrets=[API_KEY],
+    providers=[OpenRouterGenerator],
+    cogs=[OpenRouterCog],
+)

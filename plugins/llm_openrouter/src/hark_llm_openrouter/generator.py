@@ -16,34 +16,34 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import logging
-import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
-from hark import Generator
-from hark.logs import register_secret
-from hark.providers import GenerationRequest
-from hark.providers.errors import (
+from hark import (
     BadOutputError,
     ConfigurationError,
+    GenerationRequest,
+    Generator,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    register_secret,
     retry_after_from,
 )
+from hark_llm_openrouter.settings import (
+    API_KEY,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    OPENROUTER_BASE_URL,
+    OpenRouterSettings,
+)
 
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "OpenRouterGenerator"]
 
-OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
-DEFAULT_MODEL = "openai/gpt-4o-mini"
-PROJECT_URL = "https://github.com/hark-bot/hark"
-DEFAULT_APP_NAME = "Hark"
-DEFAULT_TIMEOUT = 60.0
 #: Seconds warm() waits for its connection-opening request.
 WARM_TIMEOUT = 10.0
 
@@ -85,21 +85,12 @@ def _transport_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Excepti
 _TIMEOUT_ERRORS, _TRANSPORT_ERRORS = _transport_errors()
 
 
-def _env(environ: Mapping[str, str], name: str, default: str) -> str:
-    value = environ.get(name, "").strip()
-    return value or default
-
-
 class OpenRouterGenerator(Generator):
     """Replies from OpenRouter or any OpenAI-compatible chat-completions endpoint."""
 
     supports_model_listing = True
-    default_settings: ClassVar[dict[str, Any]] = {
-        # None: not sent, so the model's own default applies.
-        "temperature": 0.7,
-        "max_tokens": 1024,
-        "top_p": None,
-    }
+    # Used outside a bot (tests, scripts); in the bot, the plugin's declaration.
+    settings_model = OpenRouterSettings
 
     def __init__(
         self,
@@ -112,32 +103,82 @@ class OpenRouterGenerator(Generator):
         timeout: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        """Arguments left out come from the environment (``OPENROUTER_*``), then defaults."""
+        """The key comes from ``OPENROUTER_API_KEY`` and the rest from the plugin's
+        settings (``environ`` is their environment layer); arguments given here win
+        over both (for scripts and tests)."""
         super().__init__()
-        env = os.environ if environ is None else environ
-        key = env.get("OPENROUTER_API_KEY", "") if api_key is None else api_key
-        self._api_key = key.strip()
+        self.environ = environ
+        self._api_key = (API_KEY.value(environ) if api_key is None else api_key).strip()
         # The bot's log formatter replaces registered secrets with *** (a second line
         # of defence: nothing here logs the key in the first place).
         register_secret(self._api_key)
-        self.base_url = (base_url or _env(env, "OPENROUTER_BASE_URL", OPENROUTER_BASE_URL)).rstrip(
-            "/"
-        )
-        self.default_model = model or _env(env, "OPENROUTER_MODEL", DEFAULT_MODEL)
-        self.site_url = site_url or _env(env, "OPENROUTER_SITE_URL", PROJECT_URL)
-        self.app_name = app_name or _env(env, "OPENROUTER_APP_NAME", DEFAULT_APP_NAME)
-        if timeout is None:
-            raw = _env(env, "OPENROUTER_TIMEOUT", str(DEFAULT_TIMEOUT))
-            try:
-                timeout = float(raw)
-            except ValueError:
-                log.warning("OPENROUTER_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
-                timeout = DEFAULT_TIMEOUT
-        # The core's per-delta deadline and the HTTP client's read timeout agree.
-        self.timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT
-        self._client: openai.AsyncOpenAI | None = None
+        given = {"base_url": base_url, "model": model, "site_url": site_url, "app_name": app_name}
+        self._fixed: dict[str, Any] = {key: value for key, value in given.items() if value}
+        if "base_url" in self._fixed:
+            self._fixed["base_url"] = self._fixed["base_url"].rstrip("/")
+        if timeout is not None:
+            self.timeout = timeout
+        # (client, the settings it was made for); clients replaced after a settings
+        # change, closed by aclose().
+        self._client: tuple[openai.AsyncOpenAI, tuple[Any, ...]] | None = None
+        self._stale: list[openai.AsyncOpenAI] = []
 
     # -- configuration ---------------------------------------------------
+
+    def bot_wide(self) -> OpenRouterSettings:
+        """The bot-wide settings (the endpoint, the default model)."""
+        resolved = self.resolve()
+        assert resolved is not None
+        return self._with_fixed(resolved.values)
+
+    def _with_fixed(self, settings: OpenRouterSettings | None) -> OpenRouterSettings:
+        if settings is None:  # a request built by hand, outside generate()
+            return self.bot_wide()
+        return settings.model_copy(update=self._fixed) if self._fixed else settings
+
+    @property
+    def timeout(self) -> float:  # the core's per-delta deadline and the client's read timeout
+        return self.bot_wide().timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._fixed["timeout"] = value if value > 0 else DEFAULT_TIMEOUT
+
+    @property
+    def base_url(self) -> str:
+        return self.bot_wide().base_url
+
+    @property  # type: ignore[override]
+    def default_model(self) -> str:
+        """The model where no server has chosen one (bot-wide ``model``, ``OPENROUTER_MODEL``)."""
+        return self.bot_wide().model
+
+    @property
+    def site_url(self) -> str:
+        return self.bot_wide().site_url
+
+    @property
+    def app_name(self) -> str:
+        return self.bot_wide().app_name
+
+    def model_for(self, guild_id: int | None) -> str:
+        """The model a server uses, as the core's ``generate()`` and ``!model`` ask."""
+        resolved = self.resolve(guild_id)
+        return self._with_fixed(resolved.values if resolved else None).model
+
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config llm_openrouter model NAME`: only a model the endpoint lists. While the
+        list can't be fetched the name is taken unchecked."""
+        if key != "model":
+            return value
+        try:
+            known = await self.list_models()
+        except ProviderError as exc:
+            self.log.warning("%s: took model %r unchecked (%s)", self.id, value, exc)
+            return value
+        if value not in known:
+            raise ValueError(f"{self.host} has no model `{value}`; see `!openrouter models`")
+        return value
 
     @property
     def host(self) -> str:
@@ -169,24 +210,31 @@ class OpenRouterGenerator(Generator):
             return "OPENROUTER_API_KEY is not set"
         return None
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, settings: OpenRouterSettings | None = None) -> dict[str, str]:
         """OpenRouter's attribution headers (harmless to other endpoints)."""
-        return {"HTTP-Referer": self.site_url, "X-Title": self.app_name}
+        settings = settings or self.bot_wide()
+        return {"HTTP-Referer": settings.site_url, "X-Title": settings.app_name}
 
-    def client(self) -> openai.AsyncOpenAI:
-        """The shared async client (created on first use)."""
+    def client(self, settings: OpenRouterSettings | None = None) -> openai.AsyncOpenAI:
+        """The shared async client (created on first use, and again after the endpoint's
+        settings change)."""
         reason = self.unavailable_reason()
         if reason:
             raise ConfigurationError(reason)
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.base_url,
+        settings = settings or self.bot_wide()
+        made_for = (settings.base_url, settings.timeout, settings.site_url, settings.app_name)
+        if self._client is None or self._client[1] != made_for:
+            if self._client is not None:
+                self._stale.append(self._client[0])
+            client = openai.AsyncOpenAI(
+                base_url=settings.base_url,
                 api_key=self._api_key or PLACEHOLDER_KEY,
                 max_retries=0,  # the core retries
-                timeout=openai.Timeout(self.timeout, connect=min(10.0, self.timeout)),
-                default_headers=self.headers(),
+                timeout=openai.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+                default_headers=self.headers(settings),
             )
-        return self._client
+            self._client = (client, made_for)
+        return self._client[0]
 
     async def warm(self) -> None:
         """Open the connection pool with ``GET {base}/models`` (every OpenAI-compatible
@@ -205,8 +253,9 @@ class OpenRouterGenerator(Generator):
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the next call opens a new one)."""
-        client, self._client = self._client, None
-        if client is not None:
+        current, self._client = self._client, None
+        clients, self._stale = self._stale, []
+        for client in [*clients, *([current[0]] if current else [])]:
             await client.close()
 
     def __repr__(self) -> str:  # never the key
@@ -214,27 +263,23 @@ class OpenRouterGenerator(Generator):
 
     # -- generation ------------------------------------------------------
 
-    def _setting(self, key: str, guild_id: int | None) -> Any:
-        return self.setting(key, guild_id, self.default_settings.get(key))
-
     def build_params(self, request: GenerationRequest) -> dict[str, Any]:
         """The sampling parameters for ``request``: its own values, else this server's settings."""
         try:
             return self._build_params(request)
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"a sampling setting is not a number ({exc}); fix it with `!openrouter set`"
-            ) from None
+            raise ConfigurationError(f"a sampling value is not a number ({exc})") from None
 
     def _build_params(self, request: GenerationRequest) -> dict[str, Any]:
+        settings = self._with_fixed(request.settings)
         params: dict[str, Any] = {}
         temperature = request.temperature
         if temperature is None:
-            temperature = self._setting("temperature", request.guild_id)
+            temperature = settings.temperature
         max_tokens = request.max_tokens
         if max_tokens is None:
-            max_tokens = self._setting("max_tokens", request.guild_id)
-        top_p = request.options.get("top_p", self._setting("top_p", request.guild_id))
+            max_tokens = settings.max_tokens
+        top_p = request.options.get("top_p", settings.top_p)
         if temperature is not None:
             params["temperature"] = float(temperature)
         if max_tokens is not None:
@@ -253,10 +298,13 @@ class OpenRouterGenerator(Generator):
         return [{"role": m.role, "content": m.text()} for m in request.messages]
 
     async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
-        client = self.client()
-        model = request.model or self.model_for(request.guild_id)
+        settings = self._with_fixed(request.settings)
+        client = self.client(settings)
+        model = request.model or settings.model
         if not model:
-            raise ConfigurationError("no model is set: set OPENROUTER_MODEL or use `!model NAME`")
+            raise ConfigurationError(
+                "no model is set: set OPENROUTER_MODEL or `!config llm_openrouter model NAME`"
+            )
         params = self.build_params(request)
         self.log.debug("POST %s/chat/completions model=%s %s", self.public_base_url, model, params)
         try:

@@ -1,92 +1,63 @@
-"""What the local and the OpenAI transcriber share: configuration, settings, silence."""
+"""What the local and the OpenAI transcriber share: settings, language, silence."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
-from hark import Transcriber
+from hark import AudioClip, Transcriber
 from hark.audio import rms
-from hark.providers import AudioClip
-from hark_stt_whisper.config import DEFAULT_SETTINGS, MODES, WhisperConfig, normalize_language
-
-# Where a value in force comes from, for `!whisper`.
-ORIGIN_SERVER = "set for this server"
-ORIGIN_ENV = "environment"
-ORIGIN_GLOBAL = "bot-wide setting"
-ORIGIN_DEFAULT = "default"
-
-_ENV_FIELD = {"model": "model", "language": "language", "openai_model": "openai_model"}
+from hark_stt_whisper.settings import WhisperSettings, normalize_language
 
 
 class WhisperTranscriber(Transcriber):
-    """Base of :class:`LocalWhisperTranscriber` and :class:`OpenAIWhisperTranscriber`."""
+    """Base of :class:`LocalWhisperTranscriber` and :class:`OpenAIWhisperTranscriber`.
 
-    default_settings: ClassVar[dict[str, Any]] = DEFAULT_SETTINGS
+    Each call gets its server's :class:`WhisperSettings` from the core (``settings=``);
+    what is the same everywhere (the machine, the endpoint, the mode) is read from
+    :meth:`bot_wide`.
+    """
+
+    # Used outside a bot (tests, scripts, `bot prepare`); in the bot the declaration.
+    settings_model = WhisperSettings
     #: "local" or "openai": the mode this provider serves (also its ``name``).
     mode: ClassVar[str] = ""
 
-    def __init__(self, config: WhisperConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        settings: WhisperSettings | None = None,
+    ) -> None:
+        """``environ`` is the settings' environment layer (default ``os.environ``);
+        ``settings``, when given, are the bot-wide values to use instead of resolving
+        them (``bot prepare`` hands them over, as `bot run` has them)."""
         super().__init__()
-        # Read from the environment when the bot loads the plugin (or given by tests).
-        self.config = config if config is not None else WhisperConfig.from_env()
+        self.environ = environ
+        self._bot_wide = settings
 
-    # -- settings ---------------------------------------------------------
+    def bot_wide(self) -> WhisperSettings:
+        """The settings without any server's choices: the machine, the endpoint, the
+        default model and language."""
+        if self._bot_wide is not None:
+            return self._bot_wide
+        resolved = self.resolve()
+        assert resolved is not None
+        return resolved.values
 
-    def resolve(self, key: str, guild_id: int | None) -> tuple[Any, str]:
-        """``(value, origin)`` of a setting in a server: the server's choice, else the
-        environment variable, else the bot-wide setting, else the default."""
-        if self.settings is not None and guild_id is not None:
-            scope = self.settings.guild(guild_id)
-            if scope.is_set(key) and scope.get(key) is not None:
-                return scope.get(key), ORIGIN_SERVER
-        field = _ENV_FIELD.get(key)
-        if field is not None:
-            value = getattr(self.config, field)
-            if value:
-                return value, ORIGIN_ENV
-        if self.settings is not None and self.settings.global_().is_set(key):
-            value = self.settings.global_().get(key)
-            if value is not None:
-                return value, ORIGIN_GLOBAL
-        return DEFAULT_SETTINGS.get(key), ORIGIN_DEFAULT
-
-    def option(self, key: str, guild_id: int | None) -> Any:
-        """A tuning setting (``beam_size``, ``vad_filter``, ``min_rms``,
-        ``temperature_fallback``) for a server."""
-        return self.setting(key, guild_id, DEFAULT_SETTINGS.get(key))
-
-    def language_for(self, guild_id: int | None, requested: str | None = None) -> str | None:
+    def language_for(self, settings: WhisperSettings, requested: str | None = None) -> str | None:
         """The language to transcribe in: the caller's, else the server's setting;
         None means auto-detect (or the model's only language)."""
-        if requested:
-            return normalize_language(requested)
-        value, _ = self.resolve("language", guild_id)
-        return normalize_language(value)
-
-    def preferred_mode(self) -> str:
-        """Which provider of this plugin ranks first: WHISPER_MODE, else the bot-wide
-        ``mode`` setting, else local."""
-        if self.config.mode in MODES:
-            return self.config.mode
-        if self.settings is not None:
-            value = self.settings.global_().get("mode", None)
-            if isinstance(value, str) and value.lower() in MODES:
-                return value.lower()
-        return "local"
+        return normalize_language(requested or settings.language)
 
     @property
     def default_priority(self) -> int:  # type: ignore[override]
         # Only breaks ties between enabled, usable providers of no explicit choice.
-        return 1 if self.preferred_mode() == self.mode else 0
+        return 1 if self.bot_wide().mode == self.mode else 0
 
-    # -- audio ------------------------------------------------------------
-
-    def is_silence(self, clip: AudioClip, guild_id: int | None) -> bool:
+    @staticmethod
+    def is_silence(clip: AudioClip, settings: WhisperSettings) -> bool:
         """Digital silence or a near-silent clip: not worth a model run or an API call."""
         if not clip.frames:
             return True
-        try:
-            threshold = float(self.option("min_rms", guild_id) or 0.0)
-        except (TypeError, ValueError):
-            threshold = float(DEFAULT_SETTINGS["min_rms"])
-        return threshold > 0 and rms(clip) < threshold
+        return settings.min_rms > 0 and rms(clip) < settings.min_rms

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import hark
+from hark import AudioClip, RetryPolicy, Transcript
 from hark.audio import convert
-from hark.providers import AudioClip, RetryPolicy, Transcript
-from hark_stt_whisper.base import ORIGIN_SERVER, WhisperTranscriber
-from hark_stt_whisper.config import DEFAULT_SETTINGS, WhisperConfig
+from hark_stt_whisper.base import WhisperTranscriber
 from hark_stt_whisper.models import (
     BUNDLED,
     CACHE,
@@ -32,12 +33,18 @@ from hark_stt_whisper.models import (
     is_english_only,
     looks_like_path,
 )
+from hark_stt_whisper.settings import WhisperSettings
 
 #: The rate Whisper's feature extractor expects.
 WHISPER_RATE = 16_000
 #: What warm() transcribes: half a second of faint noise (about -60 dBFS).
 WARM_SECONDS = 0.5
 WARM_NOISE = 0.001
+
+
+# gzip compression ratio above which a segment is repetitive text: Whisper's own
+# threshold for a failed decode (its reference implementation re-decodes those).
+LOOP_COMPRESSION = 2.4
 
 
 def confidence_of(segments: list[tuple[float, float, int]]) -> float | None:
@@ -58,6 +65,15 @@ def to_float32(clip: AudioClip) -> np.ndarray:
     return np.frombuffer(mono.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def hub_offline() -> bool:
+    """Whether the model hub library was told to stay offline (``HF_HUB_OFFLINE``)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - faster-whisper requires it
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
 class LocalWhisperTranscriber(WhisperTranscriber):
     """Speech to text on the CPU with faster-whisper; no key, no network by default."""
 
@@ -67,28 +83,29 @@ class LocalWhisperTranscriber(WhisperTranscriber):
     # A failure here is a broken model or a bug: trying again gives the same answer.
     retry = RetryPolicy(attempts=1)
 
-    def __init__(self, config: WhisperConfig | None = None, *, cache: ModelCache | None = None):
-        super().__init__(config)
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        settings: WhisperSettings | None = None,
+        cache: ModelCache | None = None,
+    ) -> None:
+        super().__init__(environ=environ, settings=settings)
         self.cache = CACHE if cache is None else cache
 
     # -- which model ------------------------------------------------------
 
     def default_model(self) -> str:
-        """The model for servers that chose none: WHISPER_MODEL, else the bot-wide
-        ``model`` setting, else the bundled tiny.en."""
-        value, _ = self.resolve("model", None)
-        return canonical(value or BUNDLED)
+        """The model for servers that chose none: the bot-wide ``model`` setting
+        (WHISPER_MODEL, bot.toml), else the bundled tiny.en."""
+        return canonical(self.bot_wide().model)
 
     def allowed_models(self) -> list[str]:
-        """Models a server admin may choose: bundled, the default, WHISPER_MODELS and the
-        bot-wide ``models`` setting. (Arbitrary paths or downloads are the operator's call.)"""
-        names = [BUNDLED, self.default_model(), *self.config.models]
-        if self.settings is not None:
-            extra = self.settings.global_().get("models", [])
-            if isinstance(extra, list):
-                names.extend(str(m) for m in extra)
+        """Models a server admin may choose: bundled, the default and the bot-wide
+        ``models`` setting. (Arbitrary paths or downloads are the operator's call.)"""
+        bot_wide = self.bot_wide()
         seen: list[str] = []
-        for name in names:
+        for name in (BUNDLED, bot_wide.model, *bot_wide.models):
             spec = canonical(name)
             if spec not in seen:
                 seen.append(spec)
@@ -97,32 +114,34 @@ class LocalWhisperTranscriber(WhisperTranscriber):
     def is_allowed(self, spec: str) -> bool:
         return canonical(spec) in self.allowed_models()
 
-    def model_for(self, guild_id: int | None) -> str:
-        """This server's model: its own choice (if still allowed), else the default."""
-        value, origin = self.resolve("model", guild_id)
-        spec = canonical(value or BUNDLED)
-        if origin != ORIGIN_SERVER or self.is_allowed(spec):
+    def model_for(self, settings: WhisperSettings) -> str:
+        """The model for these settings: the server's choice if it is still offered,
+        else the default."""
+        spec = canonical(settings.model)
+        if self.is_allowed(spec):
             return spec
-        self.log.warning("server %s chose model %s, which is no longer allowed", guild_id, spec)
+        self.log.warning("a server chose the model %s, which is no longer offered", spec)
         return self.default_model()
 
-    def key(self, spec: str) -> ModelKey:
+    def key(self, spec: str, settings: WhisperSettings | None = None) -> ModelKey:
+        settings = settings or self.bot_wide()
         return ModelKey.of(
             spec,
-            device=self.config.device,
-            compute_type=self.config.compute_type,
-            cpu_threads=self.config.cpu_threads,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            cpu_threads=settings.cpu_threads,
         )
 
-    def language_for(self, guild_id: int | None, requested: str | None = None) -> str | None:
-        language = super().language_for(guild_id, requested)
-        if language is None and self._english_only(guild_id):
+    def language_for(self, settings: WhisperSettings, requested: str | None = None) -> str | None:
+        language = super().language_for(settings, requested)
+        if language is None and self.english_only(settings):
             return "en"
         return language
 
-    def _english_only(self, guild_id: int | None) -> bool:
-        spec = self.model_for(guild_id)
-        model = self.cache.peek(self.key(spec))
+    def english_only(self, settings: WhisperSettings) -> bool:
+        """Whether these settings' model knows only English."""
+        spec = self.model_for(settings)
+        model = self.cache.peek(self.key(spec, settings))
         if model is not None:
             return not model.model.is_multilingual
         return is_english_only(spec)
@@ -138,14 +157,32 @@ class LocalWhisperTranscriber(WhisperTranscriber):
             return f"the Whisper model directory `{spec}` does not exist"
         return None
 
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config stt_whisper model NAME`: only a model the operator offers, and only
+        once it loads and runs (stored as its canonical spec)."""
+        if key != "model":
+            return value
+        spec = canonical(value)
+        if not self.is_allowed(spec):
+            choices = ", ".join(f"`{m}`" for m in self.allowed_models())
+            raise ValueError(
+                f"`{spec}` is not one of the models this bot offers: {choices} (the bot's"
+                " operator offers more with WHISPER_MODELS)"
+            )
+        try:
+            await self.check(spec)
+        except hark.ConfigurationError as exc:
+            raise ValueError(f"could not use that model: {exc.message}") from None
+        return spec
+
     # -- loading ----------------------------------------------------------
 
-    def _get_model(self, spec: str, *, retry_failed: bool = False) -> Any:
+    def _get_model(
+        self, spec: str, settings: WhisperSettings | None = None, *, retry_failed: bool = False
+    ) -> Any:
+        settings = settings or self.bot_wide()
         return self.cache.get(
-            self.key(spec),
-            download_root=self.config.download_root,
-            offline=self.config.offline,
-            retry_failed=retry_failed,
+            self.key(spec, settings), retry_failed=retry_failed, **_load(settings)
         )
 
     async def load(self, spec: str | None = None, *, retry_failed: bool = False) -> Any:
@@ -161,34 +198,39 @@ class LocalWhisperTranscriber(WhisperTranscriber):
 
     # -- transcription ----------------------------------------------------
 
-    def options(self, guild_id: int | None, language: str | None, prompt: str | None) -> dict:
-        """Keyword arguments for ``WhisperModel.transcribe`` in this server."""
-        try:
-            beam_size = max(1, int(self.option("beam_size", guild_id)))
-        except (TypeError, ValueError):
-            beam_size = DEFAULT_SETTINGS["beam_size"]
+    def options(
+        self, settings: WhisperSettings, language: str | None, prompt: str | None
+    ) -> dict[str, Any]:
+        """Keyword arguments for ``WhisperModel.transcribe`` with these settings."""
         return {
-            "language": self.language_for(guild_id, language),
+            "language": self.language_for(settings, language),
             "task": "transcribe",
-            "beam_size": beam_size,
-            "vad_filter": bool(self.option("vad_filter", guild_id)),
+            "beam_size": settings.beam_size,
+            "vad_filter": settings.vad_filter,
             # Member names and the like, so Whisper spells them as the server does.
             "initial_prompt": (prompt or "").strip() or None,
             # Utterances are short and independent: conditioning on earlier windows
             # only invites repetition loops.
             "condition_on_previous_text": False,
-            **({} if self.option("temperature_fallback", guild_id) else {"temperature": 0.0}),
+            **({} if settings.temperature_fallback else {"temperature": 0.0}),
         }
 
     async def _impl(
-        self, clip: AudioClip, *, language: str | None, prompt: str | None, guild_id: int | None
+        self,
+        clip: AudioClip,
+        *,
+        language: str | None,
+        prompt: str | None,
+        guild_id: int | None,
+        settings: WhisperSettings | None = None,
     ) -> Transcript:
-        spec = self.model_for(guild_id)
-        options = self.options(guild_id, language, prompt)
+        settings = settings or self.bot_wide()
+        spec = self.model_for(settings)
+        options = self.options(settings, language, prompt)
         cancelled = threading.Event()
         try:
             return await asyncio.to_thread(
-                self._transcribe_sync, spec, clip, options, cancelled, guild_id
+                self._transcribe_sync, spec, clip, options, cancelled, settings
             )
         finally:
             # A cancelled or timed-out call stops the worker at the next segment.
@@ -200,14 +242,14 @@ class LocalWhisperTranscriber(WhisperTranscriber):
         clip: AudioClip,
         options: dict[str, Any],
         cancelled: threading.Event,
-        guild_id: int | None,
+        settings: WhisperSettings,
         *,
         gate: bool = True,
     ) -> Transcript:
         """Runs in a worker thread: silence gate, model (loaded once), conversion, decoding."""
-        if gate and self.is_silence(clip, guild_id):
+        if gate and self.is_silence(clip, settings):
             return Transcript("", language=options["language"], duration=clip.duration)
-        model = self._get_model(spec)
+        model = self._get_model(spec, settings)
         audio = to_float32(clip)
         segments, info = model.transcribe(audio, **options)
         texts: list[str] = []
@@ -216,6 +258,11 @@ class LocalWhisperTranscriber(WhisperTranscriber):
             if cancelled.is_set():
                 break
             text = segment.text.strip()
+            ratio = float(getattr(segment, "compression_ratio", 0.0) or 0.0)
+            if ratio > LOOP_COMPRESSION:
+                # A decode stuck in a loop ("I'll take a look at these lines and I'll
+                # take a look..."): Whisper's own sign of a hallucination, not speech.
+                continue
             if text:
                 texts.append(text)
                 no_speech = float(getattr(segment, "no_speech_prob", 0.0) or 0.0)
@@ -247,37 +294,42 @@ class LocalWhisperTranscriber(WhisperTranscriber):
                 self.log.debug("warmed Whisper model %s", spec)
 
     def _warm_sync(self, spec: str) -> bool:
+        settings = self.bot_wide()
         frames = round(WHISPER_RATE * WARM_SECONDS)
         noise = np.random.default_rng(0).normal(0.0, WARM_NOISE * 32768, frames)
         clip = AudioClip(noise.astype("<i2").tobytes(), WHISPER_RATE, 1)
-        options = self.options(None, None, None)
+        options = self.options(settings, None, None)
         options["language"] = "en" if is_english_only(spec) else None
 
         def run(model: Any) -> None:
-            self._transcribe_sync(spec, clip, options, threading.Event(), None, gate=False)
+            self._transcribe_sync(spec, clip, options, threading.Event(), settings, gate=False)
 
-        return self.cache.warm(
-            self.key(spec),
-            run,
-            download_root=self.config.download_root,
-            offline=self.config.offline,
-        )
+        return self.cache.warm(self.key(spec, settings), run, **_load(settings))
 
     async def check(self, spec: str | None = None) -> Transcript:
         """Load ``spec`` (retrying a remembered failure) and transcribe a short silence
         straight through the model: proves the model runs. Raises ConfigurationError."""
+        settings = self.bot_wide()
         spec = canonical(spec) if spec else self.default_model()
         await self.load(spec, retry_failed=True)
         frames = WHISPER_RATE // 2  # half a second
         silence = AudioClip(bytes(frames * AudioClip.SAMPLE_WIDTH), WHISPER_RATE, 1)
-        options = self.options(None, None, None)
+        options = self.options(settings, None, None)
         options["language"] = "en" if is_english_only(spec) else None
         return await asyncio.to_thread(
-            self._transcribe_sync, spec, silence, options, threading.Event(), None, gate=False
+            self._transcribe_sync, spec, silence, options, threading.Event(), settings, gate=False
         )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} model={self.default_model()}>"
+
+
+def _load(settings: WhisperSettings) -> dict[str, Any]:
+    """Where and whether :func:`~hark_stt_whisper.models.load_model` may download."""
+    return {
+        "download_root": settings.cache_dir or None,
+        "offline": settings.offline or hub_offline(),
+    }
 
 
 __all__ = ["WHISPER_RATE", "LocalWhisperTranscriber", "confidence_of", "to_float32"]

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hark.providers.errors import ConfigurationError
-from hark_stt_whisper.config import BUNDLED
+from hark import ConfigurationError
+from hark_stt_whisper.settings import BUNDLED
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

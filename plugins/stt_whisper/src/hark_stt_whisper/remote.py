@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import openai
 
-from hark.audio import convert, wav_bytes
-from hark.logs import register_secret
-from hark.providers import AudioClip, Transcript
-from hark.providers.errors import (
+from hark import (
+    AudioClip,
     BadOutputError,
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    Transcript,
     retry_after_from,
 )
+from hark.audio import convert, wav_bytes
 from hark_stt_whisper.base import WhisperTranscriber
-from hark_stt_whisper.config import DEFAULT_OPENAI_MODEL, WhisperConfig
+from hark_stt_whisper.settings import OPENAI_KEY, WhisperSettings
 
 #: Upload rate: Whisper works at 16 kHz whatever it is sent.
 UPLOAD_RATE = 16_000
@@ -47,6 +48,16 @@ _MAX_DETAIL = 200
 WARM_TIMEOUT = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the API is and how to reach it: the key (``OPENAI_API_KEY``) and the
+    bot-wide ``openai_base_url`` / ``openai_timeout`` settings."""
+
+    base_url: str
+    timeout: float
+    api_key: str = field(default="", repr=False)
+
+
 class OpenAIWhisperTranscriber(WhisperTranscriber):
     """Speech to text through OpenAI's ``/audio/transcriptions`` endpoint."""
 
@@ -54,58 +65,79 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
     mode = "openai"
     preferred_sample_rate = UPLOAD_RATE
 
-    def __init__(self, config: WhisperConfig | None = None) -> None:
-        super().__init__(config)
-        # The bot's log formatter replaces registered secrets with *** (a second line of
-        # defence: nothing here logs the key in the first place).
-        register_secret(self.config.api_key)
-        self.timeout = self.config.openai_timeout
-        self._client: openai.AsyncOpenAI | None = None
+    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
+        """The key comes from ``OPENAI_API_KEY`` and the endpoint from the plugin's
+        settings; ``environ`` stands for ``os.environ`` for both (scripts, tests)."""
+        super().__init__(environ=environ)
+        self._client: tuple[Endpoint, openai.AsyncOpenAI] | None = None
+        self._retired: list[openai.AsyncOpenAI] = []
 
     # -- configuration ----------------------------------------------------
 
     @property
+    def config(self) -> Endpoint:
+        """The endpoint now (read again on every use: the key and the settings may change)."""
+        # OPENAI_KEY.value registers the key with the bot's log redaction (a second line
+        # of defence: nothing here logs the key in the first place).
+        settings = self.bot_wide()
+        return Endpoint(
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout,
+            api_key=OPENAI_KEY.value(self.environ),
+        )
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]  # the core's per-call deadline
+        return self.bot_wide().openai_timeout
+
+    @property
     def has_key(self) -> bool:
-        return bool(self.config.api_key)
+        return OPENAI_KEY.is_set(self.environ)
 
     @property
     def host(self) -> str:
         """The endpoint's host (and port): how messages name the service."""
-        parts = urlsplit(self.config.base_url)
-        return parts.netloc.rsplit("@", 1)[-1] or self.config.base_url
+        base_url = self.bot_wide().openai_base_url
+        return urlsplit(base_url).netloc.rsplit("@", 1)[-1] or base_url
 
     @property
     def public_base_url(self) -> str:
         """The base URL fit to show or log: no ``user:password@``, no query string."""
-        parts = urlsplit(self.config.base_url)
+        parts = urlsplit(self.bot_wide().openai_base_url)
         return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else self.host
 
     @property
     def needs_key(self) -> bool:
-        return (urlsplit(self.config.base_url).hostname or "").lower() in KEYED_HOSTS
+        return (urlsplit(self.bot_wide().openai_base_url).hostname or "").lower() in KEYED_HOSTS
 
     def unavailable_reason(self) -> str | None:
         if self.needs_key and not self.has_key:
             return "OPENAI_API_KEY is not set"
         return None
 
-    def model_for(self, guild_id: int | None) -> str:
-        value, _ = self.resolve("openai_model", guild_id)
-        return str(value or DEFAULT_OPENAI_MODEL)
+    @staticmethod
+    def model_for(settings: WhisperSettings) -> str:
+        return settings.openai_model
 
     def client(self) -> openai.AsyncOpenAI:
-        """The shared async client (created on first use)."""
+        """The shared async client (made on first use, and again when the key or the
+        endpoint changed)."""
         reason = self.unavailable_reason()
         if reason:
             raise ConfigurationError(f"{reason}: the OpenAI transcriber can't be used")
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self.config.api_key or PLACEHOLDER_KEY,
-                base_url=self.config.base_url,
-                max_retries=0,  # the core retries
-                timeout=openai.Timeout(self.timeout, connect=min(10.0, self.timeout)),
-            )
-        return self._client
+        endpoint = self.config
+        if self._client is not None and self._client[0] == endpoint:
+            return self._client[1]
+        if self._client is not None:
+            self._retired.append(self._client[1])  # calls may still use it: closed at aclose()
+        client = openai.AsyncOpenAI(
+            api_key=endpoint.api_key or PLACEHOLDER_KEY,
+            base_url=endpoint.base_url,
+            max_retries=0,  # the core retries
+            timeout=openai.Timeout(endpoint.timeout, connect=min(10.0, endpoint.timeout)),
+        )
+        self._client = (endpoint, client)
+        return client
 
     async def warm(self) -> None:
         """Open the connection pool with ``GET {base}/models`` (small; OpenAI, speaches
@@ -122,9 +154,11 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
         else:
             self.log.debug("warmed the connection to %s", self.host)
 
-        """Close the HTTP connection pool (the next call opens a new one)."""
-        client, self._client = self._client, None
-        if client is not None:
+    async def aclose(self) -> None:
+        """Close the HTTP connection pools (the next call opens a new one)."""
+        current, self._client = self._client, None
+        clients, self._retired = self._retired, []
+        for client in [*clients, *([current[1]] if current else [])]:
             await client.close()
 
     def __repr__(self) -> str:  # never the key
@@ -137,17 +171,24 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
         """The clip as a 16 kHz mono WAV file."""
         return wav_bytes([convert(clip, UPLOAD_RATE, 1)])
 
-    def _upload(self, clip: AudioClip, guild_id: int | None) -> bytes | None:
-        return None if self.is_silence(clip, guild_id) else self.wav(clip)
+    def _upload(self, clip: AudioClip, settings: WhisperSettings) -> bytes | None:
+        return None if self.is_silence(clip, settings) else self.wav(clip)
 
     async def _impl(
-        self, clip: AudioClip, *, language: str | None, prompt: str | None, guild_id: int | None
+        self,
+        clip: AudioClip,
+        *,
+        language: str | None,
+        prompt: str | None,
+        guild_id: int | None,
+        settings: WhisperSettings | None = None,
     ) -> Transcript:
-        language = self.language_for(guild_id, language)
+        settings = settings or self.bot_wide()
+        language = self.language_for(settings, language)
         client = self.client()
-        model = self.model_for(guild_id)
+        model = self.model_for(settings)
         # Off the loop: the level check and the conversion touch every sample.
-        data = await asyncio.to_thread(self._upload, clip, guild_id)
+        data = await asyncio.to_thread(self._upload, clip, settings)
         if data is None:  # silence: nothing worth paying for
             return Transcript("", language=language, duration=clip.duration)
         if len(data) > MAX_UPLOAD_BYTES:

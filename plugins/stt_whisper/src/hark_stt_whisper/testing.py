@@ -15,7 +15,7 @@ a slow answer::
 
     async with FakeTranscriptionServer(reply="turn on the lights", api_key="sk-test") as server:
         transcriber = OpenAIWhisperTranscriber(
-            WhisperConfig(api_key="sk-test", base_url=server.base_url)
+            environ={"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
         )
         ...
         assert server.last.prompt == "Alice, Bob"
@@ -39,8 +39,8 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict
 
+from hark import AudioClip
 from hark.audio import read_wav
-from hark.providers import AudioClip
 from hark.testing.loopback import FailureQueue, LoopbackServer
 
 __all__ = [

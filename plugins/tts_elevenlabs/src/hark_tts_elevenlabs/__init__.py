@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-from hark import hookimpl
+import hark
 from hark_tts_elevenlabs.cog import ElevenLabsCog
-from hark_tts_elevenlabs.synthesizer import (
+from hark_tts_elevenlabs.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
-    DEFAULT_SETTINGS,
-    ElevenLabsSynthesizer,
-    VoiceInfo,
+    ELEVENLABS_KEY,
+    ElevenLabsSettings,
 )
+from hark_tts_elevenlabs.synthesizer import ElevenLabsSynthesizer, VoiceInfo, voice_settings
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
-    "DEFAULT_SETTINGS",
+    "ELEVENLABS_KEY",
     "ElevenLabsCog",
+    "ElevenLabsSettings",
     "ElevenLabsSynthesizer",
     "VoiceInfo",
-    "register_cogs",
-    "register_synthesizers",
+    "plugin",
+    "voice_settings",
 ]
 
 
-@hookimpl
-def register_synthesizers(register):
-    # Configured from the environment (ELEVENLABS_*), read when the bot loads plugins.
-    register(ElevenLabsSynthesizer())
-
-
-@hookimpl
-def register_cogs(register):
-    register(ElevenLabsCog)
+plugin = hark.Plugin(
+    description="ElevenLabs text to speech: voices streamed as PCM into Discord voice",
+    settings=ElevenLabsSettings,
+    secrets=[ELEVENLABS_KEY],
+    providers=[ElevenLabsSynthesizer],
+    cogs=[ElevenLabsCog],
+)

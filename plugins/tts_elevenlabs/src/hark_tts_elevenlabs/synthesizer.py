@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,17 +36,25 @@ from elevenlabs.client import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.types import VoiceSettings
 
-from hark import AudioClip, Synthesizer
-from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
-from hark.logs import register_secret
-from hark.providers.errors import (
+import hark
+from hark import (
+    AudioClip,
     BadOutputError,
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    Synthesizer,
     retry_after_from,
+)
+from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
+from hark_tts_elevenlabs.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    ELEVENLABS_KEY,
+    ElevenLabsSettings,
 )
 from hark_tts_elevenlabs.text import REQUEST_CHAR_LIMIT, split_for_requests
 
@@ -57,48 +63,22 @@ try:  # newer clients raise this when a response does not fit the API's schema
 except ImportError:  # pragma: no cover - older 2.x clients
     _ParsingError = None
 
-log = logging.getLogger(__name__)
-
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
-    "DEFAULT_SETTINGS",
     "OUTPUT_FORMAT",
     "SOURCE_RATE",
     "ElevenLabsSynthesizer",
     "PcmAligner",
     "VoiceInfo",
+    "voice_settings",
 ]
 
-DEFAULT_BASE_URL = "https://api.elevenlabs.io"
-DEFAULT_MODEL = "eleven_multilingual_v2"
-DEFAULT_TIMEOUT = 30.0
 #: Seconds warm() waits for its connection-opening request.
 WARM_TIMEOUT = 10.0
 #: What ElevenLabs is asked for: raw s16le mono PCM at 22,050 Hz (every plan has it).
 SOURCE_RATE = 22_050
 OUTPUT_FORMAT = f"pcm_{SOURCE_RATE}"
-
-#: Settings in the plugin's namespace (``[plugin.tts_elevenlabs]`` in bot.toml, or per
-#: server with ``!elevenlabs``). ``None`` means "not set": the environment variable
-#: (voice, model) or the voice's own stored value (speed) applies.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "voice_id": None,
-    "voice_name": None,  # shown next to the id; remembered when `!elevenlabs voice` sets it
-    "model": None,
-    "stability": 0.30,
-    "similarity_boost": 0.80,
-    "style": 0.55,
-    "use_speaker_boost": True,
-    "speed": None,
-}
-#: Numeric voice settings and the ranges ElevenLabs accepts.
-NUMERIC_SETTINGS: dict[str, tuple[float, float]] = {
-    "stability": (0.0, 1.0),
-    "similarity_boost": (0.0, 1.0),
-    "style": (0.0, 1.0),
-    "speed": (0.7, 1.2),
-}
 
 # Voices listed by `!elevenlabs voices`: pages of the v2 listing, at most this many pages.
 VOICES_PAGE_SIZE = 100
@@ -152,9 +132,17 @@ class PcmAligner:
         return len(self._carry)
 
 
-def _env(environ: Mapping[str, str], name: str, default: str = "") -> str:
-    value = environ.get(name, "").strip()
-    return value or default
+def voice_settings(settings: ElevenLabsSettings) -> VoiceSettings:
+    """The voice settings sent with each request (``speed`` only when one is set)."""
+    values: dict[str, Any] = {
+        "stability": settings.stability,
+        "similarity_boost": settings.similarity_boost,
+        "style": settings.style,
+        "use_speaker_boost": settings.use_speaker_boost,
+    }
+    if settings.speed is not None:
+        values["speed"] = settings.speed
+    return VoiceSettings(**values)
 
 
 class ElevenLabsSynthesizer(Synthesizer):
@@ -163,58 +151,90 @@ class ElevenLabsSynthesizer(Synthesizer):
     # Discord's format: the player takes the clips as they are.
     sample_rate = DISCORD_RATE
     channels = DISCORD_CHANNELS
-    timeout = DEFAULT_TIMEOUT
     # A configured cloud voice ranks above local fallback voices for default selection.
     default_priority = 10
-    default_settings: ClassVar[dict[str, Any]] = DEFAULT_SETTINGS
     # This plugin splits long text itself (at REQUEST_CHAR_LIMIT, retrying a failed
     # piece on its own), so the core passes any length through in one call.
     max_text_length = 1_000_000
+    # Used outside a bot (tests, scripts); in the bot the plugin's declaration.
+    settings_model = ElevenLabsSettings
 
     def __init__(
         self,
         *,
         api_key: str | None = None,
-        voice_id: str | None = None,
-        model: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
         max_request_chars: int = REQUEST_CHAR_LIMIT,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        """Arguments left out come from the environment (``ELEVENLABS_*``), then defaults."""
+        """The key comes from ``ELEVENLABS_API_KEY`` and the rest from the plugin's
+        settings (``environ`` is their environment layer); arguments given here
+        win over both (for scripts and tests)."""
         super().__init__()
-        env = os.environ if environ is None else environ
-        key = env.get("ELEVENLABS_API_KEY", "") if api_key is None else api_key
-        self._api_key = key.strip()
+        self.environ = environ
+        self._api_key = (ELEVENLABS_KEY.value(environ) if api_key is None else api_key).strip()
         # The bot's log formatter replaces registered secrets with *** (a second line
         # of defence: nothing here logs the key in the first place).
-        register_secret(self._api_key)
-        self.default_voice_id = (voice_id or _env(env, "ELEVENLABS_VOICE_ID")).strip() or None
-        self.default_model = model or _env(env, "ELEVENLABS_MODEL", DEFAULT_MODEL)
-        self.base_url = (base_url or _env(env, "ELEVENLABS_BASE_URL", DEFAULT_BASE_URL)).rstrip("/")
-        if timeout is None:
-            raw = _env(env, "ELEVENLABS_TIMEOUT", str(DEFAULT_TIMEOUT))
-            try:
-                timeout = float(raw)
-            except ValueError:
-                log.warning("ELEVENLABS_TIMEOUT=%r is not a number; using %g", raw, DEFAULT_TIMEOUT)
-                timeout = DEFAULT_TIMEOUT
-        # The core's per-chunk deadline and the HTTP client's read timeout agree.
-        self.timeout = timeout if timeout > 0 and math.isfinite(timeout) else DEFAULT_TIMEOUT
+        hark.register_secret(self._api_key)
+        given = {"base_url": base_url, "timeout": timeout}
+        self._fixed: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if max_request_chars < 1:
             raise ValueError("max_request_chars must be positive")
         self.max_request_chars = max_request_chars
         self._client: AsyncElevenLabs | None = None
         self._http: httpx.AsyncClient | None = None
+        self._client_for: tuple[str, float] | None = None
+        # Pools of clients replaced after a bot-wide change, closed by aclose().
+        self._retired: list[httpx.AsyncClient] = []
 
     # -- configuration ---------------------------------------------------
+
+    def bot_wide(self) -> ElevenLabsSettings:
+        """The bot-wide settings (where the API is, the default voice and model)."""
+        resolved = self.resolve()
+        assert resolved is not None
+        return self._with_fixed(resolved.values)
+
+    def _with_fixed(self, settings: ElevenLabsSettings) -> ElevenLabsSettings:
+        if not self._fixed:
+            return settings
+        fixed = dict(self._fixed)
+        if "base_url" in fixed:
+            fixed["base_url"] = str(fixed["base_url"]).strip().rstrip("/")
+        if "timeout" in fixed:
+            timeout = float(fixed["timeout"])
+            usable = timeout > 0 and math.isfinite(timeout)
+            fixed["timeout"] = timeout if usable else DEFAULT_TIMEOUT
+        return settings.model_copy(update=fixed)
+
+    @property
+    def timeout(self) -> float:  # the core's per-chunk deadline and the HTTP read timeout
+        return self.bot_wide().timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._fixed["timeout"] = value
+
+    @property
+    def base_url(self) -> str:
+        return self.bot_wide().base_url
+
+    @property
+    def default_voice_id(self) -> str | None:
+        """The bot-wide voice (``ELEVENLABS_VOICE_ID``, bot.toml or the owner's)."""
+        return self.bot_wide().voice_id
+
+    @property
+    def default_model(self) -> str:
+        return self.bot_wide().model
 
     @property
     def host(self) -> str:
         """The API's host (and port): how messages name the service."""
-        parts = urlsplit(self.base_url)
-        return parts.netloc.rsplit("@", 1)[-1] or self.base_url
+        base_url = self.base_url
+        parts = urlsplit(base_url)
+        return parts.netloc.rsplit("@", 1)[-1] or base_url
 
     @property
     def service(self) -> str:
@@ -227,8 +247,9 @@ class ElevenLabsSynthesizer(Synthesizer):
     @property
     def public_base_url(self) -> str:
         """``base_url`` fit to show or log: without any ``user:password@`` or query."""
-        parts = urlsplit(self.base_url)
-        return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else self.base_url
+        base_url = self.base_url
+        parts = urlsplit(base_url)
+        return f"{parts.scheme}://{self.host}{parts.path}" if parts.scheme else base_url
 
     @property
     def has_key(self) -> bool:
@@ -237,73 +258,72 @@ class ElevenLabsSynthesizer(Synthesizer):
     def unavailable_reason(self) -> str | None:
         if not self.has_key:
             return "ELEVENLABS_API_KEY is not set"
-        if not self.voice_for(None, required=False):
-            return "no voice is chosen: set ELEVENLABS_VOICE_ID or use `!elevenlabs voice`"
+        if not self.default_voice_id:
+            return (
+                "no voice is chosen: set ELEVENLABS_VOICE_ID"
+                " or `!config tts_elevenlabs voice_id NAME`"
+            )
         return None
 
-    def voice_for(
-        self, guild_id: int | None, voice: str | None = None, *, required: bool = True
-    ) -> str | None:
-        """The voice id for a call: ``voice`` if given, else this server's choice
-        (``!elevenlabs voice``), else the bot-wide setting, else ``ELEVENLABS_VOICE_ID``."""
-        chosen = voice or self.setting("voice_id", guild_id) or self.default_voice_id
-        if not chosen and required:
-            raise ConfigurationError(
-                "no ElevenLabs voice is chosen: set ELEVENLABS_VOICE_ID or use"
-                " `!elevenlabs voice NAME`"
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config tts_elevenlabs voice_id NAME`: a voice by id or by name (any case),
+        stored as its id; one the account can't use is refused (it would fail every
+        later synthesis)."""
+        if key != "voice_id":
+            return value
+        if value is None:
+            raise ValueError(
+                "choose a voice (`!elevenlabs voices` lists them), or `reset` to inherit one"
             )
-        return chosen or None
+        found = await self.find_voice(value)
+        if isinstance(found, list):
+            listed = ", ".join(f"{v.name} `{v.voice_id}`" for v in found[:10])
+            raise ValueError(f"several voices are called `{value}`: {listed}; choose one by id")
+        if found is None:
+            raise ValueError(
+                f"{self.service} has no voice `{value}`; `!elevenlabs voices` lists them"
+            )
+        return found.voice_id
 
-    def voice_origin(self, guild_id: int | None) -> str:
-        """Where :meth:`voice_for` takes this server's voice from (for ``!elevenlabs``)."""
-        if self.settings is not None:
-            if guild_id is not None and self.settings.guild(guild_id).is_set("voice_id"):
-                return "chosen for this server"
-            if self.settings.global_().get("voice_id", None):
-                return "bot-wide setting"
-        return "ELEVENLABS_VOICE_ID" if self.default_voice_id else "not set"
+    async def find_voice(self, name: str) -> VoiceInfo | list[VoiceInfo] | None:
+        """A voice by id, else by name (case-insensitive); a list when a name is ambiguous."""
+        voices = await self.list_voices()
+        for voice in voices:
+            if voice.voice_id == name:
+                return voice
+        named = [v for v in voices if v.name.casefold() == name.casefold()]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            return named
+        if name.isalnum():
+            # A voice the listing leaves out (e.g. from the shared library) is still usable.
+            return await self.get_voice(name)
+        return None
 
-    def model_for(self, guild_id: int | None) -> str:
-        """This server's ``model`` setting, else the bot-wide one, else ``ELEVENLABS_MODEL``."""
-        return self.setting("model", guild_id) or self.default_model
-
-    def voice_settings(self, guild_id: int | None) -> VoiceSettings:
-        """The voice settings sent with each request for this server."""
-        values: dict[str, Any] = {}
-        try:
-            for key, (low, high) in NUMERIC_SETTINGS.items():
-                raw = self.setting(key, guild_id, DEFAULT_SETTINGS[key])
-                if raw is None:
-                    continue
-                number = float(raw)
-                if not (math.isfinite(number) and low <= number <= high):
-                    raise ValueError(f"{key} must be between {low:g} and {high:g}")
-                values[key] = number
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"an ElevenLabs voice setting is invalid ({exc}); fix it with `!elevenlabs set`"
-            ) from None
-        boost = self.setting("use_speaker_boost", guild_id, DEFAULT_SETTINGS["use_speaker_boost"])
-        if boost is not None:
-            values["use_speaker_boost"] = bool(boost)
-        return VoiceSettings(**values)
-
-    def client(self) -> AsyncElevenLabs:
-        """The shared async client (created on first use)."""
+    def client(self, settings: ElevenLabsSettings | None = None) -> AsyncElevenLabs:
+        """The shared async client (created on first use, and again when the bot-wide
+        base URL or timeout changes)."""
         if not self.has_key:
             raise ConfigurationError("ELEVENLABS_API_KEY is not set")
-        if self._client is None:
+        settings = settings or self.bot_wide()
+        wanted = (settings.base_url, settings.timeout)
+        if self._client is None or self._client_for != wanted:
+            if self._http is not None:
+                self._retired.append(self._http)  # a stream may still be reading from it
+            base_url, timeout = wanted
             # The plugin owns the httpx client, so aclose() can close its connections.
             self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
                 follow_redirects=True,
             )
             self._client = AsyncElevenLabs(
                 api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
+                base_url=base_url,
+                timeout=timeout,
                 httpx_client=self._http,
             )
+            self._client_for = wanted
         return self._client
 
     async def warm(self) -> None:
@@ -312,7 +332,7 @@ class ElevenLabsSynthesizer(Synthesizer):
         handshake. Never raises: a failure is logged at DEBUG."""
         if self.unavailable_reason() is not None:
             return
-        voice = self.voice_for(None, required=False) or ""
+        voice = self.default_voice_id or ""
         options: Any = _REQUEST_OPTIONS
         try:
             async with asyncio.timeout(WARM_TIMEOUT):
@@ -324,9 +344,11 @@ class ElevenLabsSynthesizer(Synthesizer):
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the next call opens a new one)."""
-        http, self._http, self._client = self._http, None, None
-        if http is not None:
-            await http.aclose()
+        pools = [*self._retired, self._http]
+        self._retired, self._http, self._client, self._client_for = [], None, None, None
+        for http in pools:
+            if http is not None:
+                await http.aclose()
 
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.id} {self.public_base_url}>"
@@ -334,16 +356,28 @@ class ElevenLabsSynthesizer(Synthesizer):
     # -- synthesis -------------------------------------------------------
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None
+        self,
+        text: str,
+        *,
+        voice: str | None,
+        guild_id: int | None,
+        settings: ElevenLabsSettings,
     ) -> AsyncIterator[AudioClip]:
+        """``settings`` are this server's (the core resolved them for the call); an
+        explicit ``voice`` (e.g. a persona's) wins over the server's."""
         segments = split_for_requests(text, self.max_request_chars)
         if not segments:
             return  # blank text: no audio, no request
-        client = self.client()
-        voice_id = self.voice_for(guild_id, voice)
-        assert voice_id is not None
-        model = self.model_for(guild_id)
-        settings = self.voice_settings(guild_id)
+        settings = self._with_fixed(settings)
+        client = self.client(settings)
+        voice_id = voice or settings.voice_id
+        if not voice_id:
+            raise ConfigurationError(
+                "no ElevenLabs voice is chosen: set ELEVENLABS_VOICE_ID or use"
+                " `!config tts_elevenlabs voice_id NAME`"
+            )
+        model = settings.model
+        request_settings = voice_settings(settings)
         resampler = StreamResampler(SOURCE_RATE, 1, self.sample_rate, self.channels)
         yielded = False
         source_bytes = 0  # PCM received over all requests, for messages
@@ -360,7 +394,7 @@ class ElevenLabsSynthesizer(Synthesizer):
                 attempt += 1
                 received = 0
                 try:
-                    request = self._request(client, segment, voice_id, model, settings)
+                    request = self._request(client, segment, voice_id, model, request_settings)
                     async with contextlib.aclosing(request):
                         async for pcm in request:
                             received += len(pcm)

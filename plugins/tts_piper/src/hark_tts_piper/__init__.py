@@ -10,30 +10,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from hark import hookimpl
+import hark
 from hark_tts_piper.cog import PiperCog
-from hark_tts_piper.synthesizer import (
-    DEFAULT_SETTINGS,
-    MAX_SPEED,
-    MIN_SPEED,
-    PiperSynthesizer,
-    speak_all,
-)
+from hark_tts_piper.settings import MAX_SPEED, MIN_SPEED, PiperSettings
+from hark_tts_piper.synthesizer import PiperSynthesizer, speak_all
 from hark_tts_piper.text import speech_text, split_for_speech
 from hark_tts_piper.voice import LoadedVoice, VoicePaths, load_voice, resolve_paths
 
 __all__ = [
-    "DEFAULT_SETTINGS",
     "MAX_SPEED",
     "MIN_SPEED",
     "LoadedVoice",
     "PiperCog",
+    "PiperSettings",
     "PiperSynthesizer",
     "VoicePaths",
     "load_voice",
+    "plugin",
     "prepare",
-    "register_cogs",
-    "register_synthesizers",
     "resolve_paths",
     "speak_all",
     "speech_text",
@@ -41,23 +35,13 @@ __all__ = [
 ]
 
 
-@hookimpl
-def register_synthesizers(register):
-    # One synthesizer per plugin manager; it reads PIPER_MODEL / PIPER_CONFIG when
-    # used and loads the voice lazily, so registering costs nothing.
-    register(PiperSynthesizer())
-
-
-@hookimpl
-def register_cogs(register):
-    register(PiperCog)
-
-
 def prepare(progress: Callable[..., None] | None = None) -> None:
     """``bot prepare``: load the voice and speak one sentence, so a broken install or a
-    bad ``PIPER_MODEL`` shows up before the bot runs. Nothing is downloaded."""
+    bad ``model`` setting (``PIPER_MODEL``) shows up before the bot runs. Nothing is
+    downloaded."""
     say = progress or (lambda message, fraction=None: None)
     synthesizer = PiperSynthesizer()
+    synthesizer.plugin_id = "tts_piper"
     paths = synthesizer.paths()
     say(f"voice {paths.name} ({paths.source}): {paths.model}", 0.0)
     started = time.perf_counter()
@@ -71,3 +55,13 @@ def prepare(progress: Callable[..., None] | None = None) -> None:
     if seconds <= 0:
         raise RuntimeError(f"the Piper voice {paths.name} produced no audio")
     say(f"spoke {seconds:.1f}s of audio in {time.perf_counter() - started:.2f}s", 1.0)
+
+
+plugin = hark.Plugin(
+    description="An offline voice (Piper), no key needed, streamed sentence by sentence",
+    settings=PiperSettings,
+    # One synthesizer per bot; it loads the voice lazily, so registering costs nothing.
+    providers=[PiperSynthesizer],
+    cogs=[PiperCog],
+    prepare=prepare,
+)

@@ -14,16 +14,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from hark import AudioClip, Synthesizer
+from hark import AudioClip, ConfigurationError, RetryPolicy, Synthesizer
 from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler, remix, to_array
-from hark.providers.errors import ConfigurationError
-from hark.providers.policy import RetryPolicy
+from hark_tts_piper.settings import MAX_SPEED, MIN_SPEED, PiperSettings
 from hark_tts_piper.text import FIRST_PIECE_CHARS, MAX_PIECE_CHARS, split_for_speech
 from hark_tts_piper.voice import (
     LoadedVoice,
@@ -35,13 +33,6 @@ from hark_tts_piper.voice import (
 )
 
 log = logging.getLogger("hark.provider.tts_piper")
-
-#: Settings in the plugin's namespace (``[plugin.tts_piper]`` in bot.toml, or per server).
-#: ``None`` means "the voice's own default" (from its JSON config).
-DEFAULT_SETTINGS: dict[str, Any] = {"length_scale": None, "noise_scale": None, "speaker": None}
-
-#: ``!piper speed`` accepts this range (speed = voice's length_scale / length_scale).
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
 
 # What text with nothing to pronounce ("...", a lone code block) sounds like: a pause.
 PAUSE_SECONDS = 0.25
@@ -130,8 +121,9 @@ class _Worker:
 class PiperSynthesizer(Synthesizer):
     """Offline text to speech with Piper (default voice: en_US-joe-medium).
 
-    ``model_path`` / ``config_path`` override ``PIPER_MODEL`` / ``PIPER_CONFIG``, which
-    override the bundled voice. Per-server settings: ``length_scale`` (speed),
+    ``model_path`` / ``config_path`` override the ``model`` / ``config`` settings
+    (``PIPER_MODEL`` / ``PIPER_CONFIG``), which override the bundled voice. Per-server
+    settings (:class:`PiperSettings`, handed to each call): ``length_scale`` (speed),
     ``noise_scale`` and ``speaker`` (multi-speaker voices); ``None`` keeps the voice's own.
     """
 
@@ -145,7 +137,8 @@ class PiperSynthesizer(Synthesizer):
     timeout = 60.0
     # Piper is local and deterministic: what failed once fails again.
     retry = RetryPolicy(attempts=1)
-    default_settings: ClassVar[dict[str, Any]] = DEFAULT_SETTINGS
+    # Used outside a bot (tests, `bot prepare`); in the bot the plugin's declaration.
+    settings_model = PiperSettings
 
     def __init__(
         self,
@@ -154,8 +147,11 @@ class PiperSynthesizer(Synthesizer):
         *,
         first_piece_chars: int = FIRST_PIECE_CHARS,
         max_piece_chars: int = MAX_PIECE_CHARS,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """``environ`` replaces the environment as the settings' env layer."""
         super().__init__()
+        self.environ = environ
         self.model_path = model_path
         self.config_path = config_path
         self.first_piece_chars = first_piece_chars
@@ -165,9 +161,24 @@ class PiperSynthesizer(Synthesizer):
 
     # -- the voice -----------------------------------------------------------
 
+    def bot_wide(self) -> PiperSettings:
+        """The bot-wide settings (the voice files; the speed and speaker every server
+        starts from)."""
+        resolved = self.resolve()
+        assert resolved is not None
+        return resolved.values
+
     def paths(self) -> VoicePaths:
-        """The voice files in force now (environment read on each call)."""
-        return resolve_paths(self.model_path, self.config_path)
+        """The voice files in force now: the paths given to this synthesizer, else the
+        bot-wide ``model`` / ``config`` settings (read on each call, so a changed
+        setting or environment needs no restart), else the bundled voice."""
+        if self.model_path is not None or self.config_path is not None:
+            return resolve_paths(self.model_path, self.config_path)
+        resolved = self.resolve()
+        assert resolved is not None
+        settings = resolved.values
+        source = resolved.origin("model" if settings.model else "config").label
+        return resolve_paths(settings.model or None, settings.config or None, source=source)
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -208,24 +219,27 @@ class PiperSynthesizer(Synthesizer):
 
     # -- settings --------------------------------------------------------------
 
-    def length_scale(self, voice: LoadedVoice, guild_id: int | None) -> float:
-        value = self.setting("length_scale", guild_id)
-        return voice.default_length_scale if value is None else _positive("length_scale", value)
+    def length_scale(self, voice: LoadedVoice, settings: PiperSettings) -> float:
+        value = settings.length_scale
+        return voice.default_length_scale if value is None else value
 
-    def speed(self, voice: LoadedVoice, guild_id: int | None) -> float:
-        """How much faster than the voice's default this server hears it (1.0 = as made)."""
-        return voice.default_length_scale / self.length_scale(voice, guild_id)
+    def speed(self, voice: LoadedVoice, settings: PiperSettings) -> float:
+        """How much faster than the voice's default these settings make it (1.0 = as made)."""
+        return voice.default_length_scale / self.length_scale(voice, settings)
 
-    def noise_scale(self, voice: LoadedVoice, guild_id: int | None) -> float:
-        value = self.setting("noise_scale", guild_id)
-        return voice.default_noise_scale if value is None else _positive("noise_scale", value)
+    def noise_scale(self, voice: LoadedVoice, settings: PiperSettings) -> float:
+        value = settings.noise_scale
+        return voice.default_noise_scale if value is None else value
 
-    def speaker_id(self, voice: LoadedVoice, guild_id: int | None, name: str | None) -> int | None:
-        """The speaker for this call: ``voice`` argument, else the ``speaker`` setting.
+    def speaker_id(
+        self, voice: LoadedVoice, settings: PiperSettings, name: str | None = None
+    ) -> int | None:
+        """The speaker for this call: ``name`` (the call's voice), else the ``speaker``
+        setting.
 
         Single-speaker voices ignore it (the core may pass a voice name meant for
         another provider). A multi-speaker voice takes a speaker name or number."""
-        wanted = name if name is not None else self.setting("speaker", guild_id)
+        wanted = name if name is not None else settings.speaker
         if voice.num_speakers <= 1 or wanted is None or str(wanted).strip() == "":
             return None
         speakers = voice.speakers
@@ -238,15 +252,47 @@ class PiperSynthesizer(Synthesizer):
         raise ConfigurationError(f"the Piper voice has no speaker `{text}` (one of: {known})")
 
     def synthesis_config(
-        self, voice: LoadedVoice, guild_id: int | None, speaker: str | None = None
+        self, voice: LoadedVoice, settings: PiperSettings, speaker: str | None = None
     ) -> Any:
         from piper import SynthesisConfig
 
         return SynthesisConfig(
-            speaker_id=self.speaker_id(voice, guild_id, speaker),
-            length_scale=self.length_scale(voice, guild_id),
-            noise_scale=self.noise_scale(voice, guild_id),
+            speaker_id=self.speaker_id(voice, settings, speaker),
+            length_scale=self.length_scale(voice, settings),
+            noise_scale=self.noise_scale(voice, settings),
         )
+
+    async def check_setting(self, key: str, value: Any) -> Any:
+        """`!config tts_piper ...`: what the model can't check alone. A speed outside
+        0.5× to 2× of the voice's own, a speaker the voice lacks, or voice files that
+        are not there are refused (each would spoil every later reply)."""
+        if key in ("model", "config"):
+            current = self.bot_wide()
+            model = value if key == "model" else current.model
+            config = value if key == "config" else current.config
+            problem = resolve_paths(model or None, config or None).problem()
+            if problem:
+                raise ValueError(problem)
+            return value
+        if value is None or key not in ("length_scale", "speaker"):
+            return value
+        voice = await self.load()  # a ConfigurationError: "couldn't check"
+        if key == "length_scale":
+            own = voice.default_length_scale
+            if not MIN_SPEED <= own / value <= MAX_SPEED:
+                raise ValueError(
+                    f"a length_scale of {value:g} makes `{voice.name}` speak at"
+                    f" {own / value:.2f}×; keep it between {own / MAX_SPEED:g} and"
+                    f" {own / MIN_SPEED:g} (speed {MIN_SPEED:g}× to {MAX_SPEED:g}×)"
+                )
+            return value
+        if voice.num_speakers <= 1:
+            raise ValueError(f"the Piper voice `{voice.name}` has a single speaker")
+        try:
+            self.speaker_id(voice, self.bot_wide(), value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        return value
 
     # -- synthesis -------------------------------------------------------------
 
@@ -267,8 +313,10 @@ class PiperSynthesizer(Synthesizer):
         )
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None
+        self, text: str, *, voice: str | None, guild_id: int | None, settings: PiperSettings
     ) -> AsyncIterator[AudioClip]:
+        """``settings`` are this server's (the core resolved them for the call); an
+        explicit ``voice`` names a speaker of a multi-speaker voice."""
         if not text.strip():
             return
         pieces = self.pieces(text)
@@ -279,7 +327,7 @@ class PiperSynthesizer(Synthesizer):
             yield AudioClip(bytes(frames * 2 * self.channels), self.sample_rate, self.channels)
             return
         loaded = await self.load()
-        config = self.synthesis_config(loaded, guild_id, voice)
+        config = self.synthesis_config(loaded, settings, voice)
         worker = _Worker(loaded, pieces, config, asyncio.get_running_loop(), self._forget)
         with self._workers_lock:
             self._workers.add(worker)
@@ -303,16 +351,6 @@ class PiperSynthesizer(Synthesizer):
 def _stereo(clip: AudioClip) -> AudioClip:
     samples = remix(to_array(clip.pcm, 1), DISCORD_CHANNELS)
     return AudioClip(samples.tobytes(), clip.sample_rate, DISCORD_CHANNELS)
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise ConfigurationError(f"the Piper setting `{name}` must be a positive number")
-    return number
 
 
 async def speak_all(synthesizer: PiperSynthesizer, text: str, **kwargs: Any) -> list[AudioClip]:

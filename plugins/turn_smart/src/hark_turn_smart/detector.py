@@ -39,7 +39,6 @@ import soxr
 
 from hark import AudioClip, SpeakerTurns, TurnDetector, TurnUpdate, Utterance
 from hark.audio import DISCORD_FRAME_BYTES, DISCORD_RATE
-from hark_turn_smart.config import DEFAULT_SETTINGS, FRAME_MS, TurnConfig, resolve
 from hark_turn_smart.models import (
     SILERO_FILE,
     SMART_TURN_FILE,
@@ -49,6 +48,7 @@ from hark_turn_smart.models import (
     SileroState,
     missing_files,
 )
+from hark_turn_smart.settings import FRAME_MS, SmartTurnSettings, TurnConfig, build
 
 log = logging.getLogger("hark.provider.turn_smart")
 
@@ -93,7 +93,8 @@ class SmartTurnDetector(TurnDetector):
     # Installed on purpose, so it is the default where the plugin is enabled; a server can
     # go back to the core's webrtcvad detector with ``!plugins use turn ...``.
     default_priority = 10
-    default_settings = DEFAULT_SETTINGS
+    # Used outside a bot (tests, benchmarks, `bot prepare`); in the bot the declaration.
+    settings_model = SmartTurnSettings
 
     def __init__(
         self,
@@ -185,8 +186,11 @@ class SmartTurnDetector(TurnDetector):
     # -- speakers --------------------------------------------------------------
 
     def config(self, guild_id: int | None, voice: dict[str, Any] | None = None) -> TurnConfig:
-        """This server's settings now (read again at the start of every utterance)."""
-        return resolve(lambda key: self.setting(key, guild_id), voice)
+        """This server's settings now (read again at the start of every utterance),
+        as the core resolved them."""
+        resolved = self.resolve(guild_id)
+        assert resolved is not None
+        return build(resolved.values, voice)
 
     def _open(self, user_id: int, *, guild_id: int | None, **settings: Any) -> SpeakerTurns:
         return SmartSpeakerTurns(self, user_id, guild_id=guild_id, voice=settings)
@@ -343,7 +347,7 @@ class SmartSpeakerTurns:
             self._pre_roll.append(mono)
             if self._voiced_run < START_FRAMES:
                 return None
-            # Settings are read per utterance, so `!smartturn set` applies to the next one.
+            # Settings are read per utterance, so `!config turn_smart` applies to the next one.
             self.config = self._detector.config(self.guild_id, self._voice)
             self._speaking = True
             self._frames = list(self._pre_roll)

@@ -2,24 +2,27 @@
 
 One EventSub WebSocket connection per bot process follows ``TWITCH_CHANNEL``.
 Recent activity becomes part of every prompt (:class:`TwitchActivityContext`),
-servers that link a channel get the bot's comments on raids, subs, cheers and
-follows, and Twitch chat messages that name the bot can be answered in Twitch chat.
-Without ``TWITCH_CLIENT_ID`` / ``TWITCH_ACCESS_TOKEN`` / ``TWITCH_CHANNEL`` the
-plugin loads, logs one line and stays idle.
+servers that link a channel (``!config twitch channel_id #channel``) get the bot's
+comments on raids, subs, cheers and follows, and Twitch chat messages that name
+the bot can be answered in Twitch chat. Without ``TWITCH_CLIENT_ID`` /
+``TWITCH_ACCESS_TOKEN`` / ``TWITCH_CHANNEL`` the plugin loads, logs one line and
+stays idle.
 """
 
 from __future__ import annotations
 
-from hark import hookimpl
+import hark
 from hark_twitch.activity import ActivityLog, TwitchActivityContext
 from hark_twitch.cog import TwitchCog
 from hark_twitch.config import TOPICS, TwitchConfig
 from hark_twitch.connection import TwitchConnection
 from hark_twitch.events import LEVELS, TwitchEvent, comments_on, parse_notification
 from hark_twitch.eventsub import EventSubSession
+from hark_twitch.settings import SECRETS, TwitchSettings
 
 __all__ = [
     "LEVELS",
+    "SECRETS",
     "TOPICS",
     "ActivityLog",
     "EventSubSession",
@@ -28,18 +31,17 @@ __all__ = [
     "TwitchConfig",
     "TwitchConnection",
     "TwitchEvent",
+    "TwitchSettings",
     "comments_on",
     "parse_notification",
-    "register_cogs",
-    "register_context_providers",
+    "plugin",
 ]
 
-
-@hookimpl
-def register_context_providers(register):
-    register(TwitchActivityContext())
-
-
-@hookimpl
-def register_cogs(register):
-    register(TwitchCog)
+plugin = hark.Plugin(
+    description="Twitch stream events (chat, follows, subs, cheers, raids) as context"
+    " and commentary",
+    settings=TwitchSettings,
+    secrets=SECRETS,
+    providers=[TwitchActivityContext],
+    cogs=[TwitchCog],
+)

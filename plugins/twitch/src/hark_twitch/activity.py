@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from hark import ContextPart, ContextProvider, ContextRequest, PromptMessage
 from hark_twitch.events import TwitchEvent
+from hark_twitch.settings import TwitchSettings
 
 DEFAULT_MAX_EVENTS = 25
 DEFAULT_WINDOW = 600.0  # seconds
@@ -78,12 +79,16 @@ class TwitchActivityContext(ContextProvider):
 
     name = "activity"
     timeout = 0.5
+    # Outside a bot (tests, scripts), settings come from the defaults and the environment.
+    settings_model = TwitchSettings
 
     def __init__(self, log: ActivityLog | None = None) -> None:
         super().__init__()
         self.activity = log or ActivityLog()
 
-    async def _impl(self, request: ContextRequest) -> ContextPart | None:
+    async def _impl(
+        self, request: ContextRequest, *, settings: TwitchSettings
+    ) -> ContextPart | None:
         # A commentary turn already states its own event as the message: leave it out here.
         text = self.activity.render(exclude=request.extra.get("twitch_message_id"))
         if text is None:

@@ -1,5 +1,6 @@
-"""``!twitch``: the connection's status, the channel each server links for commentary,
-and how chatty the bot is about stream events.
+"""``!twitch``: the connection's status. Everything it can be told is a setting
+(``!config twitch``): the commentary channel, chattiness and interval per server,
+the stream and Twitch chat replies bot-wide.
 
 The Cog owns the bot's one Twitch connection: started in ``cog_load`` as a
 background task, stopped in ``cog_unload``. Events fan out to every server that
@@ -18,22 +19,25 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from hark import ContextRequest, PluginCog
-from hark.chat.ratelimit import RateLimiter
-from hark.chat.streaming import NO_PINGS, ChannelTarget
-from hark.chat.triggers import callsign_pattern
-from hark.cog import require_manager
-from hark.providers.errors import ProviderError
+from hark import (
+    NO_PINGS,
+    ContextRequest,
+    PluginCog,
+    ProviderError,
+    RateLimiter,
+    callsign_pattern,
+    parse_rate_limit,
+)
 from hark_twitch.activity import ActivityLog, TwitchActivityContext
 from hark_twitch.config import TOPICS, TwitchConfig
 from hark_twitch.connection import SUBSCRIBED, TwitchConnection
-from hark_twitch.events import COMMENT_LEVEL, KIND_LABELS, LEVELS, TwitchEvent, comments_on
+from hark_twitch.events import COMMENT_LEVEL, KIND_LABELS, TwitchEvent, comments_on
+from hark_twitch.settings import TwitchSettings
 
 log = logging.getLogger("hark_twitch")
 
 # Twitch rejects chat messages longer than this.
 TWITCH_CHAT_LIMIT = 500
-DEFAULT_MIN_INTERVAL = 60.0
 _LABELS = {t.key: t.label for t in TOPICS}
 
 
@@ -49,19 +53,14 @@ def _ago(seconds: float) -> str:
 class TwitchCog(PluginCog, name="Twitch"):
     """Twitch stream events: commentary in a linked channel, and context for every reply."""
 
-    default_settings = {
-        "channel_id": None,
-        "chattiness": "normal",
-        "min_interval": DEFAULT_MIN_INTERVAL,
-    }
-
     def __init__(self, bot: Any) -> None:
         super().__init__(bot)
-        self.config = TwitchConfig.from_env()
         self.activity = self._activity_log()
+        # Read in cog_load, once the bot's settings are open.
+        self.config = TwitchConfig()
         self.connection = TwitchConnection(self.config, on_event=self.handle_event)
-        rate = self.config.chat_rate_limit()
-        self.chat_limiter = RateLimiter(*rate) if rate else None
+        self._chat_limiter: RateLimiter | None = None
+        self._chat_limiter_for: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_comment: dict[int, float] = {}
         self._commenting: set[int] = set()
@@ -72,21 +71,26 @@ class TwitchCog(PluginCog, name="Twitch"):
 
     def _activity_log(self) -> ActivityLog:
         """The context provider's log (so events reach prompts), or a private one."""
-        for provider in self.providers:
-            if isinstance(provider, TwitchActivityContext):
-                return provider.activity
-        return ActivityLog()
+        context = self.provider(TwitchActivityContext)
+        return context.activity if context is not None else ActivityLog()
+
+    def here(self, guild_id: int | None = None) -> TwitchSettings:
+        """The plugin's settings for a server (None: the bot-wide values)."""
+        return self.host.settings(self.plugin_id, guild_id=guild_id).values
 
     # -- lifecycle -------------------------------------------------------------
 
     async def cog_load(self) -> None:
+        # The connection's settings are read here: a change applies at the next start.
+        self.config = TwitchConfig.read(self.here())
+        self.connection = TwitchConnection(self.config, on_event=self.handle_event)
         missing = self.config.missing()
         if missing:
             log.info(
                 "Twitch: not configured (%s not set); the plugin stays idle.", ", ".join(missing)
             )
             return
-        self.activity.channel = self.config.channel
+        self.activity.channel = self.config.settings.twitch_channel
         self.connection.start()
 
     async def cog_unload(self) -> None:
@@ -123,26 +127,28 @@ class TwitchCog(PluginCog, name="Twitch"):
             self._maybe_comment(guild, event)
 
     def _maybe_comment(self, guild: discord.Guild, event: TwitchEvent) -> None:
-        scope = self.settings.guild(guild.id)
-        channel_id = scope.get("channel_id")
-        if not channel_id or not self.enabled_in(guild.id):
+        if not self.enabled_in(guild.id):
             return
-        if not comments_on(str(scope.get("chattiness")), event.kind):
+        settings = self.here(guild.id)
+        channel_id = settings.channel_id
+        if not channel_id or not comments_on(settings.chattiness, event.kind):
             return
         now = time.monotonic()
-        interval = float(scope.get("min_interval") or 0)
         last = self._last_comment.get(guild.id)
-        if guild.id in self._commenting or (last is not None and now - last < interval):
+        if guild.id in self._commenting or (
+            last is not None and now - last < settings.min_interval
+        ):
             # The event still reaches the prompt through the activity log.
             self.skipped_comments += 1
             log.debug("twitch: no comment on %s in %s (rate limit)", event.kind, guild.id)
             return
         self._last_comment[guild.id] = now
         self._commenting.add(guild.id)
-        self._spawn(self._comment(guild, int(channel_id), event), f"twitch-comment-{guild.id}")
+        self._spawn(self._comment(guild, channel_id, event), f"twitch-comment-{guild.id}")
 
     async def _comment(self, guild: discord.Guild, channel_id: int, event: TwitchEvent) -> None:
         try:
+            # Only a channel of this server: a server's setting never posts in another's.
             channel = guild.get_channel(channel_id)
             if channel is None or not hasattr(channel, "send"):
                 log.warning(
@@ -159,7 +165,7 @@ class TwitchCog(PluginCog, name="Twitch"):
                 extra={"twitch_message_id": event.message_id, "twitch_event": event.kind},
             )
             # Failures are logged, not posted: nobody asked for this comment.
-            text = await self.bot.reply(request, ChannelTarget(channel, None), notify_errors=False)
+            text = await self.host.reply(channel.id, request, notify_errors=False)
             if text:
                 self.comments += 1
                 await self._speak(guild.id, text)
@@ -167,12 +173,9 @@ class TwitchCog(PluginCog, name="Twitch"):
             self._commenting.discard(guild.id)
 
     async def _speak(self, guild_id: int, text: str) -> bool:
-        """Say ``text`` in the server's voice session, when the bot offers ``speak``."""
-        speak = getattr(self.bot, "speak", None)
-        if not callable(speak):
-            return False
+        """Say ``text`` in the server's voice session, if the bot is in one there."""
         try:
-            return bool(await speak(guild_id, text))
+            return await self.host.speak(guild_id, text)
         except Exception:
             log.warning("twitch: speaking the comment in server %s failed", guild_id, exc_info=True)
             return False
@@ -180,8 +183,10 @@ class TwitchCog(PluginCog, name="Twitch"):
     # -- Twitch chat replies ------------------------------------------------------
 
     def callsigns(self) -> list[str]:
-        if self.config.callsigns:
-            return list(self.config.callsigns)
+        configured = self.here().callsigns
+        if configured:
+            return list(configured)
+        # Not in hark.api.Host yet: the bot's trigger names (BOT_TRIGGER_NAMES).
         names = list(self.bot.config.trigger_names or [])
         if not names and self.bot.user is not None:
             names.append(self.bot.user.name)
@@ -191,7 +196,7 @@ class TwitchCog(PluginCog, name="Twitch"):
         return names
 
     def _wants_reply(self, event: TwitchEvent) -> bool:
-        if not self.config.chat_replies or not event.chat_text:
+        if not self.here().chat_replies or not event.chat_text:
             return False
         token = self.connection.token
         if token is not None and event.user_id == token.user_id:
@@ -199,8 +204,18 @@ class TwitchCog(PluginCog, name="Twitch"):
         pattern = callsign_pattern(self.callsigns())
         return bool(pattern and pattern.search(event.chat_text))
 
+    def chat_limiter(self) -> RateLimiter | None:
+        """The bot-wide limiter of Twitch chat replies (None: no limit)."""
+        rate = self.here().chat_rate
+        if rate != self._chat_limiter_for:
+            parsed = parse_rate_limit(rate)
+            self._chat_limiter = RateLimiter(*parsed) if parsed else None
+            self._chat_limiter_for = rate
+        return self._chat_limiter
+
     async def _reply_in_twitch(self, event: TwitchEvent) -> None:
-        if self.chat_limiter is not None and not self.chat_limiter.check(0).allowed:
+        limiter = self.chat_limiter()
+        if limiter is not None and not limiter.check(0).allowed:
             log.info("twitch: not answering %s in Twitch chat (rate limit)", event.user_name)
             return
         token = self.connection.token
@@ -212,6 +227,8 @@ class TwitchCog(PluginCog, name="Twitch"):
             use_history=False,
             extra={"platform": "twitch", "twitch_message_id": event.message_id},
         )
+        # hark.api.Host has no call for "answer, deliver elsewhere, then record" yet:
+        # this is the one place the plugin uses the bot's conversation directly.
         conversation = self.bot.runtime.conversation
         with self.bot.inflight():
             try:
@@ -240,16 +257,16 @@ class TwitchCog(PluginCog, name="Twitch"):
 
     @commands.group(name="twitch", invoke_without_command=True)
     async def twitch(self, ctx: commands.Context[Any]) -> None:
-        """Twitch connection status and this server's commentary settings."""
+        """Twitch connection status and this server's commentary (settings: `!config twitch`)."""
         await self.status(ctx)
 
     @twitch.command(name="status")
     async def status(self, ctx: commands.Context[Any]) -> None:
         """Connected? Which channel, which subscriptions, the last event."""
-        lines = self.status_lines(ctx.guild.id if ctx.guild else None)
+        lines = self.status_lines(ctx.guild.id if ctx.guild else None, ctx.clean_prefix)
         await ctx.send("\n".join(lines), allowed_mentions=NO_PINGS)
 
-    def status_lines(self, guild_id: int | None) -> list[str]:
+    def status_lines(self, guild_id: int | None, prefix: str = "!") -> list[str]:
         conn = self.connection
         config = self.config
         missing = config.missing()
@@ -260,7 +277,8 @@ class TwitchCog(PluginCog, name="Twitch"):
                 f"**Twitch**: not configured. {names} {verb} not set in the bot's environment, "
                 "so there is no stream to follow."
             ]
-        channel = f"twitch.tv/{conn.broadcaster.login if conn.broadcaster else config.channel}"
+        login = conn.broadcaster.login if conn.broadcaster else config.settings.twitch_channel
+        channel = f"twitch.tv/{login}"
         if conn.state == "connected":
             as_user = f" as {conn.token.login}" if conn.token else ""
             up = f", up {_ago(time.time() - conn.connected_at)[:-4]}" if conn.connected_at else ""
@@ -295,101 +313,27 @@ class TwitchCog(PluginCog, name="Twitch"):
         else:
             lines.append("Last event: none yet.")
         if guild_id is not None:
-            lines.append(self._server_line(guild_id))
-        if config.chat_replies:
-            rate = config.chat_rate_limit()
+            lines.append(self._server_line(guild_id, prefix))
+        bot_wide = self.here()
+        if bot_wide.chat_replies:
+            rate = parse_rate_limit(bot_wide.chat_rate)
             limit = f", at most {rate[0]} per {rate[1]:g}s" if rate else ""
             names = ", ".join(self.callsigns()) or "none"
             lines.append(f"Twitch chat replies: on (callsigns: {names}{limit}).")
         return lines
 
-    def _server_line(self, guild_id: int) -> str:
-        scope = self.settings.guild(guild_id)
-        channel_id = scope.get("channel_id")
-        level = scope.get("chattiness")
-        interval = float(scope.get("min_interval") or 0)
-        if not channel_id:
+    def _server_line(self, guild_id: int, prefix: str) -> str:
+        settings = self.here(guild_id)
+        level = settings.chattiness
+        if not settings.channel_id:
             return (
                 "This server: no channel linked for commentary"
-                " (`twitch link #channel`, Manage Server); events still reach my replies."
+                f" (`{prefix}config twitch channel_id #channel`, Manage Server);"
+                " events still reach my replies."
             )
         kinds = [KIND_LABELS[k] for k in COMMENT_LEVEL if comments_on(level, k)]
         about = ", ".join(kinds) if kinds else "nothing"
         return (
-            f"This server: commentary in <#{channel_id}>, chattiness {level} (comments on {about}),"
-            f" at most one comment every {interval:g}s."
+            f"This server: commentary in <#{settings.channel_id}>, chattiness {level}"
+            f" (comments on {about}), at most one comment every {settings.min_interval:g}s."
         )
-
-    @twitch.command(name="link")
-    async def link(self, ctx: commands.Context[Any], channel: discord.TextChannel) -> None:
-        """Post commentary on stream events in CHANNEL (Manage Server)."""
-        await require_manager(ctx)
-        assert ctx.guild is not None
-        if channel.guild.id != ctx.guild.id:
-            await ctx.reply("That channel is not in this server.", mention_author=False)
-            return
-        await self.settings.guild(ctx.guild.id).set("channel_id", channel.id)
-        level = self.settings.guild(ctx.guild.id).get("chattiness")
-        note = (
-            " (chattiness is `off`: set it with `twitch chattiness low`)" if level == "off" else ""
-        )
-        await ctx.reply(
-            f"Twitch commentary will be posted in {channel.mention}{note}.",
-            mention_author=False,
-            allowed_mentions=NO_PINGS,
-        )
-
-    @twitch.command(name="unlink")
-    async def unlink(self, ctx: commands.Context[Any]) -> None:
-        """Stop posting commentary in this server (Manage Server)."""
-        await require_manager(ctx)
-        assert ctx.guild is not None
-        await self.settings.guild(ctx.guild.id).clear("channel_id")
-        await ctx.reply("No more Twitch commentary in this server.", mention_author=False)
-
-    @twitch.command(name="chattiness")
-    async def chattiness(self, ctx: commands.Context[Any], level: str | None = None) -> None:
-        """Show or set (Manage Server) how chatty the bot is: off, low, normal or high."""
-        guild_id = ctx.guild.id if ctx.guild else None
-        scope = self.settings.guild(guild_id)
-        described = {
-            level_: ", ".join(KIND_LABELS[k] for k in COMMENT_LEVEL if comments_on(level_, k))
-            or "nothing"
-            for level_ in LEVELS
-        }
-        if level is None:
-            current = scope.get("chattiness")
-            await ctx.reply(
-                f"Chattiness here is `{current}` (comments on {described.get(current, '?')}). "
-                "Levels: " + "; ".join(f"`{k}`: {v}" for k, v in described.items()) + ".",
-                mention_author=False,
-            )
-            return
-        await require_manager(ctx)
-        assert ctx.guild is not None
-        level = level.lower().strip()
-        if level not in LEVELS:
-            await ctx.reply(
-                f"`{level}` is not a level; use one of: {', '.join(LEVELS)}.", mention_author=False
-            )
-            return
-        await self.settings.guild(ctx.guild.id).set("chattiness", level)
-        await ctx.reply(
-            f"Chattiness is now `{level}`: comments on {described[level]}.", mention_author=False
-        )
-
-    @twitch.command(name="interval")
-    async def interval(self, ctx: commands.Context[Any], seconds: float | None = None) -> None:
-        """Show or set (Manage Server) the minimum seconds between two comments."""
-        guild_id = ctx.guild.id if ctx.guild else None
-        if seconds is None:
-            current = float(self.settings.guild(guild_id).get("min_interval") or 0)
-            await ctx.reply(f"At most one comment every {current:g}s here.", mention_author=False)
-            return
-        await require_manager(ctx)
-        assert ctx.guild is not None
-        if not 0 <= seconds <= 86_400:
-            await ctx.reply("Use a number of seconds from 0 to 86400.", mention_author=False)
-            return
-        await self.settings.guild(ctx.guild.id).set("min_interval", seconds)
-        await ctx.reply(f"At most one comment every {seconds:g}s now.", mention_author=False)

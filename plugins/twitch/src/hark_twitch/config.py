@@ -1,24 +1,20 @@
-"""The Twitch connection's configuration, read from the environment (``.env`` included).
-
-One Twitch channel per bot process. Secrets are held in :class:`hark.config.Secret`
-(never shown by ``repr``) and registered with the log redactor.
+"""What the connection runs with: the EventSub topics, and :class:`TwitchConfig`
+(the bot-wide settings plus the secrets' values, read when the connection starts).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hark.chat.ratelimit import parse_rate
-from hark.config import Secret
-from hark.logs import register_secret
-
-EVENTSUB_URL = "wss://eventsub.wss.twitch.tv/ws"
-API_BASE = "https://api.twitch.tv/helix/"
-AUTH_BASE = "https://id.twitch.tv/oauth2/"
-
-DEFAULT_CHAT_RATE = "3/60"
+import hark
+from hark_twitch.settings import (
+    ACCESS_TOKEN,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    TwitchSettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,89 +54,42 @@ TOPIC_BY_TYPE: dict[str, Topic] = {t.type: t for t in TOPICS}
 CHAT_WRITE_SCOPE = "user:write:chat"
 
 
-def _bool(value: str | None, default: bool) -> bool:
-    if value is None or not value.strip():
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _float(value: str | None, default: float) -> float:
-    try:
-        return float(value) if value not in (None, "") else default
-    except ValueError:
-        return default
-
-
-def _base(url: str) -> str:
-    """twitchAPI joins paths onto its base URLs, so they must end with a slash."""
-    return url if url.endswith("/") else url + "/"
-
-
 @dataclass(slots=True)
 class TwitchConfig:
-    client_id: str = ""
-    access_token: Secret = field(default_factory=lambda: Secret(""))
-    channel: str = ""
-    # The channel's user id, when known: skips the Helix user lookup (handy against
-    # the Twitch CLI's mock EventSub server, which serves no /users).
-    channel_id: str = ""
-    refresh_token: Secret = field(default_factory=lambda: Secret(""))
-    client_secret: Secret = field(default_factory=lambda: Secret(""))
-    eventsub_url: str = EVENTSUB_URL
-    api_base: str = API_BASE
-    auth_base: str = AUTH_BASE
-    # Answer Twitch chat messages that contain a callsign, in Twitch chat.
-    chat_replies: bool = False
-    # Words that make a Twitch chat message a question for the bot (case-insensitive);
-    # empty: the bot's trigger names (BOT_TRIGGER_NAMES), else the token's login.
-    callsigns: tuple[str, ...] = ()
-    # "N/SECONDS" for Twitch chat replies, bot-wide.
-    chat_rate: str = DEFAULT_CHAT_RATE
-    # Seconds: first reconnect delay, and the ceiling of the exponential backoff.
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    # Seconds to wait for Helix / the token endpoint / the WebSocket welcome.
-    request_timeout: float = 15.0
+    """The connection's configuration: one Twitch channel per bot process.
+
+    The secrets' values are kept out of ``repr`` and registered with the log redaction.
+    """
+
+    settings: TwitchSettings = field(default_factory=TwitchSettings)
+    client_id: str = field(default="", repr=False)
+    access_token: str = field(default="", repr=False)
+    refresh_token: str = field(default="", repr=False)
+    client_secret: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TwitchConfig:
-        env = os.environ if environ is None else environ
-
-        def get(name: str, default: str = "") -> str:
-            return (env.get(name) or default).strip()
-
-        callsigns = tuple(w.strip() for w in get("TWITCH_CALLSIGNS").split(",") if w.strip())
-        config = cls(
-            client_id=get("TWITCH_CLIENT_ID"),
-            access_token=Secret(get("TWITCH_ACCESS_TOKEN").removeprefix("oauth:")),
-            channel=get("TWITCH_CHANNEL").lstrip("#").lower(),
-            channel_id=get("TWITCH_CHANNEL_ID"),
-            refresh_token=Secret(get("TWITCH_REFRESH_TOKEN")),
-            client_secret=Secret(get("TWITCH_CLIENT_SECRET")),
-            eventsub_url=get("TWITCH_EVENTSUB_URL", EVENTSUB_URL),
-            api_base=_base(get("TWITCH_API_BASE", API_BASE)),
-            auth_base=_base(get("TWITCH_AUTH_BASE", AUTH_BASE)),
-            chat_replies=_bool(env.get("TWITCH_CHAT_REPLIES"), False),
-            callsigns=callsigns,
-            chat_rate=get("TWITCH_CHAT_RATE", DEFAULT_CHAT_RATE),
-            backoff_base=max(0.01, _float(env.get("TWITCH_BACKOFF_BASE"), 1.0)),
-            backoff_max=max(0.01, _float(env.get("TWITCH_BACKOFF_MAX"), 300.0)),
+    def read(
+        cls, settings: TwitchSettings, environ: Mapping[str, str] | None = None
+    ) -> TwitchConfig:
+        """``settings`` with the secrets from ``environ`` (default: the process's)."""
+        token = ACCESS_TOKEN.value(environ).removeprefix("oauth:")
+        hark.register_secret(token)
+        return cls(
+            settings=settings,
+            client_id=CLIENT_ID.value(environ),
+            access_token=token,
+            refresh_token=REFRESH_TOKEN.value(environ),
+            client_secret=CLIENT_SECRET.value(environ),
         )
-        config.register_secrets()
-        return config
-
-    def register_secrets(self) -> None:
-        for secret in (self.access_token, self.refresh_token, self.client_secret):
-            register_secret(secret.get())
 
     def missing(self) -> list[str]:
         """The required variables that are not set (empty: configured)."""
         return [
             name
             for name, value in (
-                ("TWITCH_CLIENT_ID", self.client_id),
-                ("TWITCH_ACCESS_TOKEN", self.access_token.get()),
-                ("TWITCH_CHANNEL", self.channel),
+                (CLIENT_ID.env, self.client_id),
+                (ACCESS_TOKEN.env, self.access_token),
+                ("TWITCH_CHANNEL", self.settings.twitch_channel),
             )
             if not value
         ]
@@ -153,14 +102,8 @@ class TwitchConfig:
     def can_refresh(self) -> bool:
         return bool(self.refresh_token and self.client_secret)
 
-    def chat_rate_limit(self) -> tuple[int, float] | None:
-        try:
-            return parse_rate(self.chat_rate)
-        except ValueError:
-            return parse_rate(DEFAULT_CHAT_RATE)
-
     def required_scopes(self) -> list[str]:
         scopes = [t.scope for t in TOPICS if t.scope]
-        if self.chat_replies:
+        if self.settings.chat_replies:
             scopes.append(CHAT_WRITE_SCOPE)
         return list(dict.fromkeys(scopes))

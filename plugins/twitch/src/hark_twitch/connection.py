@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from hark.providers.errors import ProviderError, ProviderStatusError
+from hark import ProviderError, ProviderStatusError
 from hark_twitch.config import CHAT_WRITE_SCOPE, TOPIC_BY_TYPE, TOPICS, TwitchConfig
 from hark_twitch.events import TwitchEvent, parse_notification
 from hark_twitch.eventsub import EventSubSession
@@ -106,7 +106,8 @@ class TwitchConnection:
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt`` + 1: exponential, capped, with jitter."""
-        step = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(0, attempt - 1))
+        settings = self.config.settings
+        step = min(settings.backoff_max, settings.backoff_base * 2 ** max(0, attempt - 1))
         return step * random.uniform(0.75, 1.0)
 
     async def _run(self) -> None:
@@ -167,25 +168,26 @@ class TwitchConnection:
         self.token = token
         self._check_scopes(token)
         await helix.open(token)
-        if self.config.channel_id:
-            channel = self.config.channel
-            broadcaster = TwitchUserInfo(self.config.channel_id, channel, channel)
+        settings = self.config.settings
+        channel = settings.twitch_channel
+        if settings.twitch_channel_id:
+            broadcaster = TwitchUserInfo(settings.twitch_channel_id, channel, channel)
         else:
-            broadcaster = await helix.user(self.config.channel)
+            broadcaster = await helix.user(channel)
         if broadcaster is None:
             raise FatalTwitchError(
-                f"TWITCH_CHANNEL {self.config.channel!r} is not a Twitch channel",
+                f"TWITCH_CHANNEL {channel!r} is not a Twitch channel",
                 provider="twitch",
             )
         self.broadcaster = broadcaster
         async with aiohttp.ClientSession() as http:
             session = EventSubSession(
                 http,
-                self.config.eventsub_url,
+                settings.eventsub_url,
                 on_notification=self._notification,
                 on_revocation=self._revocation,
                 on_moved=self._moved,
-                connect_timeout=self.config.request_timeout,
+                connect_timeout=settings.request_timeout,
             )
             try:
                 session_id = await session.connect()
@@ -239,7 +241,7 @@ class TwitchConnection:
         for topic in TOPICS:
             if topic.scope:
                 needed.setdefault(topic.scope, []).append(topic.label)
-        if self.config.chat_replies:
+        if self.config.settings.chat_replies:
             needed.setdefault(CHAT_WRITE_SCOPE, []).append("chat replies")
         missing = {scope: uses for scope, uses in needed.items() if scope not in token.scopes}
         if not missing:

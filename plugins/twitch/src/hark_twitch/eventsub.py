@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from hark.providers.errors import (
+from hark import (
     BadOutputError,
     ProviderConnectionError,
     ProviderError,

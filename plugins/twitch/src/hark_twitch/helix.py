@@ -32,14 +32,13 @@ from twitchAPI.type import (
     TwitchResourceNotFound,
 )
 
-from hark.config import Secret
-from hark.logs import register_secret
-from hark.providers.errors import (
+from hark import (
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
     ProviderTimeoutError,
+    register_secret,
 )
 from hark_twitch.config import TwitchConfig
 
@@ -126,8 +125,9 @@ class Helix:
         on_tokens: Callable[[str, str], Awaitable[None] | None] | None = None,
     ) -> None:
         self.config = config
-        self.token = Secret(config.access_token.get())
-        self.refresh_token = Secret(config.refresh_token.get())
+        # The current tokens (a refresh replaces them); never in a message or a log line.
+        self.token = config.access_token
+        self.refresh_token = config.refresh_token
         self.twitch: Twitch | None = None
         self._on_tokens = on_tokens
         self.refreshed = False
@@ -138,7 +138,7 @@ class Helix:
     def _auth_http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout)
+                timeout=aiohttp.ClientTimeout(total=self.config.settings.request_timeout)
             )
         return self._http
 
@@ -149,7 +149,7 @@ class Helix:
 
     async def _guard(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            async with asyncio.timeout(self.config.request_timeout):
+            async with asyncio.timeout(self.config.settings.request_timeout):
                 return await call()
         except asyncio.CancelledError:
             raise
@@ -167,7 +167,7 @@ class Helix:
         data = await self._guard(
             "token validation",
             lambda: validate_token(
-                self.token.get(), self._auth_http(), auth_base_url=self.config.auth_base
+                self.token, self._auth_http(), auth_base_url=self.config.settings.auth_base
             ),
         )
         if data.get("status", 200) == 401 and self.config.can_refresh:
@@ -175,7 +175,7 @@ class Helix:
             data = await self._guard(
                 "token validation",
                 lambda: validate_token(
-                    self.token.get(), self._auth_http(), auth_base_url=self.config.auth_base
+                    self.token, self._auth_http(), auth_base_url=self.config.settings.auth_base
                 ),
             )
         status = data.get("status", 200)
@@ -220,11 +220,11 @@ class Helix:
         token, refresh = await self._guard(
             "token refresh",
             lambda: refresh_access_token(
-                self.refresh_token.get(),
+                self.refresh_token,
                 self.config.client_id,
-                self.config.client_secret.get(),
+                self.config.client_secret,
                 self._auth_http(),
-                auth_base_url=self.config.auth_base,
+                auth_base_url=self.config.settings.auth_base,
             ),
         )
         await self._store_tokens(token, refresh)
@@ -241,7 +241,7 @@ class Helix:
     async def _store_tokens(self, token: str, refresh: str) -> None:
         register_secret(token)
         register_secret(refresh)
-        self.token, self.refresh_token = Secret(token), Secret(refresh)
+        self.token, self.refresh_token = token, refresh
         self.refreshed = True
         if self._on_tokens is not None:
             result = self._on_tokens(token, refresh)
@@ -257,11 +257,11 @@ class Helix:
         async def build() -> Twitch:
             twitch = await Twitch(
                 self.config.client_id,
-                self.config.client_secret.get() or None,
+                self.config.client_secret or None,
                 authenticate_app=False,
-                base_url=self.config.api_base,
-                auth_base_url=self.config.auth_base,
-                session_timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
+                base_url=self.config.settings.api_base,
+                auth_base_url=self.config.settings.auth_base,
+                session_timeout=aiohttp.ClientTimeout(total=self.config.settings.request_timeout),
             )
             twitch.auto_refresh_auth = self.config.can_refresh
             scopes = []
@@ -271,7 +271,7 @@ class Helix:
                 except ValueError:
                     continue  # a scope twitchAPI does not know yet: not one we need
             await twitch.set_user_authentication(
-                self.token.get(), scopes, self.refresh_token.get() or None, validate=False
+                self.token, scopes, self.refresh_token or None, validate=False
             )
             twitch.user_auth_refresh_callback = self._store_tokens
             return twitch
