@@ -265,3 +265,13 @@ async def test_a_channels_value_reaches_the_provider_of_a_reply_there(hark_harne
     assert here.content == f"tone=gruff channel={h.channel.id}"
     there = await h.ask("!ask hi", channel=other)
     assert there.content == f"tone=plain channel={other.id}"
+
+
+async def test_a_registered_secret_inside_a_value_is_never_shown(hark_harness_factory):
+    hark.register_secret("hunter2-url-password")
+    tone = hark.Plugin(description="Tones", settings=ToneSettings, providers=[ToneGenerator])
+    h = await hark_harness_factory(plugins={"tone": tone})
+    done = await h.ask("!config tone tone http://me:hunter2-url-password@host/", author=h.admin)
+    shown = await h.ask("!config tone")
+    for text in (done.content, shown.content):
+        assert "hunter2-url-password" not in text and "http://me:" in text

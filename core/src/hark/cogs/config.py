@@ -26,6 +26,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark.cog import PluginCog, can_manage, require_manager
+from hark.logs import redact
 from hark.plugin import CHANNEL, GLOBAL, RESET_WORDS, SERVER, USER, SettingField
 from hark.providers.errors import ProviderError
 from hark.settings import Origin, SettingError, coerce, field_of
@@ -91,7 +92,8 @@ def shown(value: Any) -> str:
         return "`on`" if value else "`off`"
     if isinstance(value, list | tuple | set | frozenset):
         value = ", ".join(str(v) for v in value)
-    text = " ".join(str(value).split()).replace("`", "'")
+    # A URL's password (registered as a secret when the value was read) is never shown.
+    text = redact(" ".join(str(value).split()).replace("`", "'"))
     if not text:
         return "empty"
     if len(text) > _MAX_SHOWN:
