@@ -186,10 +186,7 @@ class TwitchCog(PluginCog, name="Twitch"):
         configured = self.here().callsigns
         if configured:
             return list(configured)
-        # Not in hark.api.Host yet: the bot's trigger names (BOT_TRIGGER_NAMES).
-        names = list(self.bot.config.trigger_names or [])
-        if not names and self.bot.user is not None:
-            names.append(self.bot.user.name)
+        names = self.host.names()
         token = self.connection.token
         if token is not None:
             names.append(f"@{token.login}")
@@ -227,31 +224,26 @@ class TwitchCog(PluginCog, name="Twitch"):
             use_history=False,
             extra={"platform": "twitch", "twitch_message_id": event.message_id},
         )
-        # hark.api.Host has no call for "answer, deliver elsewhere, then record" yet:
-        # this is the one place the plugin uses the bot's conversation directly.
-        conversation = self.bot.runtime.conversation
-        with self.bot.inflight():
-            try:
-                turn = await conversation.prepare(request)
-                text = "".join([delta async for delta in turn.stream()])
-            except ProviderError as exc:
-                log.warning("twitch: no reply in Twitch chat: %s", exc)
-                return
+
+        async def deliver(text: str) -> str | None:
             text = " ".join(text.split())
-            if not text:
-                return
             if len(text) > TWITCH_CHAT_LIMIT:
                 text = text[: TWITCH_CHAT_LIMIT - 1] + "…"
             try:
                 dropped = await self.connection.send_chat(text, reply_to=event.chat_message_id)
             except ProviderError as exc:
                 log.warning("twitch: could not post in Twitch chat: %s", exc)
-                return
+                return None
             if dropped:
                 log.warning("twitch: Twitch did not post the chat reply: %s", dropped)
-                return
+                return None
             self.chat_replies += 1
-            await conversation.record(turn, text)
+            return text
+
+        try:
+            await self.host.answer(request, deliver)
+        except ProviderError as exc:
+            log.warning("twitch: no reply in Twitch chat: %s", exc)
 
     # -- commands ----------------------------------------------------------------
 
