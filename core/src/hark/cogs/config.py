@@ -107,12 +107,11 @@ class ConfigCog(PluginCog, name="Config"):
     bot: HarkBot
 
     async def cog_load(self) -> None:
-        # Start-up: every declared model is known to the store, and the bot.toml /
-        # environment values it ignores are logged now, one line each.
+        # Start-up (the Runtime declared every model when it opened): the bot.toml /
+        # environment values a model ignores are logged now, one line each.
         store = self.bot.runtime.settings
         for info in self._declared():
             if info.plugin is not None and info.plugin.settings is not None:
-                store.declare(info.id, info.plugin.settings)
                 store.check(info.id)
 
     # -- finding plugins and settings ---------------------------------------
