@@ -75,6 +75,8 @@ LABELS = {
     "first_rtp": "first RTP packet out",
 }
 DETECTOR_MODULES = {"turn_smart": "hark_turn_smart"}
+# The loopback Ollama lives with the plugin's tests (no test code in wheels).
+OLLAMA_TESTS = Path(__file__).resolve().parents[1] / "plugins/llm_ollama/tests"
 
 
 def smollm2_model() -> Path | None:
@@ -141,7 +143,8 @@ async def llm_backend(kind: str):
             proc.terminate()
             proc.wait(10)
     else:
-        from hark_llm_ollama.testing import FakeOllama
+        sys.path.insert(0, str(OLLAMA_TESTS))
+        from fake_ollama import FakeOllama
 
         reply = (
             "Paris is the capital of France. " + "It is a lovely city with many old streets. " * 6

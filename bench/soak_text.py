@@ -61,7 +61,10 @@ from typing import Any
 
 import hark_llm_openrouter
 from aiohttp import web
-from hark_llm_openrouter.testing import CHAT_PATH, FakeOpenAIServer, RecordedRequest
+
+# The loopback OpenAI server lives with the plugin's tests (no test code in wheels).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins/llm_openrouter/tests"))
+from fake_openai_chat import CHAT_PATH, FakeOpenAIServer, RecordedRequest
 
 import hark.chat.history as history_module
 from hark.config import Config

@@ -7,6 +7,7 @@ and the reasons for each ignored import: docs/architecture.md.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -23,7 +24,7 @@ CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["t
 CONTRACTS = {c["id"]: c for c in CONFIG["contracts"]}
 # What plugins may import besides `hark` itself: the host interface, the audio
 # helpers and the test kit.
-PUBLIC = {"hark.api", "hark.audio", "hark.testing"}
+PUBLIC = {"hark.api", "hark.audio", "hark.testing"}  # hark.testing: in tests only
 
 
 def lint_imports(*args: str) -> subprocess.CompletedProcess[str]:
@@ -112,3 +113,26 @@ def test_docs_architecture_lists_the_same_layers():
     # Layers 6..1, top first.
     checked = {6 - i: set(layer) for i, layer in enumerate(layers())}
     assert documented == checked, "docs/architecture.md and pyproject.toml list different layers"
+
+
+TEST_ONLY = ("hark.testing", "aiohttp.web", "pytest")
+
+
+def test_no_plugin_ships_test_code():
+    """A plugin's fakes and fixtures live in its tests/, never in its package: nothing
+    under plugins/*/src imports the test kit, a web server or pytest. (import-linter
+    cannot see hark.testing: it is another distribution's part of the namespace.)"""
+    found = []
+    for base in ("plugins", "examples"):
+        for path in sorted((ROOT / base).glob("*/src/**/*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                if any(n == t or n.startswith(t + ".") for n in names for t in TEST_ONLY):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"test code inside a plugin package: {found}"

@@ -1,7 +1,7 @@
 """Overhead of the Azure Speech plugin over a bare HTTP request (a benchmark, not a test).
 
 Both sides talk to the same loopback fake Azure TTS server
-(:class:`hark_tts_azure.testing.FakeAzureTTS`) with the same SSML and headers:
+(:class:`fake_azure.FakeAzureTTS`) with the same SSML and headers:
 
 * **raw**: one ``aiohttp`` POST, reading the chunked PCM body as it arrives;
 * **plugin**: ``AzureSynthesizer.synthesize()`` through the core's public method
@@ -20,14 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 from hark_tts_azure import AzureSynthesizer
 from hark_tts_azure.settings import DEFAULT_VOICE
 from hark_tts_azure.ssml import build_ssml
-from hark_tts_azure.testing import FakeAzureTTS
+
+# The loopback fake lives with the plugin's tests (no test code in the wheel).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+from fake_azure import FakeAzureTTS
 
 KEY = "bench-key-0123456789abcdef0123456789"
 TEXT = (

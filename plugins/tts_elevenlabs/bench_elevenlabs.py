@@ -1,6 +1,6 @@
 """How much the plugin adds on top of the HTTP request itself (a benchmark, not a test).
 
-Starts the loopback fake ElevenLabs server (``hark_tts_elevenlabs.testing``) and,
+Starts the loopback fake ElevenLabs server (``fake_elevenlabs``) and,
 for the same text, times
 
 - **plugin**: ``ElevenLabsSynthesizer.synthesize()`` as the bot calls it: the core's
@@ -24,14 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
 from hark_tts_elevenlabs import ElevenLabsSynthesizer, voice_settings
 from hark_tts_elevenlabs.synthesizer import OUTPUT_FORMAT
-from hark_tts_elevenlabs.testing import FakeElevenLabs
+
+# The loopback fake lives with the plugin's tests (no test code in the wheel).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+from fake_elevenlabs import FakeElevenLabs
 
 KEY = "sk_bench_0000000000000000000000000000"
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "

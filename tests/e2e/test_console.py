@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 
-from hark_llm_ollama.testing import FakeOllama
+from fake_ollama import FakeOllama
 
 
 async def console(tmp_path, lines: str, env: dict[str, str]) -> tuple[int, str, str]:

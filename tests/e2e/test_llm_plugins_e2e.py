@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import hark_llm_ollama
 import hark_llm_openrouter
 import pytest
-from hark_llm_ollama.testing import FakeOllama
-from hark_llm_openrouter.testing import FakeOpenAIServer
+from fake_ollama import FakeOllama
+from fake_openai_chat import FakeOpenAIServer
 
 from hark.testing.harness import BotHarness
 

@@ -17,7 +17,7 @@ import hark_llm_ollama
 import hark_stt_whisper
 import hark_tts_piper
 import pytest
-from hark_llm_ollama.testing import FakeOllama
+from fake_ollama import FakeOllama
 from hark_tts_piper.synthesizer import PiperSynthesizer
 
 from hark.audio import convert

@@ -22,7 +22,7 @@ from typing import Any
 
 import hark_stt_whisper.local
 import pytest
-from hark_llm_ollama.testing import FakeOllama
+from fake_ollama import FakeOllama
 from hark_stt_whisper.models import ModelCache, load_model
 from test_voice_e2e import PLUGINS, join_and_listen, piper_says, posts
 

@@ -31,11 +31,14 @@ from hark.providers import (
     ContextRequest,
     GenerationRequest,
     Generator,
+    ImagePart,
     PromptMessage,
     Provider,
     RetryPolicy,
     SpeakerTurns,
     Synthesizer,
+    ToolCall,
+    ToolSpec,
     Transcriber,
     Transcript,
     TurnDetector,
@@ -54,6 +57,7 @@ from hark.providers.errors import (
 )
 from hark.settings import Resolved, SettingError
 from hark.text import split_message
+from hark.tools import Tool, Toolbox, ToolContext, ToolResult, tool
 
 
 def __getattr__(name: str):
@@ -84,6 +88,7 @@ __all__ = [
     "ControlError",
     "GenerationRequest",
     "Generator",
+    "ImagePart",
     "Plugin",
     "PluginCog",
     "PromptMessage",
@@ -101,6 +106,12 @@ __all__ = [
     "SpeakerTurns",
     "StreamResampler",
     "Synthesizer",
+    "Tool",
+    "ToolCall",
+    "ToolContext",
+    "ToolResult",
+    "ToolSpec",
+    "Toolbox",
     "Transcriber",
     "Transcript",
     "TurnDetector",
@@ -118,4 +129,5 @@ __all__ = [
     "retry_after_from",
     "setting",
     "split_message",
+    "tool",
 ]

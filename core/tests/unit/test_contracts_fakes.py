@@ -169,7 +169,7 @@ BROKEN = textwrap.dedent(
     class OneClipSynthesizer(Synthesizer):
         """Claims to stream (the default) but sends one clip for everything."""
 
-        async def _impl(self, text, *, voice, guild_id):
+        async def _impl(self, text, *, guild_id):
             if text.strip():
                 yield tone(0.1 * len(text.split()), self.sample_rate, self.channels)
 

@@ -26,12 +26,12 @@ class Voice(hark.Settings):
 class DeclaredSynth(hark.Synthesizer):
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[tuple[str | None, Voice]] = []
+        self.seen: list[Voice] = []
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None, settings: Voice
+        self, text: str, *, guild_id: int | None, settings: Voice
     ) -> AsyncIterator[AudioClip]:
-        self.seen.append((voice, settings))
+        self.seen.append(settings)
         yield AudioClip(b"\0\0" * 480, 48_000, 1)
 
 
@@ -161,11 +161,8 @@ async def test_calls_carry_the_servers_settings(hark_settings_store, monkeypatch
     )
 
     [_ async for _ in synth.synthesize("hi", guild_id=5, channel_id=6)]
-    [_ async for _ in synth.synthesize("hi", voice="persona")]
-    assert [(v, s.voice, s.rate) for v, s in synth.seen] == [
-        (None, "srv", 1.5),
-        ("persona", "from-env", 1.0),
-    ]
+    [_ async for _ in synth.synthesize("hi")]
+    assert [(s.voice, s.rate) for s in synth.seen] == [("srv", 1.5), ("from-env", 1.0)]
     clip = AudioClip(b"\0\0" * 160, 16_000, 1)
     assert (await transcriber.transcribe(clip, guild_id=5)).text == "srv 1.0"
     part = await context.provide(ContextRequest("hi", guild_id=5, channel_id=6))

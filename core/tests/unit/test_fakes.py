@@ -135,13 +135,13 @@ def test_split_sentences() -> None:
 
 async def test_synthesizer_streams_a_clip_per_sentence() -> None:
     tts = FakeSynthesizer(sample_rate=16_000, channels=2, seconds_per_char=0.01)
-    clips = await collect(tts.synthesize("Hi. Hello there!", voice="v"))
+    clips = await collect(tts.synthesize("Hi. Hello there!"))
     assert len(clips) == 2
     assert all(
         isinstance(c, AudioClip) and (c.sample_rate, c.channels) == (16_000, 2) for c in clips
     )
     assert clips[0].duration == pytest.approx(0.03) and clips[1].duration == pytest.approx(0.12)
-    assert tts.texts == ["Hi. Hello there!"] and tts.voices == ["v"]
+    assert tts.texts == ["Hi. Hello there!"]
     single = await collect(FakeSynthesizer(streams=False).synthesize("One. Two. Three."))
     assert len(single) == 1
     assert await collect(tts.synthesize("  ")) == []

@@ -387,7 +387,7 @@ async def test_transcriber_passes_options() -> None:
 
 async def test_synthesizer_without_audio_for_text_is_bad_output() -> None:
     class Mute(Synthesizer):
-        async def _impl(self, text, *, voice, guild_id):
+        async def _impl(self, text, *, guild_id):
             yield AudioClip(b"", 48_000)
 
     with pytest.raises(BadOutputError):
@@ -397,7 +397,7 @@ async def test_synthesizer_without_audio_for_text_is_bad_output() -> None:
 
 async def test_synthesizer_yielding_bytes_is_bad_output() -> None:
     class Raw(Synthesizer):
-        async def _impl(self, text, *, voice, guild_id):
+        async def _impl(self, text, *, guild_id):
             yield b"\x00\x00"
 
     with pytest.raises(BadOutputError, match="AudioClip"):

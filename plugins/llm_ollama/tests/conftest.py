@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from fake_ollama import FakeOllama
 from hark_llm_ollama import OllamaGenerator
-from hark_llm_ollama.testing import FakeOllama
 
 from hark.providers import RetryPolicy
 

@@ -8,8 +8,8 @@ import logging
 
 import hark_llm_ollama
 import pytest
+from fake_ollama import unused_url
 from hark_llm_ollama import OllamaGenerator, OllamaSettings
-from hark_llm_ollama.testing import unused_url
 
 from hark import Capability, SettingError
 from hark.providers import RetryPolicy

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from fake_ollama import FakeOllama, unused_url
 from hark_llm_ollama import OllamaGenerator
-from hark_llm_ollama.testing import FakeOllama, unused_url
 
 from hark.providers import RetryPolicy
 from hark.testing.contracts import GeneratorContract

@@ -8,8 +8,8 @@ from importlib.metadata import entry_points
 
 import hark_llm_ollama
 import pytest
+from fake_ollama import FakeOllama, unused_url
 from hark_llm_ollama import DEFAULT_MODEL, OllamaGenerator, public_url, same_model
-from hark_llm_ollama.testing import FakeOllama, unused_url
 
 from hark import Capability, PromptMessage
 from hark.providers import RetryPolicy

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from fake_openai_chat import FakeOpenAIServer
 from hark_llm_openrouter import OpenRouterGenerator
-from hark_llm_openrouter.testing import FakeOpenAIServer
 from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID
 
 

@@ -8,8 +8,8 @@ import json
 
 import hark_llm_openrouter as plugin
 import pytest
+from fake_openai_chat import FakeOpenAIServer
 from hark_llm_openrouter import OpenRouterGenerator
-from hark_llm_openrouter.testing import FakeOpenAIServer
 from openrouter_support import KEY, PLUGIN_ID
 
 from hark import PromptMessage

@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 import pytest
-from hark_llm_openrouter.testing import FakeOpenAIServer
+from fake_openai_chat import FakeOpenAIServer
 from openrouter_support import KEY
 
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -8,9 +8,9 @@ from importlib.metadata import entry_points
 
 import hark_llm_openrouter as plugin
 import pytest
+from fake_openai_chat import FakeOpenAIServer
 from hark_llm_openrouter import OpenRouterGenerator
 from hark_llm_openrouter.generator import PLACEHOLDER_KEY
-from hark_llm_openrouter.testing import FakeOpenAIServer
 from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID
 
 from hark import PromptMessage

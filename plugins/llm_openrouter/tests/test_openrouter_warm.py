@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from hark_llm_openrouter.testing import MODELS_PATH
+from fake_openai_chat import MODELS_PATH
 from openrouter_support import KEY
 
 from hark.testing.loopback import unused_port

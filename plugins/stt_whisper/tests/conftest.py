@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from fake_openai_audio import FakeTranscriptionServer
 from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber
 from hark_stt_whisper.models import BUNDLED, CACHE, ModelKey
-from hark_stt_whisper.testing import FakeTranscriptionServer
 from whisper_support import (
     FAST_RETRY,
     KEY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from hark_stt_whisper.testing import FakeTranscriptionServer
+from fake_openai_audio import FakeTranscriptionServer
 from whisper_support import KEY
 
 from hark.audio import wav_bytes

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fake_openai_audio import MODELS_PATH
 from hark_stt_whisper.local import confidence_of
 from hark_stt_whisper.models import BUNDLED, ModelCache
-from hark_stt_whisper.testing import MODELS_PATH
 from whisper_support import KEY, KITCHEN, KITCHEN_WORDS
 
 from hark import AudioClip

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from azure_support import FAST_RETRY, KEY, PLUGIN_ID
+from fake_azure import FakeAzureTTS
 from hark_tts_azure import AzureSynthesizer
-from hark_tts_azure.testing import FakeAzureTTS
 
 
 @pytest.fixture

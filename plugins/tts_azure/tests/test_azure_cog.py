@@ -8,8 +8,8 @@ import json
 import hark_tts_azure as plugin
 import pytest
 from azure_support import FAST_RETRY, KEY, PLUGIN_ID
+from fake_azure import azure_voice
 from hark_tts_azure import AzureSynthesizer
-from hark_tts_azure.testing import azure_voice
 
 from hark.audio import read_wav
 from hark.providers import Capability

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from azure_support import KEY
-from hark_tts_azure.testing import FakeAzureTTS, tone_pcm
+from fake_azure import FakeAzureTTS, tone_pcm
 
 SSML = (
     '<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="en-US">'

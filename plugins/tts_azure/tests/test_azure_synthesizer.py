@@ -187,14 +187,15 @@ async def test_first_clip_arrives_before_the_stream_ends(azure, make_synth) -> N
     assert first_at < total / 3, (first_at, total)
 
 
-async def test_voice_argument_and_locale(azure, make_synth) -> None:
-    synth = make_synth()
-    await collect(synth.synthesize("Guten Tag", voice="de-DE-KatjaNeural"))
+async def test_voice_setting_and_locale(azure, make_synth) -> None:
+    synth = make_synth(environ={"AZURE_SPEECH_VOICE": "de-DE-KatjaNeural"})
+    await collect(synth.synthesize("Guten Tag"))
     assert azure.last_synthesis.ssml.voice == "de-DE-KatjaNeural"
     assert azure.last_synthesis.ssml.lang == "de-DE"
     # A locale with a region subtag, taken from the voice list once it is known.
+    synth = make_synth(environ={"AZURE_SPEECH_VOICE": "zh-CN-shaanxi-XiaoniNeural"})
     await synth.list_voices()
-    await collect(synth.synthesize("你好", voice="zh-CN-shaanxi-XiaoniNeural"))
+    await collect(synth.synthesize("你好"))
     assert azure.last_synthesis.ssml.lang == "zh-CN-shaanxi"
 
 
@@ -224,10 +225,6 @@ async def test_per_server_voice_and_prosody(azure, make_synth, hark_settings_sto
     assert (request.voice, request.rate, request.pitch) == (DEFAULT_VOICE, None, None)
     # The faster rate reached the server: the same sentence came back shorter.
     assert sum(c.duration for c in fast) < sum(c.duration for c in normal) * 0.8
-
-    # An explicit voice (e.g. a persona's) wins over the server's.
-    await collect(synth.synthesize(SENTENCE, voice="en-US-GuyNeural", guild_id=guild))
-    assert azure.last_synthesis.ssml.voice == "en-US-GuyNeural"
 
     await store.reset_value(PLUGIN_ID, "voice", "server", guild)
     assert synth.resolve(guild).values.voice == DEFAULT_VOICE
@@ -365,7 +362,8 @@ async def test_stream_cut_before_any_audio_is_retried(azure, make_synth) -> None
 
 async def test_unknown_voice_is_refused_not_retried(azure, make_synth) -> None:
     with pytest.raises(ProviderStatusError) as caught:
-        await collect(make_synth().synthesize(SENTENCE, voice="xx-XX-NobodyNeural"))
+        synth = make_synth(environ={"AZURE_SPEECH_VOICE": "xx-XX-NobodyNeural"})
+        await collect(synth.synthesize(SENTENCE))
     assert caught.value.status == 400
     assert "xx-XX-NobodyNeural" in caught.value.message
     assert len(azure.requests) == 1
@@ -511,8 +509,8 @@ async def test_voice_list(azure, make_synth) -> None:
 
 
 def test_voice_matching() -> None:
+    from fake_azure import DEFAULT_VOICES
     from hark_tts_azure import Voice
-    from hark_tts_azure.testing import DEFAULT_VOICES
 
     voices = [Voice.from_json(v) for v in DEFAULT_VOICES]
 

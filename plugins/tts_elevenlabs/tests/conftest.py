@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from elevenlabs_support import FAST_RETRY, KEY, PLUGIN_ID, RACHEL
+from fake_elevenlabs import FakeElevenLabs
 from hark_tts_elevenlabs import ElevenLabsSynthesizer
-from hark_tts_elevenlabs.testing import FakeElevenLabs
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 from elevenlabs_support import FAST_RETRY, GEORGE, KEY, PLUGIN_ID, RACHEL
+from fake_elevenlabs import FakeVoice
 from hark_tts_elevenlabs import DEFAULT_MODEL, ElevenLabsSynthesizer
-from hark_tts_elevenlabs.testing import FakeVoice
 
 from hark import AudioClip
 from hark.audio import StreamResampler
@@ -129,12 +129,6 @@ def test_defaults_point_at_the_official_api():
     assert synth.timeout == 30.0 and synth.default_voice_id is None
     assert synth.service == "ElevenLabs"
     assert (synth.sample_rate, synth.channels) == (48_000, 2)
-
-
-async def test_voice_argument_wins(server, make_synth):
-    synth = make_synth()
-    await speak(synth, voice=GEORGE)
-    assert server.last_tts.voice_id == GEORGE
 
 
 async def test_per_server_voice_model_and_settings(server, make_synth, hark_settings_store):

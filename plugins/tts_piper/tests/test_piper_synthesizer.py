@@ -353,12 +353,6 @@ def test_speakers_of_a_multi_speaker_voice(synth):
         synth.speaker_id(voice, defaults, "dan")
 
 
-async def test_a_single_speaker_voice_ignores_voice_names(synth):
-    # The core may pass a voice meant for another provider; Piper's joe has one speaker.
-    clips = await speak_all(synth, "Hello there.", voice="Rachel")
-    assert joined(clips).duration > 0.3
-
-
 # -- plugin wiring -------------------------------------------------------------------
 
 

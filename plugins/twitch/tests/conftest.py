@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from fake_twitch import FakeTwitch
 from hark_twitch import TwitchConnection, TwitchEvent
-from hark_twitch.testing import FakeTwitch
 from twitch_support import CHANNEL, TOKEN, config_for
 
 

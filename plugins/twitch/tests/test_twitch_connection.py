@@ -7,8 +7,7 @@ import asyncio
 import logging
 
 import pytest
-from hark_twitch import TwitchConnection
-from hark_twitch.testing import (
+from fake_twitch import (
     ALL_SCOPES,
     FakeTwitch,
     chat_event,
@@ -17,6 +16,7 @@ from hark_twitch.testing import (
     follow_event,
     raid_event,
 )
+from hark_twitch import TwitchConnection
 from twitch_support import CHANNEL, REFRESH, TOKEN, config_for, config_from, eventually
 
 ALL_TYPES = {

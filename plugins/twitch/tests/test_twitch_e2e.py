@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from hark_twitch.testing import (
+from fake_twitch import (
     FakeTwitch,
     chat_event,
     cheer_event,

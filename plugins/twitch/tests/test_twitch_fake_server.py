@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 import pytest
-from hark_twitch.testing import FakeTwitch, raid_event
+from fake_twitch import FakeTwitch, raid_event
 from twitch_support import CHANNEL, TOKEN
 
 pytestmark = pytest.mark.timeout(30)

@@ -4,9 +4,7 @@ context provider (which also passes the core's ContextProvider contract)."""
 from __future__ import annotations
 
 import pytest
-from hark_twitch import ActivityLog, TwitchActivityContext, parse_notification
-from hark_twitch.events import comments_on
-from hark_twitch.testing import (
+from fake_twitch import (
     FakeUser,
     chat_event,
     cheer_event,
@@ -16,6 +14,8 @@ from hark_twitch.testing import (
     resub_event,
     subscribe_event,
 )
+from hark_twitch import ActivityLog, TwitchActivityContext, parse_notification
+from hark_twitch.events import comments_on
 from twitch_support import config_from, settings_from
 
 from hark import ContextRequest

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import hark_twitch
+from fake_twitch import FakeTwitch
 from hark_twitch import TwitchActivityContext, TwitchConfig, TwitchSettings
-from hark_twitch.testing import FakeTwitch
 
 from hark.testing.fakes import fake_plugin
 

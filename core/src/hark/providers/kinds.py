@@ -167,7 +167,6 @@ class Synthesizer(Provider):
         self,
         text: str,
         *,
-        voice: str | None = None,
         guild_id: int | None = None,
         channel_id: int | None = None,
     ) -> AsyncIterator[AudioClip]:
@@ -181,25 +180,23 @@ class Synthesizer(Provider):
         extra = self._settings_kwargs(guild_id, channel_id)
         pieces = chunk_text(text, self.max_text_length)
         if len(pieces) == 1:
-            return self._stream("synthesize", lambda: self._checked(text, voice, guild_id, extra))
-        return self._pieces(pieces, voice, guild_id, extra)
+            return self._stream("synthesize", lambda: self._checked(text, guild_id, extra))
+        return self._pieces(pieces, guild_id, extra)
 
     async def _pieces(
-        self, pieces: list[str], voice: str | None, guild_id: int | None, extra: dict[str, Any]
+        self, pieces: list[str], guild_id: int | None, extra: dict[str, Any]
     ) -> AsyncIterator[AudioClip]:
         for piece in pieces:
-            stream = self._stream(
-                "synthesize", lambda p=piece: self._checked(p, voice, guild_id, extra)
-            )
+            stream = self._stream("synthesize", lambda p=piece: self._checked(p, guild_id, extra))
             async with contextlib.aclosing(stream):
                 async for clip in stream:
                     yield clip
 
     async def _checked(
-        self, text: str, voice: str | None, guild_id: int | None, extra: dict[str, Any]
+        self, text: str, guild_id: int | None, extra: dict[str, Any]
     ) -> AsyncIterator[AudioClip]:
         produced = False
-        impl = self._impl(text, voice=voice, guild_id=guild_id, **extra)
+        impl = self._impl(text, guild_id=guild_id, **extra)
         async with contextlib.aclosing(impl) as stream:
             async for clip in stream:
                 if not isinstance(clip, AudioClip):
@@ -213,9 +210,7 @@ class Synthesizer(Provider):
         if not produced and any(ch.isalnum() for ch in text):
             raise BadOutputError("no audio for non-empty text", provider=self.id)
 
-    def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None
-    ) -> AsyncIterator[AudioClip]:
+    def _impl(self, text: str, *, guild_id: int | None) -> AsyncIterator[AudioClip]:
         raise NotImplementedError
 
 

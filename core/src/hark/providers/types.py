@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+# "tool": the result of a tool call, answering the assistant message that made it.
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Capability(StrEnum):
@@ -62,11 +64,56 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image shown to a vision model: its bytes, as downloaded, and MIME type."""
+
+    data: bytes
+    mime_type: str  # image/png, image/jpeg, image/webp, image/gif
+    # Where it came from (a file name or URL), for the note a model without vision gets.
+    name: str = ""
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.mime_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never the bytes
+        return f"ImagePart({self.name!r}, {self.mime_type}, {len(self.data)} bytes)"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to run a tool. ``arguments`` is the JSON text the model wrote,
+    unchecked: the core parses and validates it (bad JSON becomes an error result)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as a generator sends it to the model: name, description, and the JSON
+    schema of its arguments object."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class PromptMessage:
     role: Role
     content: str
     # The speaker's display name, so a multi-user channel stays legible to the model.
     name: str | None = None
+    # Images attached to this message (generators without vision get a note instead).
+    images: tuple[ImagePart, ...] = ()
+    # An assistant message that called tools (its content may be empty).
+    tool_calls: tuple[ToolCall, ...] = ()
+    # A "tool" message: the id of the call it answers.
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """Content with the speaker's name in front (``"alice: hi"``) for user turns.
@@ -92,6 +139,17 @@ class ContextRequest:
     # False for one-off questions (`!ask`): history is neither read nor written.
     use_history: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # The Discord permissions (flag names: "manage_messages"...) the member holds in
+    # the channel; tools that need one check it. None: unknown (refused).
+    permissions: frozenset[str] | None = None
+    # The triggering message's images (attachments, embeds), sent with it.
+    images: tuple[ImagePart, ...] = ()
+    # Text added to the triggering message in the prompt only, never to history:
+    # included text files, notes on files that were not read.
+    attachments: str = ""
+    # Earlier messages of the reply chain the message answers, oldest first; they go
+    # right before it in the prompt.
+    reply_chain: list[PromptMessage] = field(default_factory=list)
 
 
 @dataclass(slots=True)

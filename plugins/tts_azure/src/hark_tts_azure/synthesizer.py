@@ -508,15 +508,14 @@ class AzureSynthesizer(Synthesizer):
     # -- synthesis ---------------------------------------------------------
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None, settings: AzureSettings
+        self, text: str, *, guild_id: int | None, settings: AzureSettings
     ) -> AsyncIterator[AudioClip]:
-        """``settings`` are this server's (the core resolved them for the call); an
-        explicit ``voice`` (e.g. a persona's) wins over the server's."""
+        """``settings`` are this server's (the core resolved them for the call)."""
         self._require_configured()
         if not text.strip():
             return
         settings = self._with_fixed(settings)
-        voice_name = (voice or settings.voice).strip()
+        voice_name = settings.voice.strip()
         locale = self.locale_of(voice_name)
         ssml = build_ssml(text, voice_name, locale=locale, rate=settings.rate, pitch=settings.pitch)
         url = self._base_url(settings) + SYNTHESIS_PATH

@@ -359,18 +359,16 @@ class ElevenLabsSynthesizer(Synthesizer):
         self,
         text: str,
         *,
-        voice: str | None,
         guild_id: int | None,
         settings: ElevenLabsSettings,
     ) -> AsyncIterator[AudioClip]:
-        """``settings`` are this server's (the core resolved them for the call); an
-        explicit ``voice`` (e.g. a persona's) wins over the server's."""
+        """``settings`` are this server's (the core resolved them for the call)."""
         segments = split_for_requests(text, self.max_request_chars)
         if not segments:
             return  # blank text: no audio, no request
         settings = self._with_fixed(settings)
         client = self.client(settings)
-        voice_id = voice or settings.voice_id
+        voice_id = settings.voice_id
         if not voice_id:
             raise ConfigurationError(
                 "no ElevenLabs voice is chosen: set ELEVENLABS_VOICE_ID or use"

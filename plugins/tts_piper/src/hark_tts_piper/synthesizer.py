@@ -234,11 +234,10 @@ class PiperSynthesizer(Synthesizer):
     def speaker_id(
         self, voice: LoadedVoice, settings: PiperSettings, name: str | None = None
     ) -> int | None:
-        """The speaker for this call: ``name`` (the call's voice), else the ``speaker``
-        setting.
+        """The speaker: ``name`` (a value being checked), else the ``speaker`` setting.
 
-        Single-speaker voices ignore it (the core may pass a voice name meant for
-        another provider). A multi-speaker voice takes a speaker name or number."""
+        Single-speaker voices ignore it. A multi-speaker voice takes a speaker name
+        or number."""
         wanted = name if name is not None else settings.speaker
         if voice.num_speakers <= 1 or wanted is None or str(wanted).strip() == "":
             return None
@@ -251,13 +250,11 @@ class PiperSynthesizer(Synthesizer):
         known = ", ".join(sorted(speakers)[:20]) or f"0-{voice.num_speakers - 1}"
         raise ConfigurationError(f"the Piper voice has no speaker `{text}` (one of: {known})")
 
-    def synthesis_config(
-        self, voice: LoadedVoice, settings: PiperSettings, speaker: str | None = None
-    ) -> Any:
+    def synthesis_config(self, voice: LoadedVoice, settings: PiperSettings) -> Any:
         from piper import SynthesisConfig
 
         return SynthesisConfig(
-            speaker_id=self.speaker_id(voice, settings, speaker),
+            speaker_id=self.speaker_id(voice, settings),
             length_scale=self.length_scale(voice, settings),
             noise_scale=self.noise_scale(voice, settings),
         )
@@ -313,10 +310,9 @@ class PiperSynthesizer(Synthesizer):
         )
 
     async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None, settings: PiperSettings
+        self, text: str, *, guild_id: int | None, settings: PiperSettings
     ) -> AsyncIterator[AudioClip]:
-        """``settings`` are this server's (the core resolved them for the call); an
-        explicit ``voice`` names a speaker of a multi-speaker voice."""
+        """``settings`` are this server's (the core resolved them for the call)."""
         if not text.strip():
             return
         pieces = self.pieces(text)
@@ -327,7 +323,7 @@ class PiperSynthesizer(Synthesizer):
             yield AudioClip(bytes(frames * 2 * self.channels), self.sample_rate, self.channels)
             return
         loaded = await self.load()
-        config = self.synthesis_config(loaded, settings, voice)
+        config = self.synthesis_config(loaded, settings)
         worker = _Worker(loaded, pieces, config, asyncio.get_running_loop(), self._forget)
         with self._workers_lock:
             self._workers.add(worker)

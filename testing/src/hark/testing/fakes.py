@@ -334,7 +334,6 @@ class FakeSynthesizer(_Scripted, Synthesizer):
         self.streams = streams
         self.fail_after_chunks = fail_after_chunks
         self.texts: list[str] = []
-        self.voices: list[str | None] = []
         self.open_streams = 0
 
     def clip_for(self, sentence: str) -> AudioClip:
@@ -342,11 +341,8 @@ class FakeSynthesizer(_Scripted, Synthesizer):
         seconds = max(1, len(sentence)) * self.seconds_per_char
         return tone(seconds, self.sample_rate, self.channels, frequency=self.frequency)
 
-    async def _impl(
-        self, text: str, *, voice: str | None, guild_id: int | None
-    ) -> AsyncIterator[AudioClip]:
+    async def _impl(self, text: str, *, guild_id: int | None) -> AsyncIterator[AudioClip]:
         self.texts.append(text)
-        self.voices.append(voice)
         self.open_streams += 1
         try:
             await self._begin()

@@ -3,7 +3,7 @@
 It speaks the parts of Ollama's documented REST API that a chat bot uses, on
 127.0.0.1 and a random port, so the real ``ollama`` client can be pointed at it::
 
-    from hark_llm_ollama.testing import FakeOllama
+    from fake_ollama import FakeOllama
 
     async with FakeOllama(reply="Hi there!") as server:
         generator = OllamaGenerator(host=server.url, model="llama3.2")
