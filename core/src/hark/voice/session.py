@@ -510,8 +510,10 @@ class VoiceSession:
                 self.counts["speculative_discarded"] += 1
             utt.speculative.cancel()
             utt.speculative = None
-            utt.stages.pop("speculative_transcribed", None)
-            utt.stages.pop("turn_pause", None)
+            # The trace is the final transcription's: a wait for the warm-up that only
+            # the dropped speculation did is not this turn's.
+            for stage in ("speculative_transcribed", "turn_pause", "warm_waited"):
+                utt.stages.pop(stage, None)
         if utt.preemptive is not None:
             self.counts["preemptive_discarded"] += 1
             utt.preemptive.cancel()
