@@ -161,6 +161,18 @@ async def test_refused_connections_and_timeouts(service):
         error = translator().translate(exc)
         assert isinstance(error, ProviderTimeoutError), (exc, error)
         assert error.message == "the service did not answer within 0.3s"
+    # openai raises the same APIConnectionError when a stream it was reading breaks:
+    # the plugin says the response had started.
+    broken = translator().translate(await openai_error(dead.rstrip("/")), connected=True)
+    assert isinstance(broken, ProviderConnectionError) and broken.retryable
+    assert broken.message == "the connection to the service broke before the reply"
+    # httpx2 (openai 3.x's transport) reads like httpx.
+    httpx2 = pytest.importorskip("httpx2")
+
+    async with httpx2.AsyncClient() as client:
+        with pytest.raises(httpx2.ConnectError) as refused:
+            await client.get(dead)
+    assert translator().translate(refused.value).message == "could not connect to the service"
     # Once part of the answer reached the user, a broken stream is not retried.
     mid = translator().translate(TimeoutError(), produced="after 12 characters")
     assert isinstance(mid, BadOutputError) and not mid.retryable

@@ -160,6 +160,9 @@ async def test_credentials_in_the_base_url_are_never_shown():
     assert generator.host == "llm.example:8443"
     assert generator.public_base_url == "https://llm.example:8443/v1"
     assert "hunter2" not in repr(generator)
+    # Nor in an error, should the server echo the URL back.
+    echoed = generator.errors.scrub("no route to https://user:hunter2-password@llm.example")
+    assert "hunter2" not in echoed and "***" in echoed
 
 
 async def test_length_finish_is_not_an_error(server, make_generator):
@@ -305,10 +308,12 @@ async def test_unknown_model_is_a_configuration_error(server, make_generator):
 
 
 async def test_out_of_credits(server, make_generator):
-    server.fail_next(402, message="Insufficient credits")
+    server.fail_next(402, message=f"Insufficient credits for {KEY}")
     _deltas, error = await collect(make_generator())
     assert isinstance(error, ProviderStatusError) and error.status == 402
     assert "out of credits" in error.message and not error.retryable
+    assert "Insufficient credits for ***" in error.message
+    assert_no_key(error)
 
 
 # -- keys and endpoints ----------------------------------------------------
@@ -486,6 +491,14 @@ async def test_list_models_missing_endpoint(server, make_generator):
 async def test_list_models_retries_server_errors(server, make_generator):
     server.fail_next(503, endpoint="models")
     assert await make_generator().list_models() == sorted(server.models)
+
+
+async def test_list_models_rejected_key(server, make_generator):
+    server.api_key = "sk-or-v1-some-other-key"
+    with pytest.raises(ProviderStatusError, match="check OPENROUTER_API_KEY") as caught:
+        await make_generator().list_models()
+    assert caught.value.status == 401
+    assert_no_key(caught.value)
 
 
 @pytest.mark.parametrize("kind", ["html", "json"])

@@ -144,8 +144,29 @@ async def test_bad_request_is_not_retried(server, make_remote):
 
 
 async def test_unknown_model_is_a_configuration_error(server, make_remote):
-    with pytest.raises(ConfigurationError, match="`whisper-9` was not found"):
+    with pytest.raises(ConfigurationError, match="`whisper-9` was not found") as caught:
         await make_remote(openai_model="whisper-9").transcribe(discord_clip())
+    assert "`!config stt_whisper openai_model NAME`" in caught.value.message
+    assert len(server.requests) == 1
+
+
+async def test_clip_too_large_is_not_retried(server, make_remote):
+    server.fail_next(413, times=3, message=f"Maximum content size exceeded ({KEY})")
+    with pytest.raises(ProviderStatusError, match="refused the clip as too large") as caught:
+        await make_remote().transcribe(discord_clip())
+    assert caught.value.status == 413 and not caught.value.retryable
+    assert "Maximum content size exceeded (***)" in caught.value.message
+    assert_no_key(caught.value)
+    assert len(server.requests) == 1
+
+
+def test_a_password_in_the_base_url_is_scrubbed_too():
+    transcriber = OpenAIWhisperTranscriber(
+        environ={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "https://u:hunter2-pw@stt.example/v1"}
+    )
+    echoed = transcriber.errors.scrub(f"bad request to u:hunter2-pw@stt.example with {KEY}")
+    assert echoed == "bad request to u:***@stt.example with ***"
+    assert transcriber.errors.service == "stt.example"
 
 
 async def test_dropped_connection(server, make_remote):

@@ -191,25 +191,30 @@ class ErrorTranslator:
         *,
         produced: str = "",
         has_key: bool = True,
+        connected: bool = False,
         on_status: StatusHook | None = None,
     ) -> BaseException:
         """The provider error for ``exc``; ``exc`` itself when it is none of the known
-        client errors (the core then reports an internal error, without its text)."""
+        client errors (the core then reports an internal error, without its text).
+
+        ``connected``: the response had started (a stream was being read), so a
+        connection error means it broke, not that it could not connect (the openai
+        client raises the same APIConnectionError for both)."""
         if isinstance(exc, ProviderError):
             return exc
         for reader in (self._openai, self._httpx, self._aiohttp, self._builtin):
-            error = reader(exc, produced, has_key, on_status)
+            error = reader(exc, produced, has_key, on_status, connected)
             if error is not None:
                 return error
         return exc
 
-    def _openai(self, exc, produced, has_key, on_status) -> ProviderError | None:
+    def _openai(self, exc, produced, has_key, on_status, connected) -> ProviderError | None:
         if not _is(exc, "openai", "OpenAIError"):
             return None
         if _is(exc, "openai", "APITimeoutError"):
             return self.timed_out() if not produced else self.broken(produced=produced)
         if _is(exc, "openai", "APIConnectionError"):
-            return self.broken(produced=produced, connected=False)
+            return self.broken(produced=produced, connected=connected or bool(produced))
         if _is(exc, "openai", "APIStatusError"):
             response = exc.response  # type: ignore[attr-defined]
             failure = self.failure(exc.status_code, exc.body, response.headers)  # type: ignore[attr-defined]
@@ -236,18 +241,22 @@ class ErrorTranslator:
         label = f" ({self.scrub(code)})" if code else ""
         return BadOutputError(f"the model failed mid-stream {where}{label}: {detail}")
 
-    def _httpx(self, exc, produced, has_key, on_status) -> ProviderError | None:
-        if not _is(exc, "httpx", "HTTPError", "InvalidURL"):
+    def _httpx(self, exc, produced, has_key, on_status, connected) -> ProviderError | None:
+        # httpx2 is the fork that openai 3.x runs on: the same classes, another module.
+        module = next(
+            (m for m in ("httpx", "httpx2") if _is(exc, m, "HTTPError", "InvalidURL")), None
+        )
+        if module is None:
             return None
-        if _is(exc, "httpx", "ConnectTimeout"):
+        if _is(exc, module, "ConnectTimeout"):
             return ProviderConnectionError(f"could not connect to {self.service} (timed out)")
-        if _is(exc, "httpx", "TimeoutException"):
+        if _is(exc, module, "TimeoutException"):
             return self.timed_out() if not produced else self.broken(produced=produced)
-        if _is(exc, "httpx", "ConnectError"):
+        if _is(exc, module, "ConnectError"):
             return self.broken(connected=False)
-        if _is(exc, "httpx", "UnsupportedProtocol", "InvalidURL"):
+        if _is(exc, module, "UnsupportedProtocol", "InvalidURL"):
             return ConfigurationError(f"{self.service} is not an http(s) address")
-        if _is(exc, "httpx", "HTTPStatusError"):
+        if _is(exc, module, "HTTPStatusError"):
             response = exc.response  # type: ignore[attr-defined]
             try:
                 body: Any = response.json()
@@ -255,13 +264,13 @@ class ErrorTranslator:
                 body = getattr(response, "text", "") if response.is_stream_consumed else None
             failure = self.failure(response.status_code, body, response.headers)
             return self.status_error(failure, has_key=has_key, on_status=on_status)
-        if _is(exc, "httpx", "DecodingError"):
+        if _is(exc, module, "DecodingError"):
             return BadOutputError(f"{self.service} sent a malformed reply")
-        if _is(exc, "httpx", "TransportError"):
+        if _is(exc, module, "TransportError"):
             return self.broken(produced=produced)
         return ProviderError(f"client error ({type(exc).__name__})")
 
-    def _aiohttp(self, exc, produced, has_key, on_status) -> ProviderError | None:
+    def _aiohttp(self, exc, produced, has_key, on_status, connected) -> ProviderError | None:
         if not _is(exc, "aiohttp", "ClientError"):
             return None
         if _is(exc, "aiohttp", "ClientConnectorError"):
@@ -277,7 +286,7 @@ class ErrorTranslator:
             return self.timed_out() if not produced else self.broken(produced=produced)
         return self.broken(produced=produced)
 
-    def _builtin(self, exc, produced, has_key, on_status) -> ProviderError | None:
+    def _builtin(self, exc, produced, has_key, on_status, connected) -> ProviderError | None:
         if isinstance(exc, TimeoutError):
             return self.timed_out() if not produced else self.broken(produced=produced)
         if isinstance(exc, ConnectionRefusedError):

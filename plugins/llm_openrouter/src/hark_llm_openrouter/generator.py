@@ -6,15 +6,15 @@ One class serves OpenRouter (the default), OpenAI, Mistral, a local llama.cpp
 retries switched off: the core retries (see :mod:`hark.providers.base`), so the
 two would multiply.
 
-Every client error is translated into the core's hierarchy
-(:mod:`hark.providers.errors`), and no message, log line or traceback this
-module produces carries the API key.
+Every client error is translated into the core's hierarchy by the core's
+:class:`hark.api.ErrorTranslator`; this module adds only what OpenRouter says more
+about (a missing model, no credits). No message, log line or traceback it
+produces carries the API key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -30,10 +30,9 @@ from hark import (
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
-    ProviderTimeoutError,
     register_secret,
-    retry_after_from,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark_llm_openrouter.settings import (
     API_KEY,
     DEFAULT_MODEL,
@@ -60,29 +59,6 @@ PLACEHOLDER_KEY = "no-key"
 PASSTHROUGH_OPTIONS = frozenset(
     {"top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user"}
 )
-
-_MAX_DETAIL = 200
-
-
-def _transport_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """(timeouts, every transport error) of the HTTP library under the ``openai`` client.
-
-    openai 1.x and 2.x let httpx's errors escape from a stream that breaks while it is
-    read; newer versions (on httpx2) wrap them in APIConnectionError. Both are handled.
-    """
-    timeouts: list[type[Exception]] = []
-    errors: list[type[Exception]] = []
-    for name in ("httpx", "httpx2"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        timeouts.append(module.TimeoutException)
-        errors.append(module.TransportError)
-    return tuple(timeouts), tuple(errors)
-
-
-_TIMEOUT_ERRORS, _TRANSPORT_ERRORS = _transport_errors()
 
 
 class OpenRouterGenerator(Generator):
@@ -311,7 +287,7 @@ class OpenRouterGenerator(Generator):
             stream = await client.chat.completions.create(
                 model=model, messages=self.build_messages(request), stream=True, **params
             )
-        except openai.OpenAIError as exc:
+        except Exception as exc:
             raise self.translate(exc, model=model) from None
 
         produced = 0
@@ -331,15 +307,12 @@ class OpenRouterGenerator(Generator):
                     yield content
                 if finish:
                     finish_reason = finish
-        except openai.OpenAIError as exc:
-            raise self.translate(exc, model=model, produced=produced, streaming=True) from None
-        except _TRANSPORT_ERRORS as exc:
-            timed_out = isinstance(exc, _TIMEOUT_ERRORS)
-            raise self._broken(timed_out=timed_out, produced=produced, streaming=True) from None
         except json.JSONDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not JSON)") from None
         except UnicodeDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not UTF-8)") from None
+        except Exception as exc:  # openai 1.x/2.x let httpx's own errors out of a stream
+            raise self.translate(exc, model=model, produced=produced, streaming=True) from None
         finally:
             await stream.close()
 
@@ -391,17 +364,12 @@ class OpenRouterGenerator(Generator):
         client = self.client()
         try:
             page = await client.models.list()
-        except openai.NotFoundError:
-            raise ConfigurationError(
-                f"{self.host} has no model list at {self.public_base_url}/models;"
-                " check OPENROUTER_BASE_URL"
-            ) from None
-        except openai.OpenAIError as exc:
-            raise self.translate(exc) from None
         except AttributeError:
             # The client builds its page from a 200 that is not JSON (an HTML page) as a
             # str, then fails on it.
             raise BadOutputError(f"{self.host} sent a model list that is not JSON") from None
+        except Exception as exc:
+            raise self.translate(exc) from None
         data = getattr(page, "data", None)
         if not isinstance(data, list):  # JSON, but not the API's list
             raise BadOutputError(f"{self.host} sent a model list that is not the API's JSON")
@@ -412,104 +380,55 @@ class OpenRouterGenerator(Generator):
 
     # -- errors ----------------------------------------------------------
 
-    def scrub(self, text: str) -> str:
-        """A server-supplied message made safe to show: no key, one line, short."""
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-    def _detail(self, exc: openai.APIError) -> str:
-        body = exc.body
-        message = body.get("message") if isinstance(body, Mapping) else None
-        if not isinstance(message, str) or not message:
-            message = body if isinstance(body, str) and body else ""
-        return self.scrub(message)
+    @property
+    def errors(self) -> ErrorTranslator:
+        """The core's reading of client errors, for the endpoint and timeout in force
+        (both are settings, so it is made on use). Neither the key nor a password in
+        the base URL survives in anything the server said."""
+        return ErrorTranslator(
+            self.host,
+            key_env=API_KEY.env,
+            secrets=lambda: [self._api_key, urlsplit(self.base_url).password or ""],
+            timeout=self.timeout,
+        )
 
     def translate(
         self,
-        exc: openai.OpenAIError,
+        exc: BaseException,
         *,
         model: str | None = None,
         produced: int = 0,
         streaming: bool = False,
-    ) -> ProviderError:
-        """The core's error for a client library exception (never carrying the key).
+    ) -> BaseException:
+        """The core's error for a client exception (``exc`` itself when it is none the
+        translator knows: the core then reports an internal error, without its text).
 
-        ``streaming``: the response had started; ``produced``: characters already yielded.
+        ``streaming``: the reply had begun; ``produced``: characters already yielded.
         """
-        host = self.host
-        error: ProviderError
-        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
-            timed_out = isinstance(exc, openai.APITimeoutError)
-            error = self._broken(timed_out=timed_out, produced=produced, streaming=streaming)
-        elif isinstance(exc, openai.APIStatusError):
-            error = self._status_error(exc, model)
-        elif isinstance(exc, openai.APIResponseValidationError):
-            error = BadOutputError(f"{host} sent a response that does not fit the API")
-        elif isinstance(exc, openai.APIError):
-            error = self._stream_error(exc, produced)
-        else:
-            error = ProviderError(f"client error ({type(exc).__name__})")
-        self.log.debug("%s -> %s: %s", type(exc).__name__, type(error).__name__, error.message)
-        return error
-
-    def _broken(self, *, timed_out: bool, produced: int, streaming: bool) -> ProviderError:
-        """A timeout or a lost connection, before or during the reply."""
-        host = self.host
-        if timed_out:
-            return ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
-        if produced:
-            # Not retried by the core either way; the user saw a truncated reply.
-            return BadOutputError(
-                f"the connection to {host} broke mid-reply, after {produced} characters"
-            )
-        if streaming:
-            return ProviderConnectionError(f"the connection to {host} broke before the reply")
-        return ProviderConnectionError(f"could not connect to {host}")
-
-    def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
-        host, status, detail = self.host, exc.status_code, self._detail(exc)
-        suffix = f": {detail}" if detail else ""
-        if status in (401, 403):
-            key_state = "the API key" if self.has_key else "the request without an API key"
-            return ProviderStatusError(
-                f"{host} rejected {key_state} (HTTP {status}); check OPENROUTER_API_KEY{suffix}",
-                status=status,
-            )
-        if status == 404 and model is not None:
-            return ConfigurationError(
-                f"the model `{model}` was not found at {host}. Choose another with `!model NAME`"
-                " (see `!openrouter models`), or check OPENROUTER_BASE_URL."
-            )
-        if status == 402:
-            return ProviderStatusError(
-                f"{host} says the account is out of credits (HTTP 402){suffix}", status=status
-            )
-        return ProviderStatusError(
-            f"{host} returned an error{suffix}",
-            status=status,
-            retry_after=retry_after_from(exc.response.headers),
+        return self.errors.translate(
+            exc,
+            produced=f"after {produced} characters" if produced else "",
+            has_key=self.has_key,
+            connected=streaming,
+            on_status=lambda failure: self._status(failure, model),
         )
 
-    def _stream_error(self, exc: openai.APIError, produced: int) -> ProviderError:
-        """An error event inside a 200 stream (``data: {"error": {...}}``).
-
-        OpenRouter puts an HTTP-like number in ``code`` (e.g. 502: the upstream model
-        failed); OpenAI-compatible servers a string such as ``server_error``.
-        """
-        body = exc.body if isinstance(exc.body, Mapping) else {}
-        code = body.get("code")
-        detail = self._detail(exc) or "no details"
-        where = f"after {produced} characters" if produced else "before any text"
-        status = None
-        if isinstance(code, int) and not isinstance(code, bool):
-            status = code
-        elif isinstance(code, str) and code.isdigit():
-            status = int(code)
-        if status is not None and 400 <= status <= 599:
-            return ProviderStatusError(
-                f"the model failed mid-stream {where}: {detail}", status=status
+    def _status(self, failure: HttpFailure, model: str | None) -> ProviderError | None:
+        """What this service's statuses mean beyond the usual reading: a 404 is a
+        missing model (or model list), a 402 an empty OpenRouter account."""
+        if failure.status == 404 and model is None:
+            return ConfigurationError(
+                f"{self.host} has no model list at {self.public_base_url}/models;"
+                " check OPENROUTER_BASE_URL"
             )
-        label = f" ({self.scrub(str(code))})" if code else ""
-        return BadOutputError(f"the model failed mid-stream {where}{label}: {detail}")
+        if failure.status == 404:
+            return ConfigurationError(
+                f"the model `{model}` was not found at {self.host}. Choose another with"
+                " `!model NAME` (see `!openrouter models`), or check OPENROUTER_BASE_URL."
+            )
+        if failure.status == 402:
+            detail = f": {failure.detail}" if failure.detail else ""
+            return ProviderStatusError(
+                f"{self.host} says the account is out of credits (HTTP 402){detail}", status=402
+            )
+        return None

@@ -7,8 +7,9 @@ sent as ``POST {base}/audio/transcriptions`` (multipart: ``file``, ``model``,
 ``prompt``, ``language``, ``response_format=json``) with the official ``openai``
 async client, its own retries off: the core retries (see :mod:`hark.providers.base`).
 
-Every client error becomes one of the core's errors, and no message, log line or
-``repr`` this module produces carries the API key.
+Every client error becomes one of the core's errors through the core's
+:class:`hark.api.ErrorTranslator` (this module adds what a 404 and a 413 mean here),
+and no message, log line or ``repr`` this module produces carries the API key.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from hark import (
     AudioClip,
     BadOutputError,
     ConfigurationError,
-    ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
-    ProviderTimeoutError,
     Transcript,
-    retry_after_from,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark.audio import convert, wav_bytes
 from hark_stt_whisper.base import WhisperTranscriber
 from hark_stt_whisper.settings import OPENAI_KEY, WhisperSettings
@@ -43,7 +42,6 @@ MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 # speaches / LocalAI / whisper.cpp server) may run without one.
 KEYED_HOSTS = frozenset({"api.openai.com"})
 PLACEHOLDER_KEY = "no-key"
-_MAX_DETAIL = 200
 #: Seconds warm() waits for its connection-opening request.
 WARM_TIMEOUT = 10.0
 
@@ -214,10 +212,12 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
         )
         try:
             result = await client.audio.transcriptions.create(**params)
-        except openai.OpenAIError as exc:
-            raise self.translate(exc, model=model) from None
         except ValueError:  # a 200 whose body is not the JSON it claims to be
             raise BadOutputError(f"{self.host} sent a transcription that is not JSON") from None
+        except Exception as exc:
+            raise self.errors.translate(
+                exc, has_key=self.has_key, on_status=lambda failure: self._status(failure, model)
+            ) from None
         if isinstance(result, str):
             # What the client returns for a 200 that is not JSON (an HTML page from a proxy
             # or captive portal): the raw body, which must not pass for a transcript.
@@ -229,57 +229,32 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
 
     # -- errors -----------------------------------------------------------
 
-    def scrub(self, text: str) -> str:
-        """A server-supplied message made safe to show: no key, one line, short."""
-        if self.config.api_key:
-            text = text.replace(self.config.api_key, "***")
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-    def _detail(self, exc: openai.APIError) -> str:
-        body = exc.body
-        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
-            body = body["error"]  # some client versions hand over the whole envelope
-        message = body.get("message") if isinstance(body, Mapping) else None
-        if not isinstance(message, str) or not message:
-            message = body if isinstance(body, str) else ""
-        return self.scrub(message)
-
-    def translate(self, exc: openai.OpenAIError, *, model: str | None = None) -> ProviderError:
-        """The core's error for a client library exception (never carrying the key)."""
-        host = self.host
-        error: ProviderError
-        if isinstance(exc, openai.APITimeoutError):
-            error = ProviderTimeoutError(f"{host} did not answer within {self.timeout:g}s")
-        elif isinstance(exc, openai.APIConnectionError):
-            error = ProviderConnectionError(f"could not connect to {host}")
-        elif isinstance(exc, openai.APIStatusError):
-            error = self._status_error(exc, model)
-        elif isinstance(exc, openai.APIResponseValidationError):
-            error = BadOutputError(f"{host} sent a response that does not fit the API")
-        else:
-            error = ProviderError(f"client error ({type(exc).__name__})")
-        self.log.debug("%s -> %s: %s", type(exc).__name__, type(error).__name__, error.message)
-        return error
-
-    def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
-        host, status, detail = self.host, exc.status_code, self._detail(exc)
-        suffix = f": {detail}" if detail else ""
-        if status in (401, 403):
-            key_state = "the API key" if self.has_key else "the request without an API key"
-            return ProviderStatusError(
-                f"{host} rejected {key_state} (HTTP {status}); check OPENAI_API_KEY{suffix}",
-                status=status,
-            )
-        if status == 404 and model is not None:
-            return ConfigurationError(
-                f"the transcription model `{model}` was not found at {host}; set another with"
-                " `!whisper openai-model NAME` or WHISPER_OPENAI_MODEL, or check OPENAI_BASE_URL"
-            )
-        if status == 413:
-            return ProviderStatusError(f"{host} refused the clip as too large{suffix}", status=413)
-        return ProviderStatusError(
-            f"{host} returned an error{suffix}",
-            status=status,
-            retry_after=retry_after_from(exc.response.headers),
+    @property
+    def errors(self) -> ErrorTranslator:
+        """The core's reading of client errors, for the endpoint and timeout in force
+        (both are settings, so it is made on use). Neither the key nor a password in
+        the base URL survives in anything the server said."""
+        return ErrorTranslator(
+            self.host,
+            key_env=OPENAI_KEY.env,
+            secrets=lambda: [
+                OPENAI_KEY.value(self.environ),
+                urlsplit(self.bot_wide().openai_base_url).password or "",
+            ],
+            timeout=self.timeout,
         )
+
+    def _status(self, failure: HttpFailure, model: str) -> ProviderError | None:
+        """What a 404 (the model) and a 413 (the clip) mean here; the rest reads as usual."""
+        if failure.status == 404:
+            return ConfigurationError(
+                f"the transcription model `{model}` was not found at {self.host}; set another"
+                " with `!config stt_whisper openai_model NAME` or WHISPER_OPENAI_MODEL, or check"
+                " OPENAI_BASE_URL"
+            )
+        if failure.status == 413:
+            detail = f": {failure.detail}" if failure.detail else ""
+            return ProviderStatusError(
+                f"{self.host} refused the clip as too large{detail}", status=413
+            )
+        return None
