@@ -88,5 +88,5 @@ async def test_a_stream_that_breaks_is_cut_off_once(chat, fake_ollama):
     release.set()
     notice = await waiter
     assert first.content == "One two three four [cut off]"
-    assert "couldn't reach `llm_ollama`" in notice.content
+    assert notice.content == "Sorry, `llm_ollama` sent back something I couldn't use."
     assert fake_ollama.count() == 1  # the partial reply was not replayed

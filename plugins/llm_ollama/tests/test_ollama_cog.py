@@ -154,10 +154,10 @@ async def test_when_the_server_is_down(harness, monkeypatch, caplog):
     down = unused_url()
     monkeypatch.setenv("OLLAMA_HOST", down)
     listing = await harness.ask("!ollama models")
-    assert listing.content == f"Couldn't list the models: cannot reach Ollama at {down}."
+    assert listing.content == f"Couldn't list the models: could not connect to Ollama at {down}."
     status = await harness.ask("!ollama")
     assert f"**Ollama** at `{down}`" in status.content
-    assert f"Server: not reachable (cannot reach Ollama at {down})" in status.content
+    assert f"Server: not reachable (could not connect to Ollama at {down})" in status.content
     # choosing a model still works while the server is away (unchecked, logged)
     with caplog.at_level(logging.WARNING):
         chosen = await harness.ask("!config llm_ollama model qwen2.5:7b", author=harness.admin)

@@ -246,6 +246,27 @@ async def test_404_from_something_else_is_a_status_error(fake_ollama, make_gener
     assert type(error) is ProviderStatusError and error.status == 404
 
 
+async def test_a_rejected_key_names_the_variable_and_never_shows_a_secret(fake_ollama, monkeypatch):
+    monkeypatch.setenv("OLLAMA_API_KEY", "ol-key-s3cret")
+    host = fake_ollama.url.replace("http://", "http://admin:hunter2@")
+    generator = OllamaGenerator(host=host, retry=RetryPolicy(attempts=1))
+    fake_ollama.fail(401, times=1, error="bad token ol-key-s3cret for admin:hunter2")
+    _, error = await collect(generator.generate(PROMPT))
+    assert isinstance(error, ProviderStatusError) and error.status == 401
+    assert error.message == (
+        f"Ollama at {fake_ollama.url} rejected the API key (HTTP 401); check OLLAMA_API_KEY:"
+        " bad token *** for admin:***"
+    )
+    for text in (error.message, error.user_message, str(error)):
+        assert "ol-key-s3cret" not in text and "hunter2" not in text
+    monkeypatch.delenv("OLLAMA_API_KEY")
+    fake_ollama.fail(403, times=1)
+    _, error = await collect(generator.generate(PROMPT))
+    assert "rejected the request without an API key (HTTP 403); check OLLAMA_API_KEY" in (
+        error.message
+    )
+
+
 async def test_connection_refused_after_retries():
     host = unused_url()
     generator = OllamaGenerator(host=host, retry=RetryPolicy(attempts=3, base_delay=0.01))
@@ -253,7 +274,7 @@ async def test_connection_refused_after_retries():
     deltas, error = await collect(generator.generate(PROMPT))
     assert deltas == []
     assert isinstance(error, ProviderConnectionError)
-    assert error.message == f"cannot reach Ollama at {host}"
+    assert error.message == f"could not connect to Ollama at {host}"
     assert generator.stats.retries == 2 and generator.stats.failures == 3
 
 
@@ -277,7 +298,7 @@ async def test_credentials_in_the_host_never_reach_messages():
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("disconnect", ProviderConnectionError),
+        ("disconnect", BadOutputError),  # not "couldn't reach": part of it did arrive
         ("invalid_json", BadOutputError),
         ("error_line", BadOutputError),
         ("no_done", BadOutputError),
@@ -292,6 +313,10 @@ async def test_broken_stream_after_output(fake_ollama, make_generator, mode, exp
     assert isinstance(error, expected), error
     assert error.provider == "llm_ollama"
     assert fake_ollama.count() == 1  # never replayed once text reached the user
+    if mode == "disconnect":
+        assert error.message == (
+            f"the connection to Ollama at {fake_ollama.url} broke mid-reply, after 12 characters"
+        )
 
 
 async def test_stream_broken_before_output_is_retried(fake_ollama, make_generator):
@@ -398,7 +423,7 @@ async def test_list_models_failures(fake_ollama, make_generator):
     with pytest.raises(ProviderStatusError):
         await generator.list_models()
     down = OllamaGenerator(host=unused_url(), retry=RetryPolicy(attempts=1))
-    with pytest.raises(ProviderConnectionError, match="cannot reach Ollama"):
+    with pytest.raises(ProviderConnectionError, match="could not connect to Ollama"):
         await down.list_models()
 
 

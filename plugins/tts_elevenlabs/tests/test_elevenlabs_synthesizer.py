@@ -402,7 +402,7 @@ async def test_stream_broken_mid_way_errors_after_partial_audio(server, make_syn
     played = sum(c.frames for c in clips)
     assert 0 < played <= frames_48k(10_000) + 2 < frames_48k(full)
     assert isinstance(error, BadOutputError) and not error.retryable
-    assert "cut off" in error.message
+    assert "broke mid-reply, after 0." in error.message and "s of speech" in error.message
     # Not retried: a second request would have replayed the start of the sentence.
     assert len(server.tts_requests) == 1 and synth.stats.retries == 0
 
@@ -492,12 +492,20 @@ async def test_unknown_voice_and_model_are_configuration_errors(server, make_syn
     synth = make_synth(voice_id="NoSuchVoice000000000")
     _, error = await speak_until_error(synth, SENTENCE)
     assert isinstance(error, ConfigurationError)
-    assert "no voice `NoSuchVoice000000000`" in error.message
+    assert error.message == (
+        "ElevenLabs has no voice `NoSuchVoice000000000`; choose one with `!elevenlabs voices`"
+        " and `!config tts_elevenlabs voice_id NAME`, or fix ELEVENLABS_VOICE_ID"
+    )
     assert len(server.tts_requests) == 1
 
     synth = make_synth(model="eleven_imaginary_v9")
     _, error = await speak_until_error(synth, SENTENCE)
-    assert isinstance(error, ConfigurationError) and "eleven_imaginary_v9" in error.message
+    assert isinstance(error, ConfigurationError)
+    assert error.message == (
+        "ElevenLabs refused the model `eleven_imaginary_v9`: A model with model ID"
+        " eleven_imaginary_v9 does not exist.; fix ELEVENLABS_MODEL"
+        " or `!config tts_elevenlabs model`"
+    )
 
 
 async def test_text_over_the_service_limit_is_refused_by_the_fake(server, make_synth):
@@ -505,7 +513,7 @@ async def test_text_over_the_service_limit_is_refused_by_the_fake(server, make_s
     synth = make_synth(max_request_chars=20_000)
     _, error = await speak_until_error(synth, long_text(100))
     assert isinstance(error, ProviderStatusError) and error.status == 400
-    assert "max_character_limit_exceeded" in error.message and not error.retryable
+    assert "the maximum for one request is 5000" in error.message and not error.retryable
 
 
 # -- voices ----------------------------------------------------------------------

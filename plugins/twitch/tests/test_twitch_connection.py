@@ -165,7 +165,8 @@ async def test_backoff_grows_while_twitch_is_down():
     conn.start()
     try:
         await eventually(lambda: len(conn.retry_delays) >= 6)
-        assert conn.state == "reconnecting" and "couldn't reach Twitch" in conn.error
+        assert conn.state == "reconnecting"
+        assert "could not connect to Twitch (token validation)" in conn.error
         delays = list(conn.retry_delays)
         # Exponential (with jitter in [0.75, 1]) and capped.
         assert delays[0] <= 0.01 < delays[3]

@@ -331,7 +331,7 @@ async def test_bot_keeps_answering_while_twitch_is_down(tmp_path, monkeypatch, c
         assert chat.content.startswith("robot, are you there?")
         status = (await h.ask("!twitch status")).content
         assert "not connected to twitch.tv/streamer, reconnecting" in status
-        assert "couldn't reach Twitch" in status
+        assert "could not connect to Twitch (token validation)" in status
         assert h.cog.connection.running
         assert TOKEN not in caplog.text
     finally:

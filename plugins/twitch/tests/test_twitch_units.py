@@ -65,6 +65,73 @@ def test_config_from_env_and_whats_missing():
     assert not full.can_refresh
 
 
+def test_twitchapi_and_aiohttp_errors_become_hark_errors_naming_the_request():
+    from hark_twitch.helix import FatalTwitchError, Helix
+    from twitchAPI.type import (
+        EventSubSubscriptionConflict,
+        ForbiddenError,
+        InvalidRefreshTokenException,
+        TwitchBackendException,
+        UnauthorizedException,
+    )
+
+    from hark import ProviderConnectionError, ProviderStatusError, ProviderTimeoutError
+
+    token = "abcdef123456"
+    helix = Helix(
+        config_from(
+            {"TWITCH_CLIENT_ID": "cid", "TWITCH_ACCESS_TOKEN": token, "TWITCH_CHANNEL": "s"}
+        )
+    )
+
+    def check(exc: BaseException, kind: type, message: str, status: int | None = None):
+        error = helix.translate(exc, "the chat message")
+        assert type(error) is kind and error.message == message and error.provider == "twitch"
+        assert getattr(error, "status", None) == status
+        return error
+
+    check(ForbiddenError("x"), ProviderStatusError, "Twitch refused the chat message", 403)
+    check(
+        EventSubSubscriptionConflict("x"),
+        ProviderStatusError,
+        "the chat message already exists",
+        409,
+    )
+    error = check(
+        TwitchBackendException("x"),
+        ProviderStatusError,
+        "Twitch returned an error (the chat message)",
+        503,
+    )
+    assert error.retryable
+    check(
+        UnauthorizedException("x"),
+        ProviderStatusError,
+        "Twitch rejected the API key (HTTP 401); check TWITCH_ACCESS_TOKEN (the chat message)",
+        401,
+    )
+    check(
+        InvalidRefreshTokenException("x"),
+        FatalTwitchError,
+        "TWITCH_REFRESH_TOKEN was rejected by Twitch; authorize the bot again",
+    )
+    timeout = "Twitch did not answer within 15s (the chat message)"  # request_timeout
+    check(TimeoutError(), ProviderTimeoutError, timeout)
+    check(
+        ConnectionRefusedError(),
+        ProviderConnectionError,
+        "could not connect to Twitch (the chat message)",
+    )
+    assert helix.translate(ValueError(token), "x").message == "unexpected ValueError during x"
+    # What Twitch says is quoted without the token.
+    failure = helix.errors.failure(400, {"status": 400, "message": f"bad token {token}"})
+    error = helix.status_error(failure, "token validation")
+    assert error.message == "Twitch refused token validation: bad token ***"
+    failure = helix.errors.failure(500, {"status": 500, "message": f"oops {token}"})
+    error = helix.status_error(failure, "token validation")
+    assert error.message == "Twitch returned an error: oops *** (token validation)"
+
+
 def test_values_the_model_refuses_fall_back_to_the_default():
     assert settings_from({"TWITCH_CHAT_RATE": "5/10"}).chat_rate == "5/10"
     assert settings_from({"TWITCH_CHAT_RATE": "0"}).chat_rate == "0"  # no limit

@@ -1,15 +1,15 @@
 """``OllamaGenerator``: streamed chat replies from an Ollama server.
 
-It talks to Ollama through the official ``ollama`` async client (httpx underneath)
-and translates everything that can go wrong into Hark's provider errors, so the
-core retries what is worth retrying and users get one clear notice.
+It talks to Ollama through the official ``ollama`` async client (httpx underneath).
+The core's :class:`hark.api.ErrorTranslator` turns what can go wrong into Hark's
+provider errors; this module only adds what is Ollama's own (``ollama.ResponseError``,
+a model that is not pulled).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import ollama
-import pydantic
 
 from hark import (
     BadOutputError,
@@ -26,13 +25,10 @@ from hark import (
     GenerationRequest,
     Generator,
     PromptMessage,
-    ProviderConnectionError,
     ProviderError,
-    ProviderStatusError,
-    ProviderTimeoutError,
-    parse_retry_after,
     register_secret,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark_llm_ollama.settings import (
     DEFAULT_HOST,
     DEFAULT_MODEL,
@@ -96,10 +92,10 @@ def public_url(host: str) -> str:
     return urlunsplit((scheme, f"{hostname}:{port}", path, "", ""))
 
 
-def _short(text: Any, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters (server error texts can be HTML pages)."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _password(host: str) -> str | None:
+    with contextlib.suppress(ValueError):
+        return urlsplit(host if "://" in host else f"http://{host}").password
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +149,7 @@ class OllamaGenerator(Generator):
             self.retry = retry
         self.connect_timeout = connect_timeout
         self._cached: tuple[asyncio.AbstractEventLoop, str, ollama.AsyncClient] | None = None
+        self._errors: tuple[str, ErrorTranslator] | None = None
 
     # -- configuration ---------------------------------------------------
 
@@ -233,9 +230,8 @@ class OllamaGenerator(Generator):
         cached = self._cached
         if cached is None or cached[0] is not loop or cached[1] != host:
             OLLAMA_KEY.value(self.environ)  # registered for redaction; the client sends it
-            with contextlib.suppress(ValueError):
-                # A password in OLLAMA_HOST (behind a proxy) is redacted from every log line.
-                register_secret(urlsplit(host if "://" in host else f"http://{host}").password)
+            # A password in OLLAMA_HOST (behind a proxy) is redacted from every log line.
+            register_secret(_password(host))
             try:
                 client = ollama.AsyncClient(
                     host=host, timeout=httpx.Timeout(None, connect=self.connect_timeout)
@@ -316,16 +312,16 @@ class OllamaGenerator(Generator):
 
     async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
         arguments = self.chat_arguments(request)
-        model = arguments["model"]
+        host = self._with_fixed(request.settings).host
+        sent = 0  # characters that reached the user
         try:
-            stream = await self._client(self._with_fixed(request.settings).host).chat(
-                stream=True, **arguments
-            )
+            stream = await self._client(host).chat(stream=True, **arguments)
             finished = False
             async with contextlib.aclosing(stream):
                 async for part in stream:
                     content = part.message.content if part.message is not None else None
                     if content:
+                        sent += len(content)
                         yield content
                     if part.done:
                         finished = True
@@ -334,10 +330,10 @@ class OllamaGenerator(Generator):
             if not finished:
                 raise BadOutputError("Ollama's reply stream ended before it was done")
         except Exception as exc:
-            error = self.translate(exc, model)
-            if error is exc:
-                raise
-            raise error from exc
+            produced = f"after {sent} characters" if sent else ""
+            raise self.translate(
+                exc, host=host, model=arguments["model"], produced=produced
+            ) from None
 
     def _log_done(self, part: ollama.ChatResponse) -> None:
         seconds = (part.eval_duration or 0) / 1e9
@@ -358,10 +354,7 @@ class OllamaGenerator(Generator):
         try:
             listing = await self._client().list()
         except Exception as exc:
-            error = self.translate(exc, None)
-            if error is exc:
-                raise
-            raise error from exc
+            raise self.translate(exc) from None
         found = []
         for entry in listing.models:
             if not entry.model:
@@ -387,59 +380,62 @@ class OllamaGenerator(Generator):
 
     # -- errors ------------------------------------------------------------
 
-    def translate(self, exc: BaseException, model: str | None) -> BaseException:
-        """The Hark provider error for ``exc`` (or ``exc`` itself when there is none)."""
-        where = self.public_host
-        if isinstance(exc, ProviderError):
-            return exc
-        if isinstance(exc, ollama.ResponseError):
-            return self._response_error(exc, model)
-        if isinstance(exc, ollama.RequestError):
-            return ConfigurationError(f"invalid request to Ollama: {_short(exc.error)}")
-        if isinstance(exc, httpx.ConnectTimeout):
-            return ProviderConnectionError(f"cannot reach Ollama at {where} (connect timed out)")
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeoutError(f"Ollama at {where} did not answer in time")
-        if isinstance(exc, httpx.ConnectError):
-            return ProviderConnectionError(f"cannot reach Ollama at {where}")
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return ConfigurationError(f"OLLAMA_HOST `{where}` is not an http(s) address")
-        if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
-            return ProviderConnectionError(f"the connection to Ollama at {where} broke off")
-        if isinstance(exc, ConnectionError):
-            # ollama's non-streaming calls turn httpx.ConnectError into this builtin.
-            return ProviderConnectionError(f"cannot reach Ollama at {where}")
-        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | httpx.DecodingError):
-            return BadOutputError("Ollama sent a malformed reply")
-        return exc
+    def errors(self, host: str | None = None) -> ErrorTranslator:
+        """The error translator for the Ollama server at ``host`` (default :attr:`host`),
+        one per address: messages name the server the request went to, without its
+        credentials, and the server's own text never shows the key or the password."""
+        host = host or self.host
+        if self._errors is None or self._errors[0] != host:
+            translator = ErrorTranslator(
+                f"Ollama at {public_url(host)}",
+                key_env=OLLAMA_KEY.env,
+                secrets=lambda: [OLLAMA_KEY.value(self.environ), _password(host) or ""],
+                # No number to quote: the client waits without a deadline once connected
+                # (the core enforces ``timeout`` on each piece of the reply).
+                timeout=None,
+            )
+            self._errors = (host, translator)
+        return self._errors[1]
 
-    def _response_error(self, exc: ollama.ResponseError, model: str | None) -> ProviderError:
-        status = exc.status_code
-        text = _short(exc.error)
-        if status is None or status < 100:
-            # An ``{"error": ...}`` line inside a 200 stream: the model failed mid-reply.
-            return BadOutputError(f"Ollama reported an error mid-reply: {text}")
-        if status == 404:
-            missing = _NOT_FOUND.search(text)
-            if missing is not None:
-                name = model or missing.group("name")
-                return ConfigurationError(
-                    f"model `{name}` is not on the Ollama server; pull it with "
-                    f"`ollama pull {name}` or choose another with `!model`"
-                )
-        return ProviderStatusError(
-            f"Ollama at {self.public_host}: {text}",
-            status=status,
-            retry_after=self._retry_after(exc),
-        )
+    def translate(
+        self,
+        exc: BaseException,
+        *,
+        host: str | None = None,
+        model: str | None = None,
+        produced: str = "",
+    ) -> BaseException:
+        """The provider error for ``exc``: the ``ollama`` client's own exceptions here,
+        the httpx ones (and JSON / pydantic errors) by the shared translator."""
+        errors = self.errors(host)
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code is None or exc.status_code < 100:
+                # An ``{"error": ...}`` line inside a 200 stream: the model failed mid-reply.
+                return errors.stream_error(exc.error, produced)
+            # ollama raises ResponseError "from None" inside ``except httpx.HTTPStatusError``,
+            # so the response (and its Retry-After) is still the exception's __context__.
+            response = getattr(exc.__context__, "response", None)
+            failure = errors.failure(exc.status_code, exc.error, getattr(response, "headers", None))
+            return errors.status_error(
+                failure,
+                has_key=OLLAMA_KEY.is_set(self.environ),
+                on_status=lambda found: self._not_pulled(found, model),
+            )
+        if isinstance(exc, ollama.RequestError):
+            detail = errors.scrub(exc.error)
+            return ConfigurationError(f"invalid request to {errors.service}: {detail}")
+        if type(exc) is ConnectionError:
+            # ollama's non-streaming calls turn httpx.ConnectError into this builtin.
+            return errors.broken(connected=False)
+        return errors.translate(exc, produced=produced)
 
     @staticmethod
-    def _retry_after(exc: ollama.ResponseError) -> float | None:
-        # ollama raises ResponseError "from None" inside ``except httpx.HTTPStatusError``,
-        # so the response (and its headers) is still the exception's __context__.
-        context = exc.__context__
-        response = getattr(context, "response", None)
-        headers: Mapping[str, str] | None = getattr(response, "headers", None)
-        if headers is None:
+    def _not_pulled(failure: HttpFailure, model: str | None) -> ProviderError | None:
+        missing = _NOT_FOUND.search(failure.detail) if failure.status == 404 else None
+        if missing is None:
             return None
-        return parse_retry_after(headers.get("retry-after"))
+        name = model or missing.group("name")
+        return ConfigurationError(
+            f"model `{name}` is not on the Ollama server; pull it with "
+            f"`ollama pull {name}` or choose another with `!model`"
+        )

@@ -7,7 +7,9 @@ Discord's 48 kHz stereo as it arrives (the rate is already right, so only the
 channel count changes) and handed on, so playback can start after the first
 piece rather than after the whole sentence.
 
-Failures are translated into the core's hierarchy (:mod:`hark.providers.errors`);
+Failures are translated into the core's hierarchy by the core's shared
+:class:`hark.api.ErrorTranslator` (aiohttp's errors, statuses, ``Retry-After``),
+with Azure's own advice for a rejected key, a wrong address and a refused voice;
 the core retries what is retryable. No message, log line or ``repr`` made here
 contains the key: it travels only in the ``Ocp-Apim-Subscription-Key`` header.
 """
@@ -15,7 +17,7 @@ contains the key: it travels only in the ``Ocp-Apim-Subscription-Key`` header.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import re
 import time
@@ -32,14 +34,12 @@ from hark import (
     AudioClip,
     BadOutputError,
     ConfigurationError,
-    ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
-    ProviderTimeoutError,
     StreamResampler,
     Synthesizer,
-    parse_retry_after,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark_tts_azure.settings import AZURE_KEY, DEFAULT_TIMEOUT, AzureSettings
 from hark_tts_azure.ssml import build_ssml, voice_locale
 
@@ -58,7 +58,8 @@ VOICES_TTL = 6 * 3600.0
 # Longest clip handed on at once: a large read is split, so a consumer never waits
 # on a big clip and clip sizes stay bounded whatever the network delivers.
 MAX_CLIP_SECONDS = 0.5
-_MAX_DETAIL = 200
+# The start of an error body read for its message (Azure's are short).
+_ERROR_BODY_BYTES = 4096
 
 try:
     _PLUGIN_VERSION = version("hark-tts-azure")
@@ -240,6 +241,7 @@ class AzureSynthesizer(Synthesizer):
         self.voices_ttl = VOICES_TTL
         self._session_cache: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
         self._voices: tuple[str, float, tuple[Voice, ...]] | None = None
+        self._errors: tuple[tuple[str, float], ErrorTranslator] | None = None
 
     # -- configuration ---------------------------------------------------
 
@@ -429,81 +431,58 @@ class AzureSynthesizer(Synthesizer):
 
     # -- errors ----------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+    @property
+    def errors(self) -> ErrorTranslator:
+        """The shared error translator for the service as configured now (one per
+        address and timeout); it scrubs the key from anything the server sent."""
+        settings = self.bot_wide()
+        wanted = (self._base_url(settings), settings.timeout)
+        if self._errors is None or self._errors[0] != wanted:
+            translator = ErrorTranslator(
+                f"Azure Speech at {self.host}",
+                key_env=AZURE_KEY.env,
+                secrets=lambda: [self._api_key],
+                timeout=settings.timeout,
+            )
+            self._errors = (wanted, translator)
+        return self._errors[1]
 
-    async def _detail(self, response: aiohttp.ClientResponse) -> str:
-        """A short, key-free reason from an error body (Azure's JSON error or plain text)."""
-        try:
-            raw = await response.content.read(4096)
-        except (aiohttp.ClientError, TimeoutError):
-            return ""
-        text = raw.decode("utf-8", "replace").strip()
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            error = body.get("error", body)
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                text = error["message"]
-        if response.content_type == "text/html":
-            return ""  # a proxy's error page says nothing useful
-        text = " ".join(self._redact(text).split())
-        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-    async def _status_error(
+    async def _refusal(
         self, response: aiohttp.ClientResponse, *, voice: str | None = None
-    ) -> ProviderStatusError:
-        status = response.status
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    ) -> ProviderError:
+        """The error for an answer other than 200, with the server's (scrubbed) reason."""
+        body = None
+        if response.content_type != "text/html":  # a proxy's error page says nothing useful
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                body = await response.content.read(_ERROR_BODY_BYTES)
+        errors = self.errors
+        failure = errors.failure(response.status, body, response.headers)
+        return errors.status_error(
+            failure, has_key=self.has_key, on_status=lambda found: self._advice(found, voice)
+        )
+
+    def _advice(self, failure: HttpFailure, voice: str | None) -> ProviderError | None:
+        """Azure's own reading of a status: what to check."""
+        status = failure.status
+        detail = f": {failure.detail}" if failure.detail else ""
         if status in (401, 403):
-            # Never the body here either: the message must stay about the key, not echo it.
             message = (
                 f"Azure Speech rejected the key (HTTP {status}): check that AZURE_SPEECH_KEY"
                 f" is a key of a Speech resource in {self.where}"
             )
-            return ProviderStatusError(message, status=status)
-        detail = await self._detail(response)
-        if status == 429:
-            message = "Azure Speech is rate-limiting this key (HTTP 429)"
-            if retry_after is not None:
-                message += f"; it asks to wait {retry_after:g}s"
         elif status == 404:
             message = (
                 f"there is no Azure text-to-speech API at {self.public_base_url} (HTTP 404):"
                 " check AZURE_SPEECH_REGION / AZURE_SPEECH_ENDPOINT"
             )
         elif status == 400 and voice is not None:
-            message = f"Azure Speech refused the request: check the voice `{voice}` exists"
-            message += " in this region and the rate/pitch settings"
-        elif status >= 500:
-            message = f"Azure Speech had a server error (HTTP {status})"
-        else:
-            message = f"Azure Speech refused the request (HTTP {status})"
-        if detail:
-            message += f": {detail}"
-        return ProviderStatusError(message, status=status, retry_after=retry_after)
-
-    def _client_error(
-        self, exc: BaseException, what: str, pcm: PcmToDiscord | None
-    ) -> ProviderError:
-        """A transport failure as the core's error (the message never carries the key)."""
-        if isinstance(exc, TimeoutError):
-            return ProviderTimeoutError(f"Azure Speech sent nothing for {self.timeout:g}s ({what})")
-        if isinstance(exc, aiohttp.InvalidURL):
-            return ConfigurationError("the Azure Speech endpoint is not a valid URL")
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return ProviderConnectionError(f"could not connect to Azure Speech at {self.host}")
-        if pcm is not None and isinstance(
-            exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
-        ):
-            return ProviderConnectionError(
-                f"the audio stream from Azure Speech broke off after {pcm.seconds:.2f}s of audio"
+            message = (
+                f"Azure Speech refused the request: check the voice `{voice}` exists"
+                " in this region and the rate/pitch settings"
             )
-        return ProviderConnectionError(
-            f"the connection to Azure Speech failed during {what} ({type(exc).__name__})"
-        )
+        else:
+            return None
+        return ProviderStatusError(message + detail, status=status)
 
     # -- synthesis ---------------------------------------------------------
 
@@ -532,7 +511,7 @@ class AzureSynthesizer(Synthesizer):
                 url, data=ssml.encode("utf-8"), headers=self.headers(synthesis=True)
             ) as response:
                 if response.status != 200:
-                    raise await self._status_error(response, voice=voice_name)
+                    raise await self._refusal(response, voice=voice_name)
                 ctype = response.content_type
                 if ctype.startswith("text/") or "json" in ctype:
                     raise BadOutputError(f"Azure Speech answered with {ctype}, not audio")
@@ -541,8 +520,9 @@ class AzureSynthesizer(Synthesizer):
                         yield clip
                 for clip in pcm.finish():
                     yield clip
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._client_error(exc, "synthesis", pcm) from exc
+        except Exception as exc:
+            produced = f"after {pcm.seconds:.2f}s of audio" if pcm.received else ""
+            raise self.errors.translate(exc, produced=produced) from None
 
     # -- voices ------------------------------------------------------------
 
@@ -578,13 +558,10 @@ class AzureSynthesizer(Synthesizer):
                 self.voices_url, headers=self.headers(synthesis=False)
             ) as response:
                 if response.status != 200:
-                    raise await self._status_error(response)
-                try:
-                    body = await response.json(content_type=None)
-                except ValueError as exc:
-                    raise BadOutputError("the voice list from Azure Speech is not JSON") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._client_error(exc, "the voice list", None) from exc
+                    raise await self._refusal(response)
+                body = await response.json(content_type=None)
+        except Exception as exc:
+            raise self.errors.translate(exc) from None
         if not isinstance(body, list):
             raise BadOutputError("the voice list from Azure Speech is not a JSON array")
         voices = [v for v in (Voice.from_json(item) for item in body) if v is not None]

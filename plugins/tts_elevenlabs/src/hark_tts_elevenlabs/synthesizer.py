@@ -16,9 +16,11 @@ resampler. A request after the first that fails before sending any audio is
 retried here (its audio would not duplicate anything); the core retries the
 whole call only while nothing has been yielded.
 
-The client's own retries are off (``max_retries=0``): the core retries. Every
-client error is translated into the core's hierarchy, and no message, log line
-or ``repr`` carries the API key.
+The client's own retries are off (``max_retries=0``): the core retries. The
+core's :class:`hark.api.ErrorTranslator` turns httpx's errors into the core's
+hierarchy; this module adds the client's ``ApiError`` and what is ElevenLabs' own
+(quota, an unknown voice or model). No message, log line or ``repr`` carries the
+API key.
 """
 
 from __future__ import annotations
@@ -41,13 +43,10 @@ from hark import (
     AudioClip,
     BadOutputError,
     ConfigurationError,
-    ProviderConnectionError,
     ProviderError,
-    ProviderStatusError,
-    ProviderTimeoutError,
     Synthesizer,
-    retry_after_from,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
 from hark_tts_elevenlabs.settings import (
     DEFAULT_BASE_URL,
@@ -84,7 +83,6 @@ OUTPUT_FORMAT = f"pcm_{SOURCE_RATE}"
 VOICES_PAGE_SIZE = 100
 MAX_VOICE_PAGES = 10
 
-_MAX_DETAIL = 200
 # HTTP chunks are handed on as they arrive (no re-chunking to a fixed size), so the
 # first audio is not held back waiting for a full buffer.
 _REQUEST_OPTIONS: dict[str, Any] = {"max_retries": 0, "chunk_size": None}
@@ -187,6 +185,7 @@ class ElevenLabsSynthesizer(Synthesizer):
         self._client_for: tuple[str, float] | None = None
         # Pools of clients replaced after a bot-wide change, closed by aclose().
         self._retired: list[httpx.AsyncClient] = []
+        self._errors: tuple[tuple[str, float], ErrorTranslator] | None = None
 
     # -- configuration ---------------------------------------------------
 
@@ -400,21 +399,24 @@ class ElevenLabsSynthesizer(Synthesizer):
                             if clip.pcm:
                                 yielded = True
                                 yield clip
-                except ProviderError as error:
-                    if not yielded:
-                        raise  # nothing reached the caller: the core may retry the whole call
+                except Exception as exc:
+                    # Once part of this request's audio was played, a break is final:
+                    # replaying the request would repeat it.
+                    played = source_bytes + received if yielded and received else 0
+                    produced = f"after {played / 2 / SOURCE_RATE:.2f}s of speech" if played else ""
+                    error = self.translate(exc, voice_id=voice_id, model=model, produced=produced)
+                    if not yielded or not isinstance(error, ProviderError):
+                        # Nothing reached the caller: the core may retry the whole call.
+                        raise error from None
                     self._note_partial(error, source_bytes + received, index, len(segments))
                     if received:
-                        # Part of this request's audio was played: replaying would repeat it.
-                        final = self._mid_speech(error, source_bytes + received)
-                        if final is error:
-                            raise
-                        raise final from error
+                        raise error from None
                     # An earlier request's audio was played, none of this one's: this request
                     # alone can be tried again without repeating anything.
                     delay = self.retry.delay(attempt, error)
                     if delay is None or delay >= self.timeout:
-                        raise  # (a wait past the core's per-chunk deadline would time out)
+                        # (a wait past the core's per-chunk deadline would time out)
+                        raise error from None
                     self.stats.retries += 1
                     self.log.warning(
                         "%s request %d/%d failed (%s); retry %d in %.2fs",
@@ -450,7 +452,6 @@ class ElevenLabsSynthesizer(Synthesizer):
             len(text),
         )
         aligner = PcmAligner()
-        received = 0
         # The raw response, for its Content-Type: the client hands on any 2xx body as audio.
         stream = client.text_to_speech.with_raw_response.stream(
             voice_id,
@@ -460,56 +461,19 @@ class ElevenLabsSynthesizer(Synthesizer):
             voice_settings=settings,
             request_options=_REQUEST_OPTIONS,  # type: ignore[arg-type]
         )
-        try:
-            async with stream as response:
-                media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if media.startswith("text/") or media.endswith(("json", "xml")):
-                    # A proxy's or captive portal's page, played as PCM, would be noise.
-                    raise BadOutputError(f"{self.service} answered with {media}, not audio")
-                async for chunk in response.data:
-                    if not chunk:
-                        continue
-                    received += len(chunk)
+        async with stream as response:
+            media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media.startswith("text/") or media.endswith(("json", "xml")):
+                # A proxy's or captive portal's page, played as PCM, would be noise.
+                raise BadOutputError(f"{self.service} answered with {media}, not audio")
+            async for chunk in response.data:
+                if chunk:
                     pcm = aligner.feed(chunk)
                     if pcm:
                         yield pcm
-        except ApiError as exc:
-            raise self.translate(exc, voice_id=voice_id, model=model) from None
-        except httpx.TimeoutException:
-            raise ProviderTimeoutError(
-                f"{self.service} did not answer within {self.timeout:g}s"
-            ) from None
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc, received) from None
-        except Exception as exc:
-            if _ParsingError is not None and isinstance(exc, _ParsingError):
-                raise BadOutputError(
-                    f"{self.service} sent a response that does not fit the API"
-                ) from None
-            raise
         if aligner.pending:
             # A real server sends whole samples; half of one is dropped, not played.
             self.log.debug("the stream ended on half a sample; dropped the odd byte")
-
-    def _connection_error(self, exc: httpx.TransportError, received: int) -> ProviderError:
-        kind = type(exc).__name__
-        if received:
-            return ProviderConnectionError(
-                f"the audio stream from {self.service} broke off"
-                f" after {received / 2 / SOURCE_RATE:.2f}s of speech ({kind})"
-            )
-        if isinstance(exc, httpx.ConnectError):
-            return ProviderConnectionError(f"could not connect to {self.service} ({kind})")
-        return ProviderConnectionError(f"the connection to {self.service} broke ({kind})")
-
-    def _mid_speech(self, error: ProviderError, source_bytes: int) -> ProviderError:
-        """An error after some of a request's audio was played: never retried."""
-        if isinstance(error, (ProviderConnectionError, ProviderTimeoutError)):
-            return BadOutputError(
-                f"the speech from {self.service} was cut off after"
-                f" {source_bytes / 2 / SOURCE_RATE:.2f}s of audio"
-            )
-        return error
 
     def _note_partial(
         self, error: ProviderError, source_bytes: int, index: int, total: int
@@ -537,7 +501,7 @@ class ElevenLabsSynthesizer(Synthesizer):
                     request_options=_REQUEST_OPTIONS,  # type: ignore[arg-type]
                 )
             except Exception as exc:
-                raise self._request_error(exc) from None
+                raise self.translate(exc) from None
             for voice in page.voices or ():
                 if getattr(voice, "voice_id", None):
                     voices.append(VoiceInfo.from_api(voice))
@@ -556,96 +520,69 @@ class ElevenLabsSynthesizer(Synthesizer):
         client = self.client()
         try:
             voice = await client.voices.get(voice_id, request_options=_REQUEST_OPTIONS)  # type: ignore[arg-type]
-        except ApiError as exc:
-            if exc.status_code in (400, 404, 422):
+        except Exception as exc:
+            if isinstance(exc, ApiError) and exc.status_code in (400, 404, 422):
                 return None
             raise self.translate(exc) from None
-        except Exception as exc:
-            raise self._request_error(exc) from None
         return VoiceInfo.from_api(voice)
-
-    def _request_error(self, exc: Exception) -> Exception:
-        if isinstance(exc, ApiError):
-            return self.translate(exc)
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeoutError(f"{self.service} did not answer within {self.timeout:g}s")
-        if isinstance(exc, httpx.TransportError):
-            return self._connection_error(exc, 0)
-        if _ParsingError is not None and isinstance(exc, _ParsingError):
-            return BadOutputError(f"{self.service} sent a response that does not fit the API")
-        return exc  # the core reports it as an internal error, without its text
 
     # -- errors ----------------------------------------------------------
 
-    def scrub(self, text: str) -> str:
-        """A server-supplied message made safe to show: no key, one line, short."""
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-    def _detail(self, body: Any) -> tuple[str, str]:
-        """(code, message) from ElevenLabs' error body.
-
-        Shapes: ``{"detail": {"status"|"code": ..., "message": ...}}``, FastAPI's
-        ``{"detail": [{"loc": [...], "msg": ...}]}`` (422), ``{"detail": "text"}``,
-        or a plain-text body.
-        """
-        detail = body.get("detail", body) if isinstance(body, Mapping) else body
-        code, message = "", ""
-        if isinstance(detail, Mapping):
-            code = str(detail.get("status") or detail.get("code") or "")
-            message = str(detail.get("message") or detail.get("msg") or "")
-        elif isinstance(detail, list) and detail:
-            first = detail[0]
-            if isinstance(first, Mapping):
-                where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-                message = f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
-            else:
-                message = str(first)
-        elif isinstance(detail, str):
-            message = detail
-        return self.scrub(code), self.scrub(message)
+    @property
+    def errors(self) -> ErrorTranslator:
+        """The shared error translator for the service as configured now (one per base
+        URL and timeout, like the client); it scrubs the key from the server's text."""
+        settings = self.bot_wide()
+        wanted = (settings.base_url, settings.timeout)
+        if self._errors is None or self._errors[0] != wanted:
+            translator = ErrorTranslator(
+                self.service,
+                key_env=ELEVENLABS_KEY.env,
+                secrets=lambda: [self._api_key],
+                timeout=settings.timeout,
+            )
+            self._errors = (wanted, translator)
+        return self._errors[1]
 
     def translate(
-        self, exc: ApiError, *, voice_id: str | None = None, model: str | None = None
-    ) -> ProviderError:
-        """The core's error for an HTTP error from the client (never carrying the key)."""
-        host = self.service
-        status = exc.status_code or 0
-        code, message = self._detail(exc.body)
-        suffix = f": {message}" if message else ""
-        label = f" {code}" if code else ""
-        error: ProviderError
-        if 200 <= status < 300:
-            error = BadOutputError(f"{host} sent a response that is not what the API promises")
-        elif status == 401 and code in ("quota_exceeded", "payment_required"):
-            error = ProviderError(f"the ElevenLabs account has used up its character quota{suffix}")
-        elif status in (401, 403):
-            error = ProviderStatusError(
-                f"{host} rejected the API key (HTTP {status}{label}); check ELEVENLABS_API_KEY"
-                f"{suffix}",
-                status=status,
+        self,
+        exc: BaseException,
+        *,
+        voice_id: str | None = None,
+        model: str | None = None,
+        produced: str = "",
+    ) -> BaseException:
+        """The core's error for ``exc`` (``exc`` itself when it is none the plugin knows):
+        the client's ``ApiError`` and ``ParsingError`` here, httpx's by the translator."""
+        errors = self.errors
+        if isinstance(exc, ApiError):
+            failure = errors.failure(exc.status_code or 0, exc.body, exc.headers)
+            return errors.status_error(
+                failure,
+                has_key=self.has_key,
+                on_status=lambda found: self._refused(found, voice_id, model),
             )
-        elif status == 404 and voice_id and (code.startswith("voice") or not code):
-            error = ConfigurationError(
+        if _ParsingError is not None and isinstance(exc, _ParsingError):
+            return BadOutputError(f"{errors.service} sent a response that does not fit the API")
+        return errors.translate(exc, produced=produced)
+
+    @staticmethod
+    def _refused(
+        failure: HttpFailure, voice_id: str | None, model: str | None
+    ) -> ProviderError | None:
+        """ElevenLabs' own statuses: an empty quota, an unknown voice or model."""
+        status, code = failure.status, failure.code
+        suffix = f": {failure.detail}" if failure.detail else ""
+        if status == 401 and code in ("quota_exceeded", "payment_required"):
+            return ProviderError(f"the ElevenLabs account has used up its character quota{suffix}")
+        if status == 404 and voice_id and (code.startswith("voice") or not code):
+            return ConfigurationError(
                 f"ElevenLabs has no voice `{voice_id}`; choose one with `!elevenlabs voices`"
-                " and `!elevenlabs voice NAME`, or fix ELEVENLABS_VOICE_ID"
+                " and `!config tts_elevenlabs voice_id NAME`, or fix ELEVENLABS_VOICE_ID"
             )
-        elif status in (400, 404, 422) and model and "model" in code:
-            error = ConfigurationError(
+        if status in (400, 404, 422) and model and "model" in code:
+            return ConfigurationError(
                 f"ElevenLabs refused the model `{model}`{suffix}; fix ELEVENLABS_MODEL"
-                " or `!elevenlabs set model`"
+                " or `!config tts_elevenlabs model`"
             )
-        else:
-            headers = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
-            retry_after = retry_after_from(headers)
-            error = ProviderStatusError(
-                f"{host} returned an error (HTTP {status}{label}){suffix}",
-                status=status,
-                retry_after=retry_after,
-            )
-        self.log.debug(
-            "HTTP %s from %s -> %s: %s", status, self.host, type(error).__name__, error.message
-        )
-        return error
+        return None

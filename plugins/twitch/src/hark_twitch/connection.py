@@ -122,9 +122,8 @@ class TwitchConnection:
                 log.error("Twitch: %s. Not retrying until the bot restarts.", exc.message)
                 return
             except ProviderError as exc:
-                reason = exc.message + (
-                    f" (HTTP {exc.status})" if isinstance(exc, ProviderStatusError) else ""
-                )
+                status = f"HTTP {exc.status}" if isinstance(exc, ProviderStatusError) else ""
+                reason = exc.message + (f" ({status})" if status not in exc.message else "")
             except Exception as exc:  # a bug here must not end the connection for good
                 log.exception("twitch: unexpected error in the connection")
                 reason = f"internal error ({type(exc).__name__})"

@@ -41,6 +41,7 @@ from hark import (
     ProviderError,
     ProviderTimeoutError,
 )
+from hark.api import ErrorTranslator, HttpFailure
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class _Socket:
         return self.last_seen + self.keepalive + grace
 
 
+def _refused(failure: HttpFailure) -> ProviderError:
+    """Any status in answer to the WebSocket handshake: the connection was refused."""
+    return ConnectionLost(f"the EventSub WebSocket refused the connection (HTTP {failure.status})")
+
+
 def _close_text(code: int | None) -> str:
     if code is None:
         return "closed"
@@ -116,6 +122,7 @@ class EventSubSession:
         self.on_revocation = on_revocation
         self.on_moved = on_moved
         self.connect_timeout = connect_timeout
+        self.errors = ErrorTranslator("the EventSub WebSocket", timeout=connect_timeout)
         self.welcome_timeout = welcome_timeout
         self._queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
         self._current: _Socket | None = None
@@ -150,18 +157,11 @@ class EventSubSession:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 ws = await self.http.ws_connect(url, autoping=True, heartbeat=None)
-        except TimeoutError:
-            raise ProviderTimeoutError(
-                "the EventSub WebSocket did not open in time", provider=PROVIDER
-            ) from None
-        except aiohttp.WSServerHandshakeError as exc:
-            raise ConnectionLost(
-                f"the EventSub WebSocket refused the connection (HTTP {exc.status})"
-            ) from None
-        except (aiohttp.ClientError, OSError):
-            raise ProviderConnectionError(
-                "couldn't reach the EventSub WebSocket", provider=PROVIDER
-            ) from None
+        except Exception as exc:
+            error = self.errors.translate(exc, on_status=_refused)
+            if isinstance(error, ProviderError):
+                error.provider = PROVIDER
+            raise error from None
         try:
             welcome = await self._first_message(ws)
         except BaseException:

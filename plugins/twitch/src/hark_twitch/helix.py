@@ -1,5 +1,7 @@
 """Twitch's HTTP side through twitchAPI: token validation and refresh, Helix users,
-EventSub subscriptions and chat messages, with errors mapped into Hark's hierarchy.
+EventSub subscriptions and chat messages, with errors mapped into Hark's hierarchy
+(aiohttp's by the core's shared :class:`hark.api.ErrorTranslator`, twitchAPI's own
+exceptions by a small adapter here).
 
 Every URL comes from :class:`~hark_twitch.config.TwitchConfig` and reaches twitchAPI
 through its documented parameters (``Twitch(base_url=, auth_base_url=)``,
@@ -34,13 +36,13 @@ from twitchAPI.type import (
 
 from hark import (
     ConfigurationError,
-    ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
-    ProviderTimeoutError,
     register_secret,
 )
+from hark.api import ErrorTranslator, HttpFailure
 from hark_twitch.config import TwitchConfig
+from hark_twitch.settings import ACCESS_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -67,52 +69,41 @@ class TwitchUserInfo:
     display_name: str
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:
-    """A twitchAPI / aiohttp exception as one of Hark's errors (no library text: it can
-    carry URLs)."""
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return ProviderTimeoutError(f"Twitch did not answer ({what})", provider=PROVIDER)
-    if isinstance(exc, aiohttp.ContentTypeError | aiohttp.ClientResponseError):
-        return ProviderStatusError(
-            f"Twitch answered {what} with an error", status=exc.status or 502, provider=PROVIDER
-        )
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return ProviderConnectionError(f"couldn't reach Twitch ({what})", provider=PROVIDER)
-    if isinstance(exc, InvalidRefreshTokenException):
-        return FatalTwitchError(
-            "TWITCH_REFRESH_TOKEN was rejected by Twitch; authorize the bot again",
-            provider=PROVIDER,
-        )
-    if isinstance(exc, InvalidTokenException | MissingScopeException):
-        return FatalTwitchError(f"Twitch rejected the access token ({what})", provider=PROVIDER)
-    if isinstance(exc, TwitchAuthorizationException):  # UnauthorizedException included
-        return ProviderStatusError(
-            f"Twitch rejected the access token ({what})", status=401, provider=PROVIDER
-        )
-    if isinstance(exc, ForbiddenError):
-        return ProviderStatusError(f"Twitch refused {what}", status=403, provider=PROVIDER)
-    if isinstance(exc, TwitchResourceNotFound):
-        return ProviderStatusError(
-            f"Twitch found nothing for {what}", status=404, provider=PROVIDER
-        )
-    if isinstance(exc, EventSubSubscriptionConflict):
-        return ProviderStatusError(f"{what} already exists", status=409, provider=PROVIDER)
-    if isinstance(exc, TwitchBackendException):
-        return ProviderStatusError(
-            f"Twitch had a server error ({what})", status=503, provider=PROVIDER
-        )
-    if isinstance(exc, TwitchAPIException):
-        return ProviderStatusError(f"Twitch refused {what}", status=400, provider=PROVIDER)
-    return ProviderError(f"unexpected {type(exc).__name__} during {what}", provider=PROVIDER)
+def _named(error: ProviderError, what: str) -> ProviderError:
+    """``error`` as the connection reports it: this plugin's, naming the request."""
+    error.provider = PROVIDER
+    if what not in error.message:
+        error.message = f"{error.message} ({what})"
+        error.args = (error.message,)
+    return error
 
 
-def _status_error(data: dict[str, Any], what: str) -> ProviderStatusError:
-    status = int(data.get("status") or 502)
-    return ProviderStatusError(
-        f"Twitch answered {what} with an error", status=status, provider=PROVIDER
-    )
+# The statuses twitchAPI read before raising its own exceptions (it keeps no response);
+# the first match wins, so a subclass comes before its base.
+_STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (ForbiddenError, 403),
+    (TwitchResourceNotFound, 404),
+    (EventSubSubscriptionConflict, 409),
+    (TwitchBackendException, 503),
+    (TwitchAuthorizationException, 401),  # UnauthorizedException included
+    (TwitchAPIException, 400),  # the base: a bad request, or a refusal it does not name
+)
+
+
+def _refused(what: str) -> Callable[[HttpFailure], ProviderError | None]:
+    """Helix's own reading of the statuses that are about the request, not the token."""
+
+    def reading(failure: HttpFailure) -> ProviderError | None:
+        status, detail = failure.status, (f": {failure.detail}" if failure.detail else "")
+        if status in (400, 403):
+            return ProviderStatusError(f"Twitch refused {what}{detail}", status=status)
+        if status == 404:
+            return ProviderStatusError(f"Twitch found nothing for {what}{detail}", status=status)
+        if status == 409:
+            return ProviderStatusError(f"{what} already exists{detail}", status=status)
+        return None
+
+    return reading
 
 
 class Helix:
@@ -134,6 +125,12 @@ class Helix:
         # Passed to twitchAPI's OAuth helpers: on their own they open a session per call
         # and leak it when the request fails (e.g. connection refused).
         self._http: aiohttp.ClientSession | None = None
+        self.errors = ErrorTranslator(
+            "Twitch",
+            key_env=ACCESS_TOKEN.env,
+            secrets=lambda: [self.token, self.refresh_token, config.client_secret],
+            timeout=config.settings.request_timeout,
+        )
 
     def _auth_http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -154,10 +151,29 @@ class Helix:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = translate(exc, what)
-            if type(error) is ProviderError:
-                log.debug("twitch: %s failed", what, exc_info=exc)
-            raise error from None
+            raise self.translate(exc, what) from None
+
+    def translate(self, exc: BaseException, what: str) -> ProviderError:
+        """A twitchAPI / aiohttp exception as one of Hark's errors, naming the request
+        (never the library's text: it can carry URLs)."""
+        if isinstance(exc, InvalidRefreshTokenException):
+            return FatalTwitchError(
+                "TWITCH_REFRESH_TOKEN was rejected by Twitch; authorize the bot again",
+                provider=PROVIDER,
+            )
+        if isinstance(exc, InvalidTokenException | MissingScopeException):
+            return FatalTwitchError(f"Twitch rejected the access token ({what})", provider=PROVIDER)
+        if isinstance(exc, TwitchAPIException):
+            status = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
+            return self.status_error(self.errors.failure(status, None), what)
+        error = self.errors.translate(exc)
+        if not isinstance(error, ProviderError):
+            log.debug("twitch: %s failed", what, exc_info=exc)
+            error = ProviderError(f"unexpected {type(exc).__name__} during {what}")
+        return _named(error, what)
+
+    def status_error(self, failure: HttpFailure, what: str) -> ProviderError:
+        return _named(self.errors.status_error(failure, on_status=_refused(what)), what)
 
     # -- the token ---------------------------------------------------------
 
@@ -192,7 +208,7 @@ class Helix:
                 provider=PROVIDER,
             )
         if status != 200:
-            raise _status_error(data, "token validation")
+            raise self.status_error(self.errors.failure(status, data), "token validation")
         if not data.get("user_id") or not data.get("login"):
             raise FatalTwitchError(
                 "TWITCH_ACCESS_TOKEN is an app access token; EventSub over WebSocket needs a "
