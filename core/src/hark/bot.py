@@ -155,6 +155,8 @@ class HarkBot(commands.Bot):
         self.voice_sessions: VoiceService | None = None
         # What plugins may use of the bot (hark.api.Host): PluginCog.host.
         self.host = BotHost(self)
+        # Tools get it too (ToolContext.host), through the turns the runtime prepares.
+        runtime.conversation.host = self.host
         self.add_check(self._plugin_enabled_check)
         # A malformed gateway event or a reconnect must not end the bot or flood its log.
         guard_parsers(self._connection)

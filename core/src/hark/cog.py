@@ -46,6 +46,22 @@ def guild_id_of(args: tuple[Any, ...]) -> int | None:
     return None
 
 
+def permission_names(member: discord.abc.User, channel: Any) -> frozenset[str]:
+    """The Discord permissions (flag names: ``"manage_messages"``...) ``member`` holds in
+    ``channel``, for ``ContextRequest.permissions`` (tools that need one check it).
+    A DM channel gives Discord's DM permissions; a channel that cannot compute them
+    (or an unknown member) gives none."""
+    permissions_for = getattr(channel, "permissions_for", None)
+    if permissions_for is None:
+        return frozenset()
+    try:
+        permissions = permissions_for(member)
+    except (AttributeError, TypeError, discord.ClientException):
+        # A user object where a member is needed (left the server meanwhile).
+        return frozenset()
+    return frozenset(name for name, held in permissions if held)
+
+
 async def can_manage(
     bot: commands.Bot, user: discord.abc.User, guild: discord.Guild | None
 ) -> bool:

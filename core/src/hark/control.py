@@ -11,10 +11,15 @@ the chosen one is installed and enabled in G.
 
 from __future__ import annotations
 
+import logging
+
 from hark.config import Config
 from hark.plugins import PluginInfo, PluginManager
 from hark.providers import Capability, ContextProvider, Provider
 from hark.store import GLOBAL, PluginState
+from hark.tools import Tool, Toolbox
+
+log = logging.getLogger(__name__)
 
 
 class ControlError(Exception):
@@ -28,6 +33,8 @@ class PluginControl:
         self.manager = manager
         self.state = state
         self.config = config or Config()
+        # (plugin, tool name) clashes already logged, so a turn does not log each time.
+        self._clashes_logged: set[tuple[str, str]] = set()
 
     # -- plugins ---------------------------------------------------------
 
@@ -136,6 +143,52 @@ class PluginControl:
             for p in self.candidates(Capability.CONTEXT, guild_id)
             if isinstance(p, ContextProvider)
         ]
+
+    # -- tools -----------------------------------------------------------
+
+    def tools_for(self, guild_id: int | None) -> list[Tool]:
+        """The tools the model may call in this server: those of plugins enabled here,
+        with each toolbox's current tools. A name seen twice keeps its first holder
+        (fixed tools clash at load time; a toolbox's may change at run time)."""
+        tools: list[Tool] = []
+        seen: dict[str, str] = {}
+        for info in self.manager.loaded():
+            if not info.tools or not self.is_enabled(info.id, guild_id):
+                continue
+            for item in info.tools:
+                for tool in self._expand(item, info.id, guild_id):
+                    owner = seen.get(tool.name)
+                    if owner is not None:
+                        if (info.id, tool.name) not in self._clashes_logged:
+                            self._clashes_logged.add((info.id, tool.name))
+                            log.warning(
+                                "tool %s of plugin %s skipped: plugin %s has one of that name",
+                                tool.name,
+                                info.id,
+                                owner,
+                            )
+                        continue
+                    seen[tool.name] = info.id
+                    tools.append(tool)
+        return tools
+
+    def _expand(self, item: Tool | Toolbox, plugin_id: str, guild_id: int | None) -> list[Tool]:
+        if isinstance(item, Tool):
+            return [item]
+        try:
+            found = list(item.tools_for(guild_id))
+        except Exception:
+            # A toolbox's trouble (a dead MCP server) costs its tools, not the turn.
+            log.exception("toolbox of plugin %s failed to list its tools", plugin_id)
+            return []
+        tools = []
+        for tool in found:
+            if not isinstance(tool, Tool):
+                log.warning("toolbox of plugin %s gave %r, not a hark.Tool", plugin_id, tool)
+                continue
+            tool.plugin_id = tool.plugin_id or plugin_id
+            tools.append(tool)
+        return tools
 
 
 def _rank(provider: Provider) -> tuple[bool, int, str]:

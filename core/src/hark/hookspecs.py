@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         Transcriber,
         TurnDetector,
     )
+    from hark.tools import Tool, Toolbox
 
 hookspec = pluggy.HookspecMarker("hark")
 hookimpl = pluggy.HookimplMarker("hark")
@@ -56,3 +57,12 @@ def register_cogs(register: Callable[[type[Any]], None]) -> None:
 
     The core instantiates each class as ``cls(bot)`` and attaches it to the bot.
     """
+
+
+@hookspec
+def register_tools(register: Callable[[Tool | Toolbox], None]) -> None:
+    """Register tools the model may call (``hark.Tool``, e.g. made with ``@hark.tool``),
+    or a ``hark.Toolbox`` whose tools are known only at run time (an MCP server's).
+
+    A tool name is unique across plugins: a plugin registering a name another plugin
+    holds fails to load, and the error names both."""

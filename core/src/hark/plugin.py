@@ -274,6 +274,8 @@ class Plugin:
     - ``providers``: provider classes or zero-argument factories, instantiated
       each time a bot loads the plugin (or ready instances).
     - ``cogs``: :class:`hark.PluginCog` subclasses.
+    - ``tools``: :class:`hark.Tool` objects (``@hark.tool``) the model may call, or
+      :class:`hark.Toolbox` objects whose tools are known only at run time.
     - ``hooks``: an object or module with further ``@hookimpl`` functions.
     - ``prepare``: ``bot prepare``'s step (sync or async, may take ``progress``).
     """
@@ -284,6 +286,7 @@ class Plugin:
     secrets: Sequence[Secret] = ()
     providers: Sequence[Any] = ()
     cogs: Sequence[type] = ()
+    tools: Sequence[Any] = ()
     hooks: Any = None
     default_enabled: bool = True
     prepare: Callable[..., Any] | None = None
@@ -293,6 +296,9 @@ class Plugin:
         self.secrets = tuple(self.secrets)
         self.providers = tuple(self.providers)
         self.cogs = tuple(self.cogs)
+        # Checked when the plugin loads (hark.plugins): importing hark.tools here would
+        # make a cycle (hark.providers refers to this module).
+        self.tools = tuple(self.tools)
         if self.settings is not None:
             if not (isinstance(self.settings, type) and issubclass(self.settings, Settings)):
                 raise TypeError("Plugin(settings=...) must be a hark.Settings subclass")

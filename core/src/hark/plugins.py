@@ -35,6 +35,7 @@ from hark import hookspecs
 from hark.hookspecs import hookimpl
 from hark.plugin import Plugin
 from hark.providers import Capability, Provider
+from hark.tools import Tool, Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     providers: list[Provider] = field(default_factory=list)
     cogs: list[type] = field(default_factory=list)
+    # Tools the model may call, and toolboxes (tools known at run time), in order.
+    tools: list[Tool | Toolbox] = field(default_factory=list)
     # The declaration of a declared (v2) plugin: settings model, secrets...
     plugin: Plugin | None = None
 
@@ -86,7 +89,11 @@ class PluginInfo:
     @property
     def capabilities(self) -> list[str]:
         caps = sorted({p.capability.value for p in self.providers})
-        return [*caps, "commands"] if self.cogs else caps
+        if self.cogs:
+            caps.append("commands")
+        if self.tools:
+            caps.append("tools")
+        return caps
 
     @property
     def prepare(self) -> Callable[..., Any] | None:
@@ -110,6 +117,9 @@ class PluginInfo:
             "provides": self.capabilities,
             "providers": [{"id": p.id, "capability": p.capability.value} for p in self.providers],
             "cogs": [c.__name__ for c in self.cogs],
+            # Fixed tools by name; a toolbox's tools change at run time.
+            "tools": [t.name for t in self.tools if isinstance(t, Tool)],
+            "toolboxes": sum(1 for t in self.tools if not isinstance(t, Tool)),
             "has_prepare": self.prepare is not None,
             # Declared plugins: setting names, and secrets as set / not set (never values).
             "settings": [f.name for f in self.plugin.fields] if self.plugin else [],
@@ -183,6 +193,11 @@ class _DeclaredHooks:
         for cog in self.plugin.cogs:
             register(cog)
 
+    @hookimpl
+    def register_tools(self, register):
+        for item in self.plugin.tools:
+            register(item)
+
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0].strip() if (doc or "").strip() else ""
@@ -208,6 +223,10 @@ def _short_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+class ToolClash(ValueError):
+    """A plugin's tool name is already another plugin's (the plugin is not loaded)."""
 
 
 class PluginManager:
@@ -339,18 +358,22 @@ class PluginManager:
                 # The adapter implements every hook: list only those that register something.
                 used = {h for h, c in _PROVIDER_HOOKS.items() if c.value in info.capabilities}
                 used |= {"register_cogs"} if info.cogs else set()
+                used |= {"register_tools"} if info.tools else set()
                 extra = self.pm.get_hookcallers(declared.hooks) if declared.hooks else None
                 info.hooks = sorted(used | {c.name for c in extra or []})
             for provider in info.providers:
                 provider.declaration = declared
         except Exception as exc:
-            log.error("plugin %s failed to register: %s", plugin_id, _short_error(exc))
+            # A clash names both plugins already; where in plugins.py it was found is noise.
+            why = str(exc) if isinstance(exc, ToolClash) else _short_error(exc)
+            log.error("plugin %s failed to register: %s", plugin_id, why)
             for item, _ in registered:
                 if self.pm.is_registered(item):
                     self.pm.unregister(item)
-            info.status, info.error = "error", f"registration failed: {_short_error(exc)}"
+            info.status, info.error = "error", f"registration failed: {why}"
             info.providers.clear()
             info.cogs.clear()
+            info.tools.clear()
             return info
         info.status, info.error = "loaded", None
         log.info("plugin %s loaded: %s", plugin_id, ", ".join(info.capabilities) or "no providers")
@@ -393,6 +416,36 @@ class PluginManager:
                 info.cogs.append(cog)
 
             impl.function(register=register_cog)
+        self._collect_tools(info, owners)
+
+    def _collect_tools(self, info: PluginInfo, owners: set[str]) -> None:
+        """Call this plugin's register_tools hooks. A name another loaded plugin holds
+        (or one this plugin registers twice) fails the plugin's registration."""
+        taken = self.tool_owners()
+        names: set[str] = set()
+        for impl in self.pm.hook.register_tools.get_hookimpls():
+            if impl.plugin_name not in owners:
+                continue
+
+            def register(item: Tool | Toolbox) -> None:
+                if isinstance(item, Tool):
+                    if item.name in names:
+                        raise ToolClash(f"tool {item.name} is registered twice by plugin {info.id}")
+                    owner = taken.get(item.name)
+                    if owner is not None and owner != info.id:
+                        raise ToolClash(
+                            f"tool {item.name} of plugin {info.id} is already registered "
+                            f"by plugin {owner}"
+                        )
+                    names.add(item.name)
+                    item.plugin_id = info.id
+                elif not isinstance(item, Toolbox):
+                    raise TypeError(
+                        f"register_tools expects a hark.Tool or hark.Toolbox, got {item!r}"
+                    )
+                info.tools.append(item)
+
+            impl.function(register=register)
 
     # -- queries ---------------------------------------------------------
 
@@ -404,6 +457,15 @@ class PluginManager:
 
     def providers(self, capability: Capability) -> list[Provider]:
         return [p for info in self.loaded() for p in info.providers if p.capability == capability]
+
+    def tool_owners(self) -> dict[str, str]:
+        """Fixed tool name -> the id of the loaded plugin that registered it."""
+        return {
+            item.name: info.id
+            for info in self.loaded()
+            for item in info.tools
+            if isinstance(item, Tool)
+        }
 
     def listing(self) -> list[dict[str, Any]]:
         return [info.as_dict() for info in sorted(self.plugins.values(), key=lambda i: i.id)]

@@ -46,7 +46,8 @@ class Runtime:
         self.manager = manager
         self.control = PluginControl(manager, self.state, config)
         self.inflight = InflightReplies(self.db)
-        self.conversation = Conversation(self.control, self.inflight)
+        # The bot gives it its host (for tools) once there is one.
+        self.conversation = Conversation(self.control, self.inflight, settings=self.settings)
 
     async def open(self) -> None:
         await self.db.open()

@@ -54,25 +54,29 @@ def chunk_text(text: str, limit: int) -> list[str]:
     return pieces
 
 
-def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split ``text`` into parts of at most ``limit`` characters.
+def split_message(
+    text: str, limit: int = MESSAGE_LIMIT, *, first_limit: int | None = None
+) -> list[str]:
+    """Split ``text`` into parts of at most ``limit`` characters (the first part at
+    most ``first_limit``, when given: a short opening message).
 
     Cuts at paragraph, line, sentence or word boundaries, in that order of
     preference. A code block open at a cut is closed in that part and reopened
     (with its language) in the next, so each part renders on its own.
     """
-    if limit < 16:
+    if limit < 16 or (first_limit is not None and first_limit < 16):
         raise ValueError("limit must leave room for a code fence (at least 16 characters)")
     parts: list[str] = []
     rest = text
     reopen = ""
     while rest:
         rest = reopen + rest
-        if len(rest) <= limit:
+        limit_here = limit if parts or first_limit is None else min(first_limit, limit)
+        if len(rest) <= limit_here:
             parts.append(rest.rstrip())  # Discord trims trailing whitespace anyway
             break
         # Leave room to close a fence ("\n```" is 4 characters).
-        cut = _cut_point(rest, limit - 4)
+        cut = _cut_point(rest, limit_here - 4)
         head, rest = rest[:cut], rest[cut:]
         fences = _FENCE.findall(head)
         reopen = ""

@@ -144,9 +144,29 @@ def tool(
 @runtime_checkable
 class Toolbox(Protocol):
     """Tools known only at run time. ``tools_for`` is called on every turn; it must be
-    quick (no I/O): return what is connected now."""
+    quick (no I/O): return what is connected now.
+
+    A toolbox may also have ``status() -> str | None``: a short line when something
+    is wrong (a server down), shown next to its plugin in `!plugins`."""
 
     def tools_for(self, guild_id: int | None) -> Sequence[Tool]: ...
+
+
+def toolbox_problems(items: Sequence[Any]) -> list[str]:
+    """What the toolboxes among ``items`` report as wrong (their ``status()``), for
+    listings; a status that fails is reported as such, never raised."""
+    problems = []
+    for item in items:
+        status = getattr(item, "status", None)
+        if isinstance(item, Tool) or not callable(status):
+            continue
+        try:
+            line = status()
+        except Exception as exc:
+            line = f"status failed ({type(exc).__name__})"
+        if line:
+            problems.append(str(line))
+    return problems
 
 
 @dataclass(slots=True)

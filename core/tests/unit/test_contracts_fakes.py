@@ -21,6 +21,8 @@ from hark.testing.fakes import (
     FakeSynthesizer,
     FakeTranscriber,
     tone,
+    tool_call,
+    tool_results,
 )
 
 pytest_plugins = ["pytester"]
@@ -53,6 +55,45 @@ class TestEchoGeneratorContract(GeneratorContract):
     @pytest.fixture
     def broken_generator(self):
         return EchoGenerator(fail_with=[ProviderStatusError("nope", status=401)], models=["m"])
+
+
+class ToolCallingFake(FakeGenerator):
+    """Calls the first tool offered; answers in text otherwise, or once given results."""
+
+    async def reply_for(self, request):
+        if request.tools and not tool_results(request.messages):
+            return [tool_call(request.tools[0].name, city="Paris")]
+        return ["It is sunny."]
+
+
+class TestVisionFakeGeneratorContract(GeneratorContract):
+    deadline = 5.0
+
+    @pytest.fixture
+    def generator(self):
+        return FakeGenerator("It is red.", supports_vision=True)
+
+
+class TestToolFakeGeneratorContract(GeneratorContract):
+    deadline = 5.0
+
+    @pytest.fixture
+    def generator(self):
+        return ToolCallingFake(supports_tools=True, supports_vision=True, chunk_size=2)
+
+
+class TestToolFakeGeneratorUnstreamedContract(GeneratorContract):
+    """A backend that does not stream: the text at once, calls after it."""
+
+    deadline = 5.0
+
+    @pytest.fixture
+    def generator(self):
+        return FakeGenerator("plain")
+
+    @pytest.fixture
+    def tool_generator(self):
+        return ToolCallingFake(supports_tools=True, streams=False)
 
 
 class TestFakeTranscriberContract(TranscriberContract):
@@ -133,7 +174,7 @@ BROKEN = textwrap.dedent(
 
     from hark import (
         AudioClip, ContextPart, ContextProvider, Generator, PromptMessage, Synthesizer,
-        Transcriber, Transcript,
+        ToolCall, Transcriber, Transcript,
     )
     from hark.testing.contracts import (
         ContextProviderContract, GeneratorContract, SynthesizerContract, TranscriberContract,
@@ -144,6 +185,15 @@ BROKEN = textwrap.dedent(
     class BytesGenerator(Generator):
         async def _impl(self, request):
             yield b"hello"
+
+
+    class CallsAlwaysGenerator(Generator):
+        """Calls a tool even when none was offered."""
+
+        supports_tools = True
+
+        async def _impl(self, request):
+            yield ToolCall("1", "get_weather", "{}")
 
 
     class StrTranscriber(Transcriber):
@@ -193,6 +243,22 @@ BROKEN = textwrap.dedent(
         @pytest.fixture
         def generator(self):
             return BytesGenerator()
+
+
+    class TestDeafToTools(GeneratorContract):
+        deadline = 2.0
+
+        @pytest.fixture
+        def generator(self):
+            return FakeGenerator("Sure.", supports_tools=True)  # but never calls one
+
+
+    class TestCallsAlways(GeneratorContract):
+        deadline = 2.0
+
+        @pytest.fixture
+        def generator(self):
+            return CallsAlwaysGenerator()
 
 
     class TestStr(TranscriberContract):
@@ -273,6 +339,12 @@ def test_contracts_catch_broken_providers(pytester: pytest.Pytester) -> None:
         "TestBytes::test_complete_returns_text",
         "TestBytes::test_concurrent_calls",
         "TestBytes::test_aclose_mid_stream",
+        # claims tools, never calls one
+        "TestDeafToTools::test_tool_round_trip",
+        # calls a tool nobody offered: every plain reply is bad output
+        "TestCallsAlways::test_streams_nonempty_str_deltas",
+        "TestCallsAlways::test_complete_returns_text",
+        "TestCallsAlways::test_images_reach_the_model_only_with_vision",
         # returns a str instead of a Transcript
         "TestStr::test_transcribes_speech",
         "TestStr::test_concurrent_calls",
@@ -294,6 +366,8 @@ def test_contracts_catch_broken_providers(pytester: pytest.Pytester) -> None:
     # ... while the rules they do keep still pass (the suite is not failing wholesale).
     for name in (
         "TestBytes::test_identity",
+        "TestDeafToTools::test_streams_nonempty_str_deltas",
+        "TestDeafToTools::test_images_reach_the_model_only_with_vision",
         "TestDeaf::test_transcribes_speech",
         "TestWrongRate::test_identity",
         "TestOneClip::test_audio_in_declared_format",
@@ -304,3 +378,8 @@ def test_contracts_catch_broken_providers(pytester: pytest.Pytester) -> None:
     # No broken_* fixture was given, so the error-path tests were skipped, not failed.
     assert outcomes["TestBytes::test_failure_is_provider_error"] == "skipped"
     assert outcomes["TestLate::test_failure_is_provider_error"] == "skipped"
+    # The capability cases follow the flags: skipped where a flag is off, not failed.
+    assert outcomes["TestBytes::test_tool_round_trip"] == "skipped"
+    assert outcomes["TestDeafToTools::test_no_tools_reach_a_generator_without_tool_support"] == (
+        "skipped"
+    )

@@ -20,6 +20,7 @@ from voice_support import (
     wait_until,
 )
 
+from hark import TurnDetector
 from hark.testing.fakes import FakeSynthesizer, FakeTranscriber, split_sentences, tone
 from hark.testing.harness import BotHarness
 from hark.voice.barge_in import has_words, is_filler
@@ -117,6 +118,65 @@ async def test_a_confirmed_barge_in_pauses_first_then_cancels_the_reply(tmp_path
         assert "resumed_at" not in trace
         runs = loud_runs(h.server.bot_audio_packets(h.guild), since=talk.started_at + 0.2)
         assert not any(loud and at < talk.finished_at for loud, at, _ in runs), runs
+
+
+class DeafTurns:
+    """A detector that hears sound but never speech, as Silero does a pure tone."""
+
+    speaking = False
+    speech_ms = 0
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+
+    def feed(self, pcm, *, now=None):
+        return None
+
+    def poll(self, now=None):
+        return None
+
+    def reset(self) -> None:
+        pass
+
+
+class DeafDetector(TurnDetector):
+    id = "deaf"
+
+    def _open(self, user_id, *, guild_id, **settings):
+        return DeafTurns(user_id)
+
+
+async def test_a_loud_onset_pauses_before_the_detector_and_resumes_without_it(tmp_path):
+    """A model-based detector is slow to be sure of speech: two loud frames over the
+    bot pause it at once; the detector never hearing speech, it plays on after
+    barge_in_onset_ms. With barge_in_onset_rms 0 the same sound pauses nothing."""
+    transcriber = FakeTranscriber(["never heard"])
+    synthesizer = FakeSynthesizer(seconds_per_char=0.02)
+    voice = plugin(transcriber, synthesizer, detectors=[DeafDetector()])
+    async with BotHarness(tmp_path, plugins={"v": voice}, config=CONFIG) as h:
+        await in_voice(h, h.member)
+        s = session(h)
+        assert s.detector().id == "deaf"
+
+        async def burst_over_the_bot() -> tuple[dict, object]:
+            before = s.trace
+            saying = asyncio.create_task(s.say(LONG))
+            trace = await wait_until(lambda: s.trace is not before and s.trace, 20)
+            await wait_until(lambda: "first_audio" in trace, 20)
+            await asyncio.sleep(0.4)  # the bot is well into the reply
+            burst = await h.server.speak(h.member, tone(0.3, 48_000, 2, frequency=300.0))
+            assert await saying
+            return trace, burst
+
+        trace, burst = await burst_over_the_bot()
+        assert burst.started_at < trace["paused_at"] < burst.finished_at
+        assert trace["paused_at"] < trace["resumed_at"]
+        assert s.interruptions == 0 and transcriber.calls == 0
+
+        reply = await h.ask("!voice set barge_in_onset_rms 0", author=h.admin)
+        assert "barge_in_onset_rms" in reply.content
+        trace, burst = await burst_over_the_bot()
+        assert "paused_at" not in trace and s.interruptions == 0
 
 
 def test_fillers_are_not_words_that_take_the_turn():

@@ -1,6 +1,9 @@
-"""One conversational turn: context -> generator -> (delivery) -> record.
+"""One conversational turn: context -> generator (and tools) -> (delivery) -> record.
 
-Used by text chat, ``bot console`` and voice alike, so they behave the same.
+Used by text chat, ``bot console`` and voice alike, so they behave the same. When
+the server's generator supports tools and plugins enabled there offer some, the
+turn runs the tool loop (:mod:`hark.chat.toolloop`), bounded by the chat plugin's
+``tool_rounds`` and ``tool_seconds``.
 """
 
 from __future__ import annotations
@@ -8,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import discord
 
+from hark.chat.settings import ChatSettings
 from hark.chat.streaming import ReplyTarget, ReplyTracker, StreamingReply
+from hark.chat.toolloop import StatusCallback, ToolLimits, ToolLoop
 from hark.context import Prompt, assemble
 from hark.control import PluginControl
 from hark.providers import Capability, ContextRequest, Generator, PromptMessage
 from hark.providers.errors import BadOutputError, ConfigurationError, ProviderError
+from hark.store import SettingsStore
+from hark.tools import Tool, ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -66,37 +73,119 @@ class Delivery:
     messages: list[Any]
 
 
+def user_message(request: ContextRequest) -> PromptMessage:
+    """The triggering message as the model reads it: its text, then what came with it
+    (text files, notes on files not read), and its images. History keeps the text only."""
+    content = "\n\n".join(part for part in (request.text, request.attachments) if part)
+    return PromptMessage("user", content, name=request.user_name, images=request.images)
+
+
 @dataclass(slots=True)
 class Turn:
     request: ContextRequest
     prompt: Prompt
     generator: Generator
+    # The tools offered this turn (only when the generator supports tools).
+    tools: list[Tool] = field(default_factory=list)
+    limits: ToolLimits = field(default_factory=ToolLimits)
+    # What a tool gets as ToolContext.host (hark.api.Host); None without a bot.
+    host: Any = None
+    # Resolves each tool's plugin settings for ToolContext.settings.
+    settings: SettingsStore | None = None
+    # The last stream's tool loop (None when no tools were offered).
+    loop: ToolLoop | None = None
+    # Awaited before tools run (voice's speculative replies: until the turn is
+    # confirmed); read when the tools are about to run, so it may be set late.
+    before_tools: Callable[[], Awaitable[object]] | None = None
 
-    def stream(self) -> AsyncIterator[str]:
-        return self.generator.generate(
+    @property
+    def notes(self) -> list[str]:
+        """What the user should be told after the answer (a tool limit was reached)."""
+        return list(self.loop.notes) if self.loop is not None else []
+
+    def stream(self, *, on_status: StatusCallback | None = None) -> AsyncIterator[str]:
+        """The answer's text deltas. With tools, the tool loop runs inside: ``on_status``
+        hears "using NAME…" while tools run (text replies show it)."""
+        if not self.tools or not self.generator.supports_tools or self.limits.rounds <= 0:
+            # No ToolCall can come without tools offered: the stream is text only.
+            text = self.generator.generate(
+                self.prompt.messages,
+                guild_id=self.request.guild_id,
+                channel_id=self.request.channel_id,
+            )
+            return cast("AsyncIterator[str]", text)
+        self.loop = ToolLoop(
+            self.generator,
             self.prompt.messages,
+            tools=self.tools,
+            limits=self.limits,
+            context=self.tool_context,
             guild_id=self.request.guild_id,
             channel_id=self.request.channel_id,
+            on_status=on_status,
+            before_tools=self._before_tools,
         )
+        return self.loop.stream()
+
+    async def _before_tools(self) -> None:
+        if self.before_tools is not None:
+            await self.before_tools()
+
+    def tool_context(self, tool: Tool) -> ToolContext:
+        request = self.request
+        values = None
+        if self.settings is not None and self.settings.model(tool.plugin_id) is not None:
+            values = self.settings.resolve(
+                tool.plugin_id,
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
+                user_id=request.user_id,
+            ).values
+        return ToolContext(request, host=self.host, settings=values)
 
 
 class Conversation:
-    def __init__(self, control: PluginControl, inflight: ReplyTracker | None = None) -> None:
+    def __init__(
+        self,
+        control: PluginControl,
+        inflight: ReplyTracker | None = None,
+        *,
+        settings: SettingsStore | None = None,
+        host: Any = None,
+    ) -> None:
         self.control = control
         # Remembers replies being streamed, so a crash cannot leave them unfinished.
         self.inflight = inflight
+        # The chat plugin's settings (tool limits) and the tools' plugins' settings.
+        self.settings = settings
+        # The bot's hark.api.Host, handed to tools (set by the bot; None in the console).
+        self.host = host
+
+    def chat_settings(self, request: ContextRequest) -> ChatSettings:
+        """The chat plugin's values for this server and channel."""
+        if self.settings is None or self.settings.model("chat") is None:
+            return ChatSettings()
+        values = self.settings.resolve(
+            "chat", guild_id=request.guild_id, channel_id=request.channel_id
+        ).values
+        return values if isinstance(values, ChatSettings) else ChatSettings()
 
     async def prepare(self, request: ContextRequest) -> Turn:
         generator = self.control.provider_for(Capability.GENERATE, request.guild_id)
         if not isinstance(generator, Generator):
             raise NoGenerator.for_guild(self.control, request.guild_id)
         providers = self.control.context_providers(request.guild_id)
-        prompt = await assemble(
-            providers,
-            request,
-            user_message=PromptMessage("user", request.text, name=request.user_name),
-        )
-        return Turn(request, prompt, generator)
+        prompt = await assemble(providers, request, user_message=user_message(request))
+        if request.reply_chain:
+            # The chain the message answers comes right before it, oldest first.
+            prompt.messages[-1:-1] = list(request.reply_chain)
+        turn = Turn(request, prompt, generator, host=self.host, settings=self.settings)
+        if generator.supports_tools:
+            chat = self.chat_settings(request)
+            turn.limits = ToolLimits(rounds=chat.tool_rounds, seconds=chat.tool_seconds)
+            if turn.limits.rounds > 0:
+                turn.tools = self.control.tools_for(request.guild_id)
+        return turn
 
     async def deliver(
         self,
@@ -115,12 +204,14 @@ class Conversation:
         try:
             turn = await self.prepare(request)
             async with typing_cm:
-                async for delta in turn.stream():
+                async for delta in turn.stream(on_status=reply.status):
                     await reply.feed(delta)
             if not reply.text.strip():
                 raise BadOutputError(
                     "the model returned an empty reply", provider=turn.generator.id
                 )
+            for note in turn.notes:
+                reply.note(note)
             text = await reply.finish()
         except ProviderError as exc:
             log.warning("reply in channel %s failed: %s", request.channel_id, exc)

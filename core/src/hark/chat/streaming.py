@@ -4,6 +4,11 @@ Edits are throttled to one per ``interval`` seconds (Discord rate-limits edits).
 When the text outgrows one message it continues in the next; code fences stay
 balanced in each part (see :func:`hark.text.split_message`). Nothing sent ever
 pings anyone.
+
+While a tool runs the live message ends with a status line ("using roll_die…"),
+which goes once answer text streams; notes (a tool limit was reached) follow the
+final text. Neither is part of :attr:`StreamingReply.text`, so history never
+sees them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from hark.text import MESSAGE_LIMIT, split_message
 
 NO_PINGS = discord.AllowedMentions.none()
 PLACEHOLDER = "…"
+# Discord's subtext: status lines and notes read as asides, not as the answer.
+ASIDE = "-# "
 
 
 class ReplyTarget(Protocol):
@@ -106,6 +113,13 @@ class StreamingReply:
         self._timer: asyncio.TimerHandle | None = None
         self._timed: asyncio.Task[None] | None = None
         self._finished = False
+        # The status line shown while tools run ("" for none); notes for the end.
+        self._status = ""
+        self._notes: list[str] = []
+
+    def _first_limit(self) -> int | None:
+        # A target may want a shorter first message (the rest goes to a thread).
+        return getattr(self.target, "first_limit", None)
 
     @property
     def started(self) -> bool:
@@ -113,6 +127,22 @@ class StreamingReply:
 
     async def feed(self, delta: str) -> None:
         self.text += delta
+        if self._status and delta.strip():
+            self._status = ""  # the answer is streaming: what ran is over
+        await self._schedule()
+
+    async def status(self, text: str | None) -> None:
+        """Show ``text`` (e.g. "using roll_die…") under what was said so far, until
+        answer text streams; None removes it."""
+        self._status = (text or "").strip()
+        await self._schedule()
+
+    def note(self, text: str) -> None:
+        """Add a line after the final text (not part of :attr:`text`, nor history)."""
+        if text.strip():
+            self._notes.append(text.strip())
+
+    async def _schedule(self) -> None:
         due = self._last_flush + self.interval - time.monotonic()
         if due <= 0:
             await self.flush(final=False)
@@ -140,12 +170,22 @@ class StreamingReply:
                 return
             await self._render(final)
 
+    def _display(self, final: bool) -> str:
+        """What the messages show: the text, then the status line (live) or the notes."""
+        asides = self._notes if final else [self._status] if self._status else []
+        if not asides:
+            return self.text
+        lines = "\n".join(ASIDE + aside for aside in asides)
+        return f"{self.text.rstrip()}\n{lines}" if self.text.strip() else lines
+
     async def _render(self, final: bool) -> None:
-        if not self.text.strip():
+        display = self._display(final)
+        if not display.strip():
             return
-        parts = split_message(self.text, self.limit)
-        if not final:
-            # The live (last) part shows it is still being written.
+        parts = split_message(display, self.limit, first_limit=self._first_limit())
+        # The live (last) part shows it is still being written; a status line, which
+        # ends in the same marker, says so already.
+        if not final and not self._status:
             tail = parts[-1]
             if len(tail) + len(PLACEHOLDER) + 1 <= self.limit:
                 parts[-1] = f"{tail} {PLACEHOLDER}"
@@ -182,6 +222,7 @@ class StreamingReply:
             await asyncio.wait([self._timed])
 
     async def finish(self) -> str:
+        self._status = ""
         await self._stop_timer()
         await self.flush(final=True)
         await self._untrack()
@@ -195,10 +236,15 @@ class StreamingReply:
     async def abandon(self, notice: str) -> None:
         """The reply failed part-way: mark what was shown as cut off and say why, once
         (an empty ``notice`` only marks the cut)."""
+        self._status = ""
         await self._stop_timer()
         async with self._lock:
-            if self.handles:
-                shown = split_message(self.text, self.limit)
+            if self.handles and not self.text.strip():
+                # Only a status line was shown: it becomes the notice (or the cut mark).
+                await self.target.edit(self.handles[0], notice or CUT_OFF)
+                self._shown[0] = notice or CUT_OFF
+            elif self.handles:
+                shown = split_message(self.text, self.limit, first_limit=self._first_limit())
                 last = len(shown) - 1
                 cut = f"{shown[last]} {CUT_OFF}"
                 if len(cut) <= self.limit and last < len(self.handles):

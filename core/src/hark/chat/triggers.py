@@ -51,6 +51,8 @@ class TriggerPolicy:
     ) -> Trigger | None:
         if message.author.bot or message.author.id == me.id:
             return None
+        if message.type not in _CONVERSATION:
+            return None  # system messages ("thread created", pins...) are not spoken
         text = self._clean(message, me)
         if me in message.mentions or any(u.id == me.id for u in message.mentions):
             return Trigger("mention", text)
@@ -70,9 +72,18 @@ class TriggerPolicy:
 
     @staticmethod
     def _clean(message: discord.Message, me: discord.ClientUser) -> str:
-        name = me.display_name
-        if message.guild is not None:
-            member = message.guild.me
-            name = member.display_name if member else name
-        text = re.sub(rf"<@!?{me.id}>", name, message.content)
-        return text.strip()
+        return clean_text(message, me)
+
+
+# Messages people write (in a thread, a forum post's first message is a default one).
+_CONVERSATION = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def clean_text(message: discord.Message, me: discord.abc.User) -> str:
+    """A message's words as the model reads them: the bot's mention becomes its name."""
+    name = getattr(me, "display_name", None) or me.name
+    if message.guild is not None:
+        member = message.guild.me
+        name = member.display_name if member else name
+    text = re.sub(rf"<@!?{me.id}>", name, message.content or "")
+    return text.strip()

@@ -3,10 +3,18 @@
 Triggers (see :mod:`hark.chat.triggers`): a mention, a reply to the bot, a DM
 (``CHAT_ANSWER_DMS``), or a callsign from ``BOT_TRIGGER_NAMES``. Commands are
 never answered as chat: a message that is a valid command is left to it.
+
+A turn brings along what the message carries (:mod:`hark.chat.attachments`:
+images, text files, notes on other files) and the reply chain it belongs to
+(:mod:`hark.chat.replychain`), within the server's ``!config chat`` limits. A thread
+is a conversation of its own (history is kept by channel id, and a thread's id is
+its own); with ``thread_after_chars`` a long answer continues in a new thread
+(:mod:`hark.chat.overflow`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -18,10 +26,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from hark.chat import replychain
+from hark.chat.attachments import AttachmentReader, HttpFetcher, Limits, embeddable_links
+from hark.chat.history import HistoryContext
+from hark.chat.overflow import ThreadOverflowTarget, thread_name
 from hark.chat.ratelimit import RateLimiter, parse_rate
+from hark.chat.settings import ChatSettings
 from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget
-from hark.chat.triggers import TriggerPolicy
-from hark.cog import PluginCog, require_manager
+from hark.chat.triggers import TriggerPolicy, clean_text
+from hark.cog import PluginCog, permission_names, require_manager
 from hark.providers import Capability, ContextRequest, Generator
 from hark.providers.errors import ProviderError
 
@@ -30,6 +43,10 @@ log = logging.getLogger(__name__)
 
 # discord.py itself warns ("Can't keep up") above 10 s; nothing that slow is a reading.
 _MAX_GATEWAY_LATENCY = 10.0
+
+#: Seconds a message with links waits for the embeds Discord adds to it shortly after
+#: it was posted (a MESSAGE_UPDATE), so linked images can be seen.
+EMBED_WAIT = 1.5
 
 
 def sane_gateway_latency(latency: float, interval: float | None) -> float | None:
@@ -57,6 +74,44 @@ def _display_name(user: discord.abc.User) -> str:
     return getattr(user, "display_name", None) or user.name
 
 
+def _carries_something(message: discord.Message) -> bool:
+    return bool(message.attachments or message.embeds or message.stickers)
+
+
+def _names_of(message: discord.Message) -> str:
+    """What stands for a message without words (history keeps it): its files' names."""
+    names = [f"[{a.filename}]" for a in message.attachments]
+    names += [f"[sticker {s.name}]" for s in message.stickers]
+    return " ".join(names) or "[an embed]"
+
+
+def _can_hold_threads(channel: Any) -> bool:
+    """A text or announcement channel where the bot may start a thread from its
+    message and post in it (checked first, so that without the permission the
+    answer is posted exactly as without the option)."""
+    if not isinstance(channel, discord.TextChannel):
+        return False
+    perms = channel.permissions_for(channel.guild.me)
+    return (
+        perms.create_public_threads
+        and perms.send_messages_in_threads
+        and perms.read_message_history
+    )
+
+
+def _thread_starter(message: discord.Message) -> tuple[int, int] | None:
+    """(channel id, message id) of the message a thread grew from, to bring into its
+    conversation: for a thread started from a message, that message in the parent
+    channel; for a forum post, its first message. None outside threads."""
+    channel = message.channel
+    if not isinstance(channel, discord.Thread) or message.id == channel.id:
+        return None
+    parent = channel.parent
+    if isinstance(parent, discord.ForumChannel):
+        return channel.id, channel.id
+    return channel.parent_id, channel.id
+
+
 class ChatCog(PluginCog, name="Chat"):
     """Talk to the bot."""
 
@@ -69,6 +124,13 @@ class ChatCog(PluginCog, name="Chat"):
         # Ids of the bot's recent messages, to spot replies to it when Discord
         # does not include the referenced message.
         self._own_ids: deque[int] = deque(maxlen=512)
+        # Messages a reply chain pointed at that are gone or hidden.
+        self._missing: deque[int] = deque(maxlen=512)
+        # Downloads of embed images (attachments go through discord.py).
+        http = getattr(bot, "http", None)
+        self.fetcher = HttpFetcher(
+            proxy=getattr(http, "proxy", None), proxy_auth=getattr(http, "proxy_auth", None)
+        )
 
     async def cog_load(self) -> None:
         self.bot.chat = self  # hark.bot.ChatService: voice listens for the same callsigns
@@ -76,6 +138,7 @@ class ChatCog(PluginCog, name="Chat"):
     async def cog_unload(self) -> None:
         if self.bot.chat is self:
             self.bot.chat = None
+        await self.fetcher.close()
 
     # -- the trigger path --------------------------------------------------
 
@@ -88,15 +151,154 @@ class ChatCog(PluginCog, name="Chat"):
             self._own_ids.append(message.id)
             return
         trigger = self.triggers.match(message, me, own_message_ids=set(self._own_ids))
-        if trigger is None or not trigger.text:
+        # A message with only an attachment (an image and a mention) is answered too.
+        if trigger is None or not (trigger.text or _carries_something(message)):
             return
         ctx = await self.bot.get_context(message)
         if ctx.valid:
             return  # a command; the command system answers it, exactly once
         if not await self._allowed(message.author.id, message.channel, message):
             return
-        request = self._request(message.author, message.channel, trigger.text, kind="text")
-        await self.answer(request, ChannelTarget(message.channel, message), typing=message.channel)
+        await self._answer_message(message, trigger.text, use_history=True)
+
+    async def _answer_message(
+        self, message: discord.Message, text: str, *, use_history: bool
+    ) -> None:
+        """Answer ``message`` (a trigger or ``!ask``) with what it carries and replies to."""
+        settings = self.chat_settings(message.guild, message.channel)
+        request = self._request(
+            message.author,
+            message.channel,
+            text or _names_of(message),
+            kind="text",
+            use_history=use_history,
+        )
+        # Downloads may take a moment: show the bot typing meanwhile, if it may.
+        read = False
+        try:
+            async with message.channel.typing():
+                await self._add_context(request, message, settings)
+                read = True
+        except discord.HTTPException:
+            if not read:
+                await self._add_context(request, message, settings)
+        target: ReplyTarget = ChannelTarget(message.channel, message)
+        if settings.thread_after_chars > 0 and _can_hold_threads(message.channel):
+            target = ThreadOverflowTarget(
+                message.channel,
+                message,
+                after_chars=settings.thread_after_chars,
+                name=thread_name(text, fallback=f"Answer for {_display_name(message.author)}"),
+            )
+        await self.answer(request, target, typing=message.channel)
+
+    def chat_settings(self, guild: Any, channel: Any) -> ChatSettings:
+        """The server's ``!config chat`` values for ``channel`` (a thread: its parent's)."""
+        runtime = getattr(self.bot, "runtime", None)
+        settings = getattr(runtime, "settings", None)
+        if settings is None or settings.model("chat") is None:
+            return ChatSettings()
+        where = getattr(channel, "parent_id", None) or getattr(channel, "id", None)
+        values = settings.resolve(
+            "chat", guild_id=guild.id if guild else None, channel_id=where
+        ).values
+        return values if isinstance(values, ChatSettings) else ChatSettings()
+
+    # -- what a message brings along -------------------------------------------
+
+    async def _add_context(
+        self, request: ContextRequest, message: discord.Message, settings: ChatSettings
+    ) -> None:
+        """Fill the request's images, attachments and reply chain from ``message``.
+        Never fails the turn: what cannot be read becomes a note, or is left out."""
+        try:
+            chain, _ = await asyncio.gather(
+                self._chain(message, settings), self._await_embeds(message, settings)
+            )
+            history = await self._history_window(request) if chain else []
+            me = self.bot.user
+            bot_id = me.id if me else None
+            links = [
+                replychain.Link(m, clean_text(m, me) if me else m.content)
+                for m in chain
+                if not replychain.in_history(
+                    m, clean_text(m, me) if me else m.content, history, bot_id=bot_id
+                )
+            ]
+            links = replychain.within_budget(links, settings.reply_chain_tokens)
+            reader = AttachmentReader(Limits.from_settings(settings), self.fetcher)
+            collected = await reader.read([message, *(link.message for link in links)])
+        except Exception:
+            log.exception("could not read what message %s carries", message.id)
+            return
+        request.images = tuple(collected[0].images)
+        request.attachments = collected[0].text
+        for link, found in zip(links, collected[1:], strict=True):
+            link.images, link.attachments = found.images, found.text
+        request.reply_chain = replychain.to_prompt(
+            replychain.within_budget(links, settings.reply_chain_tokens),
+            bot_id=bot_id,
+            name_of=_display_name,
+        )
+
+    async def _chain(self, message: discord.Message, settings: ChatSettings) -> list[Any]:
+        depth = settings.reply_chain_depth
+        if depth <= 0 or settings.reply_chain_tokens <= 0:
+            return []
+        return await replychain.follow(message, depth, self._lookup, root=_thread_starter(message))
+
+    async def _lookup(self, channel_id: int, message_id: int) -> discord.Message | None:
+        """A message of the chain: from discord.py's cache, else one REST fetch."""
+        cached = discord.utils.get(self.bot.cached_messages, id=message_id)
+        if cached is not None:
+            return cached
+        if message_id in self._missing:
+            return None
+        channel = self.bot.get_channel(channel_id) or self.bot.get_partial_messageable(channel_id)
+        fetch = getattr(channel, "fetch_message", None)
+        if fetch is None:
+            return None
+        try:
+            return await fetch(message_id)
+        except (discord.NotFound, discord.Forbidden):
+            # Deleted, or not for the bot's eyes: the chain ends there. Remembered, so
+            # a thread started without a message is not asked about on every turn.
+            self._missing.append(message_id)
+            return None
+
+    async def _history_window(self, request: ContextRequest) -> list[Any]:
+        """The channel's history entries the prompt will show (to leave them out of the
+        reply chain); none when history is not used here."""
+        if not request.use_history or request.channel_id is None:
+            return []
+        for provider in self.bot.control.context_providers(request.guild_id):
+            if isinstance(provider, HistoryContext):
+                depth = provider.depth_for(request.guild_id)
+                if depth <= 0:
+                    return []
+                with contextlib.suppress(Exception):
+                    return await provider.store.recent(request.channel_id, depth)
+        return []
+
+    async def _await_embeds(self, message: discord.Message, settings: ChatSettings) -> None:
+        """Discord adds link embeds shortly after a message is posted: wait a moment
+        for them when the message has links and none yet, if images may be shown."""
+        if message.embeds or settings.max_images <= 0:
+            return
+        if message.flags.suppress_embeds or not embeddable_links(message.content):
+            return
+        with contextlib.suppress(TimeoutError):
+            await self.bot.wait_for(
+                "message_edit",
+                check=lambda _, after: after.id == message.id and bool(after.embeds),
+                timeout=EMBED_WAIT,
+            )
+        # discord.py updated the cached message in place; ``message`` is that object,
+        # unless it had left the cache: then take the embeds from the edit's copy.
+        if not message.embeds:
+            cached = discord.utils.get(self.bot.cached_messages, id=message.id)
+            if cached is not None and cached is not message and cached.embeds:
+                message.embeds = cached.embeds
 
     async def _allowed(self, user_id: int, channel: Any, reference: discord.Message | None) -> bool:
         if self.limiter is None:
@@ -125,12 +327,14 @@ class ChatCog(PluginCog, name="Chat"):
         return ContextRequest(
             text=text,
             guild_id=guild.id if guild else None,
+            # A thread's own id: its history is its own.
             channel_id=channel.id,
             user_id=author.id,
             user_name=_display_name(author),
             bot_name=_display_name(me) if me else None,
             kind=kind,
             use_history=use_history,
+            permissions=permission_names(author, channel),
         )
 
     async def answer(
@@ -146,8 +350,8 @@ class ChatCog(PluginCog, name="Chat"):
         """Ask a one-off question (the channel's history is not used or kept)."""
         if not await self._allowed(ctx.author.id, ctx.channel, ctx.message):
             return
-        request = self._request(ctx.author, ctx.channel, question, kind="text", use_history=False)
-        await self.answer(request, ChannelTarget(ctx.channel, ctx.message), typing=ctx.channel)
+        # In a thread, ctx.channel is the thread: the answer goes there.
+        await self._answer_message(ctx.message, question, use_history=False)
 
     @app_commands.command(name="ask", description="Ask the bot a one-off question")
     @app_commands.describe(question="Your question")

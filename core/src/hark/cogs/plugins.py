@@ -18,6 +18,7 @@ from hark.control import ControlError, parse_capability
 from hark.providers import Capability
 from hark.store import GLOBAL
 from hark.text import split_message
+from hark.tools import toolbox_problems
 
 if TYPE_CHECKING:
     from hark.bot import HarkBot
@@ -38,7 +39,8 @@ def render_listing(bot: HarkBot, guild_id: int | None, guild_name: str | None) -
                 state = "on" if control.is_enabled(info.id, guild_id) else "off"
             # Only the variable's name, never a value.
             needs = "".join(f" — needs `{env}`" for env in info.missing_secrets)
-            lines.append(f"`{info.id}`{version} — **{state}** — {provides}{needs}")
+            warn = "".join(f" ⚠ {problem}" for problem in toolbox_problems(info.tools))
+            lines.append(f"`{info.id}`{version} — **{state}** — {provides}{needs}{warn}")
         else:
             note = _STATUS_NOTE.get(info.status, info.status)
             error = f": {info.error}" if info.error else ""

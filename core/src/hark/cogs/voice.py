@@ -312,7 +312,17 @@ TURN_KEYS = (
 
 def _check_range(key: str, value: Any, current: dict[str, Any]) -> None:
     """Refuse values the turn detector (or the session) cannot work with."""
-    if key in ("barge_in_ms", "barge_in_pause_ms", "alone_timeout_s") and value < 0:
+    if (
+        key
+        in (
+            "barge_in_ms",
+            "barge_in_pause_ms",
+            "barge_in_onset_rms",
+            "barge_in_onset_ms",
+            "alone_timeout_s",
+        )
+        and value < 0
+    ):
         raise ValueError(f"`{key}` must be 0 or more.")
     if key in ("min_speech_probability", "min_confidence") and not 0 <= value <= 1:
         raise ValueError(f"`{key}` = `{value}` is out of range: it is between 0 and 1.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,7 +16,10 @@ from hark.providers.types import (
     Capability,
     ContextPart,
     ContextRequest,
+    ImagePart,
     PromptMessage,
+    ToolCall,
+    ToolSpec,
     Transcript,
 )
 from hark.text import chunk_text
@@ -74,31 +78,66 @@ class GenerationRequest:
     channel_id: int | None = None
     # A declared plugin's settings model instance for this server (None otherwise).
     settings: Any = None
+    # Tools the model may call (only ever non-empty for a generator with supports_tools).
+    tools: list[ToolSpec] = field(default_factory=list)
+
+
+def image_note(image: ImagePart) -> str:
+    """What a model without vision reads in place of an image."""
+    return f"[image not shown: {image.name}]" if image.name else "[image not shown]"
+
+
+def without_images(messages: Sequence[PromptMessage]) -> list[PromptMessage]:
+    """``messages`` with every image replaced by a note naming it, for a generator
+    that cannot see them."""
+    out = []
+    for message in messages:
+        if not message.images:
+            out.append(message)
+            continue
+        notes = " ".join(image_note(image) for image in message.images)
+        content = f"{message.content}\n{notes}" if message.content else notes
+        out.append(dataclasses.replace(message, content=content, images=()))
+    return out
+
+
+Delta = str | ToolCall
 
 
 class Generator(Provider):
-    """An LLM that streams its reply as text deltas."""
+    """An LLM that streams its reply as text deltas, and tool calls when offered tools."""
 
     capability: ClassVar[Capability] = Capability.GENERATE
     # Capability flag: list_models() is implemented.
     supports_model_listing: bool = False
+    # Capability flag: images in messages reach _impl (otherwise the core replaces
+    # each with a note naming it, so the model still knows one was there).
+    supports_vision: bool = False
+    # Capability flag: _impl reads request.tools, may yield ToolCall items, and
+    # understands assistant messages with tool_calls and "tool" messages.
+    supports_tools: bool = False
     default_model: str | None = None
 
     def generate(
         self,
         messages: Sequence[PromptMessage],
         *,
+        tools: Sequence[ToolSpec] = (),
         model: str | None = None,
         guild_id: int | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         channel_id: int | None = None,
         **options: Any,
-    ) -> AsyncIterator[str]:
-        """Stream the reply to ``messages`` as text deltas."""
+    ) -> AsyncIterator[Delta]:
+        """Stream the reply to ``messages``: ``str`` deltas and, only when ``tools`` were
+        offered (and the generator supports them), complete :class:`ToolCall` items.
+
+        Without ``supports_vision`` images become notes; without ``supports_tools``
+        no tools are offered (the model just answers in text)."""
         resolved = self.resolve(guild_id, channel_id)
         request = GenerationRequest(
-            messages=list(messages),
+            messages=list(messages) if self.supports_vision else without_images(messages),
             model=model or self.model_for(guild_id),
             guild_id=guild_id,
             max_tokens=max_tokens,
@@ -106,14 +145,32 @@ class Generator(Provider):
             options=options,
             channel_id=channel_id,
             settings=None if resolved is None else resolved.values,
+            tools=list(tools) if self.supports_tools else [],
         )
         return self._stream("generate", lambda: self._checked(request))
 
-    async def _checked(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def _checked(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        calls = 0
         # aclosing: when the caller stops early, the plugin's generator is closed now,
         # in this task, so its cleanup (releasing an HTTP response) is not deferred.
         async with contextlib.aclosing(self._impl(request)) as stream:
             async for delta in stream:
+                if isinstance(delta, ToolCall):
+                    if not request.tools:
+                        raise BadOutputError(
+                            f"a tool call ({delta.name!r}) but no tools were offered",
+                            provider=self.id,
+                        )
+                    if not isinstance(delta.name, str) or not isinstance(delta.arguments, str):
+                        raise BadOutputError(
+                            "a tool call without name or arguments text", provider=self.id
+                        )
+                    calls += 1
+                    if not delta.id:
+                        # Some backends (Ollama) give no ids; results are matched by id.
+                        delta = dataclasses.replace(delta, id=f"call_{calls}")
+                    yield delta
+                    continue
                 if not isinstance(delta, str):
                     raise BadOutputError(
                         f"yielded {type(delta).__name__}, not str", provider=self.id
@@ -123,10 +180,15 @@ class Generator(Provider):
 
     async def complete(self, messages: Sequence[PromptMessage], **kwargs: Any) -> str:
         """The whole reply as one string, for callers that do not stream (extraction,
-        summaries, tests); the same deadline, retries and settings as generate()."""
-        return "".join([delta async for delta in self.generate(messages, **kwargs)])
+        summaries, tests); the same deadline, retries and settings as generate().
+        Text only: use generate(tools=...) for tool calls."""
+        if kwargs.get("tools"):
+            raise TypeError("complete() is for text; call generate(tools=...) for tool calls")
+        kwargs.pop("tools", None)
+        # No tools offered, so the wrapper lets only str through.
+        return "".join([d async for d in self.generate(messages, **kwargs) if isinstance(d, str)])
 
-    def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+    def _impl(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         raise NotImplementedError
 
     def match_model(self, name: str, models: list[str]) -> str | None:

@@ -2,6 +2,10 @@
 
 1. :meth:`BargeIn.watch`: a listened-to member whose speech grows while the bot
    talks *holds* its playback (paused at once: the next 20 ms frame is silence).
+   :meth:`BargeIn.onset` holds it even sooner, on two loud frames: a model-based
+   detector needs ~150 ms to be sure of an unvoiced start ("st-"); if the detector
+   has not heard speech ``barge_in_onset_ms`` later, the hold ends (a cough, a
+   tone, a door).
 2. The transcript judges it, the speculative one at the speaker's pause
    (:meth:`BargeIn.judge_at_pause`) or the whole one at the end of the utterance
    (:meth:`BargeIn.judge_at_end`): words that are not only backchannel ("mm-hm")
@@ -99,6 +103,41 @@ class BargeIn:
         if speech_ms - utt.over_from >= int(self.host.setting("barge_in_pause_ms")):
             self._hold(speaker)
 
+    def onset(self, speaker: Speaker, level: float) -> None:
+        """Step 1, early: two loud frames in a row over the bot hold it."""
+        threshold = float(self.host.setting("barge_in_onset_rms"))
+        if int(self.host.setting("barge_in_pause_ms")) > 0:
+            threshold = 0  # the server wants some speech before a pause, not a sound
+        now = time.monotonic()
+        if threshold <= 0 or level < threshold:
+            speaker.loud_frames, speaker.onset_spent = 0, False  # a quiet frame ends a run
+            return
+        if now - speaker.last_loud > 0.1:  # no packets for a while (Discord's silence)
+            speaker.loud_frames, speaker.onset_spent = 0, False
+        speaker.last_loud = now
+        speaker.loud_frames += 1
+        if (
+            speaker.loud_frames < 2  # one loud frame is a click
+            or not self.host.player.speaking
+            or speaker.holding
+            or speaker.onset_spent
+            or speaker.utt.confirmed
+        ):
+            return
+        speaker.onset_spent = True  # one hold per loud run: a long hum holds it once
+        speaker.onset_at = now
+        self._hold(speaker)
+
+    def onset_pending(self, speaker: Speaker) -> bool:
+        """An onset hold still waiting for the detector to hear speech."""
+        if speaker.onset_at is None:
+            return False
+        waited = time.monotonic() - speaker.onset_at
+        if waited * 1000 < float(self.host.setting("barge_in_onset_ms")):
+            return True
+        speaker.onset_at = None
+        return False
+
     def _hold(self, speaker: Speaker) -> None:
         reply = self.host.player.current
         if reply is None:
@@ -114,6 +153,7 @@ class BargeIn:
 
     def release(self, speaker: Speaker) -> None:
         """``speaker`` no longer holds the bot's playback: it resumes if nobody does."""
+        speaker.onset_at = None
         if speaker.holding:
             speaker.holding = False
             self._resume_if_free()

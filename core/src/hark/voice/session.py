@@ -51,8 +51,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import voice_recv
 
+from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, rms
 from hark.chat.triggers import callsign_pattern
+from hark.cog import permission_names
 from hark.providers import (
+    AudioClip,
     Capability,
     ContextRequest,
     Transcriber,
@@ -106,6 +109,11 @@ VOICE_DEFAULTS: dict[str, Any] = {
     "silence_ms": 700,
     "max_utterance_ms": 15_000,
     "barge_in_pause_ms": 0,  # speech over the bot that pauses it (0: at speech start)
+    # A louder frame than this (RMS, 0..32767) over the bot pauses it before the detector
+    # has heard speech (0: wait for the detector); the pause ends after
+    # barge_in_onset_ms unless the detector then hears speech.
+    "barge_in_onset_rms": 600,
+    "barge_in_onset_ms": 300,
     "barge_in_ms": 400,  # speech (with words) over the bot that cancels the reply
     "preemptive": False,  # generate from the speculative transcript (costs LLM calls)
     "min_speech_probability": 0.5,  # detectors that report one: below it, not speech
@@ -375,9 +383,12 @@ class VoiceSession:
                     if speaker is None:
                         speaker = self.speakers[user_id] = self._open_speaker(user_id)
             update = speaker.turns.feed(pcm)
+            level = rms(AudioClip(pcm, DISCORD_RATE, DISCORD_CHANNELS))
             # Every frame goes to the loop, not only updates: barge-in watches speech_ms
             # grow while the bot talks (50 wake-ups a second per speaker: cheap).
-            self.loop.call_soon_threadsafe(self._on_feed, speaker, update, speaker.turns.speech_ms)
+            self.loop.call_soon_threadsafe(
+                self._on_feed, speaker, update, speaker.turns.speech_ms, level
+            )
         except Exception:
             if not self._frame_error_logged:
                 self._frame_error_logged = True
@@ -385,12 +396,15 @@ class VoiceSession:
 
     # -- turn updates (event loop) ------------------------------------------------
 
-    def _on_feed(self, speaker: Speaker, update: TurnUpdate | None, speech_ms: int) -> None:
+    def _on_feed(
+        self, speaker: Speaker, update: TurnUpdate | None, speech_ms: int, level: float
+    ) -> None:
         if self.speakers.get(speaker.user_id) is not speaker or not self.listening:
             return  # a stale state (stop, or another detector chosen since)
         if update is not None:
             self._on_update(speaker, update)
         started = update is not None and update.kind in ("speech", "resumed")
+        self.barge_in.onset(speaker, level)
         self.barge_in.watch(speaker, speech_ms, started=started)
 
     async def _poll_loop(self) -> None:
@@ -405,8 +419,14 @@ class VoiceSession:
                     continue
                 if update is not None:
                     self._on_update(speaker, update)
-                if speaker.holding and not speaker.turns.speaking and not speaker.judging:
-                    # Nothing left to decide on (a reset, a detector that went quiet).
+                if (
+                    speaker.holding
+                    and not speaker.turns.speaking
+                    and not speaker.judging
+                    and not self.barge_in.onset_pending(speaker)
+                ):
+                    # Nothing left to decide on (a reset, a detector that went quiet, a
+                    # loud sound the detector did not take for speech).
                     self.barge_in.release(speaker)
 
     def _on_update(self, speaker: Speaker, update: TurnUpdate) -> None:
@@ -688,7 +708,21 @@ class VoiceSession:
             user_name=user_name,
             bot_name=me.display_name if me else None,
             kind="voice",
+            permissions=self._permissions(heard),
         )
+
+    def _permissions(self, heard: list[Heard]) -> frozenset[str] | None:
+        """What every speaker of the turn holds in the voice channel (a tool acts for
+        all of them), or None when one of them is no longer a member."""
+        guild = self.vc.guild
+        held: frozenset[str] | None = None
+        for h in heard:
+            member = guild.get_member(h.user_id) if guild else None
+            if member is None:
+                return None
+            mine = permission_names(member, self.vc.channel)
+            held = mine if held is None else held & mine
+        return held
 
     async def _preempt(
         self,
@@ -718,6 +752,8 @@ class VoiceSession:
         if utt.speculative is not task or speaker.utt is not utt:
             return  # the speaker went on (or the turn ended and was handled) meanwhile
         reply = self.player.start(turn.stream(), utt.stages, released=False)
+        # Its tools wait for the turn to be confirmed: a discarded guess acts on nothing.
+        turn.before_tools = reply.released.wait
         reply.turn, reply.text = turn, heard[0].text
         utt.preemptive = reply
         self.counts["preemptive_started"] += 1

@@ -56,4 +56,10 @@ class Speaker:
         self.utt = UtteranceState()
         self.seen_ms = 0  # speech_ms at the last frame (barge-in watches it grow)
         self.holding = False  # this speaker holds the bot's playback paused
+        # A loud onset that paused the bot before the detector heard speech: since when
+        # (None: none); the loud frames in a row, and when the last one came.
+        self.onset_at: float | None = None
+        self.loud_frames = 0
+        self.last_loud = 0.0
+        self.onset_spent = False  # this loud run already held the bot once
         self.judging = False  # a transcript that decides the interruption is on its way

@@ -1,12 +1,14 @@
-"""Hello: a greeting command and a clock for the prompt (the example plugin)."""
+"""Hello: a greeting command, a clock for the prompt and a dice tool (the example plugin)."""
 
 from __future__ import annotations
 
 import datetime
+import random
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from pydantic import BaseModel, Field
 
 import hark
 
@@ -38,6 +40,20 @@ class ClockContext(hark.ContextProvider):
         return hark.ContextPart([hark.PromptMessage("system", text)], order=30)
 
 
+class Dice(BaseModel):
+    """The arguments of `roll_dice`: their JSON schema is what the model is shown."""
+
+    count: int = Field(1, ge=1, le=20, description="how many dice to roll")
+    sides: int = Field(6, ge=2, le=1000, description="faces on each die")
+
+
+@hark.tool(timeout=2)
+async def roll_dice(args: Dice, ctx: hark.ToolContext) -> str:
+    """Roll dice and say what came up (for games, or to decide something by chance)."""
+    rolls = [random.randint(1, args.sides) for _ in range(args.count)]
+    return f"{args.count}d{args.sides}: {' + '.join(map(str, rolls))} = {sum(rolls)}"
+
+
 class HelloCog(hark.PluginCog, name="Hello"):
     """Greetings. Change them with `!config hello greeting TEXT`."""
 
@@ -65,8 +81,9 @@ class HelloCog(hark.PluginCog, name="Hello"):
 
 
 plugin = hark.Plugin(
-    description="A greeting command and a clock for the prompt (the example plugin)",
+    description="A greeting command, a clock for the prompt and a dice tool (the example plugin)",
     settings=HelloSettings,
     providers=[ClockContext],
     cogs=[HelloCog],
+    tools=[roll_dice],
 )

@@ -18,7 +18,7 @@ provider through a fixture; pytest runs every contract test against it::
 =======================  ==========================  =====================================
 suite                    required fixture            optional fixtures
 =======================  ==========================  =====================================
-GeneratorContract        ``generator``               ``broken_generator``
+GeneratorContract        ``generator``               ``broken_generator``, ``tool_generator``
 TranscriberContract      ``transcriber``             ``speech_clip``, ``broken_transcriber``
 SynthesizerContract      ``synthesizer``             ``broken_synthesizer``
 ContextProviderContract  ``context_provider``        ``context_request``,
@@ -44,6 +44,14 @@ for a backend: ``deadline`` (seconds any single call may take before the test
 fails as hung), ``concurrency``, the prompts and texts used, and
 ``SynthesizerContract.expect_streaming`` / ``min_seconds``.
 
+``GeneratorContract`` follows the generator's capability flags: with
+``supports_vision`` an image must reach ``_impl`` (and the model must answer);
+without it the image must arrive as a note naming it. With ``supports_tools`` the
+model must call an offered tool (``tool_spec``, asked with ``tool_prompt``) and,
+given its result (``tool_result``), answer in text; ``tool_generator`` (default:
+``generator``) is the instance to use, e.g. one whose fake backend is scripted to
+call the tool. Without the flag no tools may reach ``_impl`` and the reply is text.
+
 ``TurnDetectorContract`` drives each :class:`~hark.SpeakerTurns` the detector opens
 as the voice session does (20 ms frames of 48 kHz stereo, a poll every 50 ms, no
 packets during silence) in simulated time, with real speech from espeak-ng (skipped
@@ -59,12 +67,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -80,11 +91,15 @@ from hark.providers import (
     ContextPart,
     ContextProvider,
     ContextRequest,
+    GenerationRequest,
     Generator,
+    ImagePart,
     PromptMessage,
     Provider,
     RetryPolicy,
     Synthesizer,
+    ToolCall,
+    ToolSpec,
     Transcriber,
     Transcript,
 )
@@ -205,6 +220,38 @@ async def _cancel_mid_stream(stream: AsyncIterator[Any], deadline: float, what: 
     return seen
 
 
+def solid_png(
+    width: int = 16, height: int = 16, rgb: tuple[int, int, int] = (220, 30, 30)
+) -> bytes:
+    """A PNG of one colour (red by default), made here so no image file is needed."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _spy_requests(provider: Generator, monkeypatch: pytest.MonkeyPatch) -> list[GenerationRequest]:
+    """Record each request the core hands ``_impl`` (which still runs)."""
+    seen: list[GenerationRequest] = []
+    impl = provider._impl
+
+    def spy(request: GenerationRequest) -> AsyncIterator[Any]:
+        seen.append(request)
+        return impl(request)
+
+    monkeypatch.setattr(provider, "_impl", spy)
+    return seen
+
+
 class _Contract:
     # Every test is a coroutine; mark them so pytest-asyncio's strict mode runs them too.
     pytestmark = [pytest.mark.asyncio]
@@ -232,6 +279,30 @@ class GeneratorContract(_Contract):
         PromptMessage("user", "What is my name?", name="alice"),
     )
 
+    #: The image of the vision case, and what the user asks about it.
+    vision_image: ImagePart = ImagePart(solid_png(), "image/png", "red-square.png")
+    vision_question: str = "What colour is this image? One word."
+    #: The tool offered in the tool cases, the prompt that should make the model call
+    #: it, and the result it is given.
+    tool_spec: ToolSpec = ToolSpec(
+        "get_weather",
+        "Get the current weather in a city.",
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "the city's name"}},
+            "required": ["city"],
+        },
+    )
+    tool_prompt: tuple[PromptMessage, ...] = (
+        PromptMessage(
+            "system",
+            "You are a helpful assistant. Use the get_weather tool for any question "
+            "about the weather, then answer briefly.",
+        ),
+        PromptMessage("user", "What is the weather in Paris right now?", name="alice"),
+    )
+    tool_result: str = '{"city": "Paris", "sky": "sunny", "celsius": 21}'
+
     @pytest.fixture
     def generator(self) -> Generator:
         raise NotImplementedError("override the `generator` fixture in your test class")
@@ -240,8 +311,15 @@ class GeneratorContract(_Contract):
     def broken_generator(self) -> Generator | None:
         return None
 
+    @pytest.fixture
+    def tool_generator(self, generator: Generator) -> Generator:
+        """The generator of the tool round trip (override to script a fake backend)."""
+        return generator
+
     async def test_identity(self, generator: Generator) -> None:
         _check_identity(generator, Generator, Capability.GENERATE)
+        for flag in ("supports_model_listing", "supports_vision", "supports_tools"):
+            assert isinstance(getattr(generator, flag), bool), f"{flag} must be a bool"
 
     async def test_streams_nonempty_str_deltas(self, generator: Generator) -> None:
         deltas = await _within(
@@ -293,6 +371,82 @@ class GeneratorContract(_Contract):
             "concurrent complete() calls",
         )
         assert all(isinstance(r, str) and r.strip() for r in replies)
+
+    async def test_images_reach_the_model_only_with_vision(
+        self, generator: Generator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen = _spy_requests(generator, monkeypatch)
+        image = self.vision_image
+        prompt = [
+            *self.prompt[:1],
+            PromptMessage("user", self.vision_question, name="alice", images=(image,)),
+        ]
+        deltas = await _within(
+            self.deadline, _collect(generator.generate(prompt)), "generate() with an image"
+        )
+        assert all(isinstance(d, str) for d in deltas), "no tools were offered: text only"
+        assert "".join(deltas).strip(), "a message with an image got a blank reply"
+        assert seen, "generate() never reached _impl"
+        last = seen[-1].messages[-1]
+        if generator.supports_vision:
+            assert last.images and last.images[0].data == image.data, (
+                "supports_vision is set, but the image did not reach _impl"
+            )
+        else:
+            assert not any(m.images for m in seen[-1].messages), (
+                "an image reached _impl of a generator without supports_vision"
+            )
+            assert image.name in last.content, "the note naming the image is missing"
+
+    async def test_no_tools_reach_a_generator_without_tool_support(
+        self, generator: Generator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        if generator.supports_tools:
+            pytest.skip("supports_tools is True (see the tool round trip)")
+        seen = _spy_requests(generator, monkeypatch)
+        deltas = await _within(
+            self.deadline,
+            _collect(generator.generate(list(self.tool_prompt), tools=[self.tool_spec])),
+            "generate(tools=...)",
+        )
+        assert seen and all(not request.tools for request in seen), (
+            "tools reached _impl of a generator without supports_tools"
+        )
+        assert all(isinstance(d, str) for d in deltas) and "".join(deltas).strip()
+
+    async def test_tool_round_trip(self, tool_generator: Generator) -> None:
+        if not tool_generator.supports_tools:
+            pytest.skip("supports_tools is False")
+        spec = self.tool_spec
+        items = await _within(
+            self.deadline,
+            _collect(tool_generator.generate(list(self.tool_prompt), tools=[spec])),
+            "generate(tools=...)",
+        )
+        calls = [i for i in items if isinstance(i, ToolCall)]
+        assert all(isinstance(i, str | ToolCall) for i in items)
+        assert calls, f"the model did not call the offered tool {spec.name}"
+        for call in calls:
+            assert call.name == spec.name, f"a call of {call.name!r}, which was not offered"
+            assert call.id, "every tool call has an id (the core fills in a missing one)"
+            arguments = json.loads(call.arguments)
+            assert isinstance(arguments, dict), f"arguments {call.arguments!r}: not an object"
+        said = "".join(i for i in items if isinstance(i, str))
+        followed = [
+            *self.tool_prompt,
+            PromptMessage("assistant", said, tool_calls=tuple(calls)),
+            *(
+                PromptMessage("tool", self.tool_result, name=c.name, tool_call_id=c.id)
+                for c in calls
+            ),
+        ]
+        answer = await _within(
+            self.deadline,
+            _collect(tool_generator.generate(followed, tools=[spec])),
+            "generate() with the tool's result",
+        )
+        text = "".join(i for i in answer if isinstance(i, str))
+        assert text.strip(), "given the tool's result, the model did not answer in text"
 
     async def test_list_models(self, generator: Generator) -> None:
         if not generator.supports_model_listing:

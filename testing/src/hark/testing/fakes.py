@@ -25,12 +25,20 @@ a :class:`~hark.plugins.PluginManager`.
     gen = FakeGenerator(["Hi!", "Bye."], fail_with=[ProviderConnectionError("down")])
     assert await gen.complete([PromptMessage("user", "hello")]) == "Hi!"
     assert gen.calls == 2 and gen.stats.retries == 1
+
+A generator that calls a tool, then answers with its result (``supports_tools``)::
+
+    gen = FakeGenerator(
+        [["Let me roll.", tool_call("roll_die", sides=6)], lambda m: tool_results(m)[0]],
+        supports_tools=True,
+    )
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import math
 import re
 import sys
@@ -51,6 +59,7 @@ from hark.providers import (
     Provider,
     RetryPolicy,
     Synthesizer,
+    ToolCall,
     Transcriber,
     Transcript,
 )
@@ -67,6 +76,8 @@ __all__ = [
     "silence",
     "split_sentences",
     "tone",
+    "tool_call",
+    "tool_results",
 ]
 
 #: Same number of tries as the core default, but milliseconds between them.
@@ -173,7 +184,7 @@ async def _resolve(value: Any) -> Any:
 
 def _pick(script: Any, index: int) -> Any:
     """A str stays itself; a sequence gives its ``index``-th item, its last once used up."""
-    if isinstance(script, str) or callable(script):
+    if isinstance(script, str | ToolCall) or callable(script):
         return script
     items = list(script)
     if not items:
@@ -184,25 +195,68 @@ def _pick(script: Any, index: int) -> Any:
 # -- generators --------------------------------------------------------------
 
 
+def tool_call(name: str, id: str = "", **arguments: Any) -> ToolCall:
+    """A scripted tool call: ``tool_call("roll_die", sides=6)`` (arguments as JSON text;
+    an empty ``id`` is filled in by the core, ``call_1``, ``call_2``...)."""
+    return ToolCall(id=id, name=name, arguments=json.dumps(arguments))
+
+
+def tool_results(messages: Sequence[PromptMessage]) -> list[str]:
+    """The contents of the ``tool`` messages after the last user message (the results
+    the model was just given), for a scripted reply that reads them."""
+    out: list[str] = []
+    for message in reversed(messages):
+        if message.role == "user":
+            break
+        if message.role == "tool":
+            out.append(message.content)
+    return out[::-1]
+
+
+# One call's output: text, a tool call, or several of them in order.
+Reply = str | ToolCall | Sequence[str | ToolCall]
+
+
+def _items(reply: Any) -> list[str | ToolCall]:
+    if isinstance(reply, str | ToolCall):
+        return [reply]
+    items = list(reply)
+    for item in items:
+        if not isinstance(item, str | ToolCall):
+            raise TypeError(f"a scripted reply holds str and ToolCall items, not {item!r}")
+    return items
+
+
 class FakeGenerator(_Scripted, Generator):
     """A generator that streams scripted replies in ``chunk_size``-character deltas.
 
-    ``replies`` is a string (every call), a list (successive calls, the last one
-    repeating) or a callable ``(messages) -> str`` (may be async).
+    ``replies`` is a reply (every call), a list of replies (successive calls, the
+    last one repeating) or a callable ``(messages) -> reply`` (may be async). A
+    reply is a string, a :class:`~hark.ToolCall` (see :func:`tool_call`), or a list
+    of both, streamed in order: ``["Let me look.", tool_call("weather", city="Oslo")]``.
+    ``streams=False`` yields each reply's text in one piece (a backend that does not
+    stream), tool calls after it.
     ``fail_after_chars=n`` makes every stream break with
     :class:`~hark.ProviderConnectionError` once it has yielded the first ``n``
-    characters. ``models`` turns on ``supports_model_listing``.
+    characters. ``models`` turns on ``supports_model_listing``; ``supports_tools`` and
+    ``supports_vision`` set those capability flags (without ``supports_tools`` the
+    core offers no tools and a scripted tool call is a ``BadOutputError``).
+    Every request is kept in ``requests``: its ``messages`` (images included) and
+    ``tools`` show what reached the model.
     """
 
     def __init__(
         self,
-        replies: str | Sequence[str] | Callable[[list[PromptMessage]], Any] = (
+        replies: Reply | Sequence[Reply] | Callable[[list[PromptMessage]], Any] = (
             "Hello from the fake generator."
         ),
         *,
         chunk_size: int = 8,
+        streams: bool = True,
         fail_after_chars: int | None = None,
         models: Sequence[str] | None = None,
+        supports_tools: bool = False,
+        supports_vision: bool = False,
         **options: Unpack[_Options],
     ) -> None:
         super().__init__(**options)
@@ -210,35 +264,58 @@ class FakeGenerator(_Scripted, Generator):
             raise ValueError("chunk_size must be at least 1")
         self.replies = replies
         self.chunk_size = chunk_size
+        self.streams = streams
         self.fail_after_chars = fail_after_chars
         self.models = None if models is None else list(models)
         self.supports_model_listing = models is not None
+        self.supports_tools = supports_tools
+        self.supports_vision = supports_vision
         #: Every request ``_impl`` received, retries included.
         self.requests: list[GenerationRequest] = []
         #: Streams currently inside ``_impl`` (0 once every stream was finished or closed).
         self.open_streams = 0
         self._answered = 0
 
-    async def reply_for(self, request: GenerationRequest) -> str:
-        """The full reply this call will stream."""
+    @property
+    def offered_tools(self) -> list[list[str]]:
+        """The names of the tools each request offered, in order."""
+        return [[spec.name for spec in request.tools] for request in self.requests]
+
+    async def reply_for(self, request: GenerationRequest) -> list[str | ToolCall]:
+        """What this call will stream: text and tool calls, in order."""
         script = _pick(self.replies, self._answered)
         self._answered += 1
         if callable(script):
-            return str(await _resolve(script(list(request.messages))))
-        return script
+            script = await _resolve(script(list(request.messages)))
+        return _items(script)
 
-    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str | ToolCall]:
         self.requests.append(request)
         self.open_streams += 1
         try:
             await self._begin()
-            text = await self.reply_for(request)
-            limit = len(text) if self.fail_after_chars is None else self.fail_after_chars
-            for start in range(0, min(limit, len(text)), self.chunk_size):
-                if start and self.delay:
-                    await asyncio.sleep(self.delay)
-                yield text[start : min(start + self.chunk_size, limit)]
-            if self.fail_after_chars is not None and self.fail_after_chars < len(text):
+            items = await self.reply_for(request)
+            text = "".join(i for i in items if isinstance(i, str))
+            breaks = self.fail_after_chars is not None and self.fail_after_chars < len(text)
+            limit = self.fail_after_chars if breaks else len(text)
+            if not self.streams:  # all the text at once, then the calls
+                calls = [i for i in items if isinstance(i, ToolCall)]
+                items = [text, *calls] if text else calls
+            size = self.chunk_size if self.streams else max(1, len(text))
+            sent = 0
+            for item in items:
+                if isinstance(item, ToolCall):
+                    yield item
+                    continue
+                for start in range(0, len(item), size):
+                    if sent >= limit:
+                        raise ProviderConnectionError("the fake stream broke")
+                    if sent and self.delay:
+                        await asyncio.sleep(self.delay)
+                    piece = item[start : start + size][: limit - sent]
+                    sent += len(piece)
+                    yield piece
+            if breaks:
                 raise ProviderConnectionError("the fake stream broke")
         finally:
             self.open_streams -= 1
@@ -417,8 +494,10 @@ def fake_plugin(
     doc: str = "A fake plugin.",
     default_enabled: bool = True,
     cogs: Sequence[type] = (),
+    tools: Sequence[Any] = (),
 ) -> types.ModuleType:
-    """An in-memory plugin module whose hooks register ``providers`` (and ``cogs``).
+    """An in-memory plugin module whose hooks register ``providers`` (and ``cogs``, and
+    ``tools``: ``hark.Tool`` or ``hark.Toolbox`` objects).
 
         manager.add(fake_plugin(FakeGenerator("hi")), "fakegen")
 
@@ -447,4 +526,11 @@ def fake_plugin(
                 register(cog)
 
         module.register_cogs = hookimpl(register_cogs)  # type: ignore[attr-defined]
+    if tools:
+
+        def register_tools(register: Callable[[Any], None]) -> None:
+            for item in tools:
+                register(item)
+
+        module.register_tools = hookimpl(register_tools)  # type: ignore[attr-defined]
     return module

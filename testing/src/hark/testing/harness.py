@@ -184,7 +184,11 @@ class BotHarness:
     async def say(
         self, content: str, *, author: Any = None, channel: Any = None, **kwargs: Any
     ) -> Any:
-        """Post ``content`` as a user (the ordinary member by default)."""
+        """Post ``content`` as a user (the ordinary member by default).
+
+        ``channel`` may be a DM, a thread or a forum post (``server.create_thread``,
+        ``server.create_forum_post``); extra keyword arguments go to ``post_message``:
+        ``files=[("cat.png", data)]``, ``reference=message``, ``embeds=[...]``."""
         return await self.server.post_message(
             channel or self.channel, author or self.member, content, **kwargs
         )

@@ -12,6 +12,12 @@ Example::
         await server.post_message(general, alice, "!ping")
         reply = await server.wait_for_message(general, author=server.bot_user)
 
+Threads and forum posts (:mod:`.threads`): ``server.create_thread(channel, alice,
+"name")``, ``server.create_forum_post(forum, alice, "title", "text")``, then post in
+the thread like in any channel. Attachments: ``post_message(..., files=[("cat.png",
+data)])``, served on a loopback CDN; link embeds (:mod:`.web`):
+``server.publish_image(url, data)`` and a message linking it is unfurled.
+
 Voice (see :mod:`.voice_helpers`): create the bot with
 ``connector=server.bot_connector()`` so it trusts the voice server's TLS
 certificate, then ``server.speak(member, pcm)`` and ``server.bot_audio(guild)``.
@@ -62,6 +68,7 @@ from .voice_dave import CommitRecord, DaveCall, KeyPackageRecord, TransitionReco
 from .voice_member import FakeVoiceMember
 from .voice_records import BotAudioPacket, SpeakingEvent, SpokenAudio, VoiceConnectionRecord
 from .waiters import WaitTimeout, eventually
+from .web import WebResource
 
 __all__ = [
     "ADMINISTRATOR",
@@ -109,6 +116,7 @@ __all__ = [
     "VoiceConnectionRecord",
     "VoiceStateRecord",
     "WaitTimeout",
+    "WebResource",
     "eventually",
     "permissions",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 from .gateway import Gateway
+from .media import guess_content_type, image_size
 from .snowflakes import SnowflakeGenerator
 from .state import (
     AttachmentRecord,
@@ -101,14 +102,21 @@ class ServerCore:
         ephemeral: bool = False,
     ) -> AttachmentRecord:
         attachment_id = self.ids.next()
+        path = f"attachments/{attachment_id}/{quote(filename)}"
+        content_type = guess_content_type(filename, content_type)
+        size = image_size(data) if (content_type or "").startswith("image/") else None
         record = AttachmentRecord(
             id=attachment_id,
             filename=filename,
             data=data,
-            url=f"{self._http_base}/attachments/{attachment_id}/{quote(filename)}",
+            # Discord's CDN and media proxy; both serve the file here.
+            url=f"{self._http_base}/{path}",
+            proxy_url=f"{self._http_base}/media/{path}",
             content_type=content_type,
             description=description,
             ephemeral=ephemeral,
+            width=size[0] if size else None,
+            height=size[1] if size else None,
         )
         self._attachments[attachment_id] = record
         return record

@@ -396,6 +396,7 @@ class GuildHelpers(ServerCore):
             members=members,
             joined_at=guild.members[self.bot_user.id].joined_at,
             unavailable_key=announced,
+            bot_id=self.bot_user.id,
         )
 
 

@@ -41,6 +41,7 @@ from .state import (
     UserRecord,
 )
 from .validation import validate_message
+from .web import WebHelpers
 
 # Flags a sender may set when creating a message (SUPPRESS_NOTIFICATIONS, IS_VOICE_MESSAGE,
 # IS_COMPONENTS_V2 and SUPPRESS_EMBEDS); EPHEMERAL only via interactions.
@@ -61,7 +62,7 @@ class TypingRecord(NamedTuple):
     at: float  # time.time()
 
 
-class MessageHelpers(ServerCore):
+class MessageHelpers(WebHelpers, ServerCore):
     typing_events: list[TypingRecord]
 
     # -- test helpers --------------------------------------------------------
@@ -74,10 +75,16 @@ class MessageHelpers(ServerCore):
         *,
         reference: MessageLike | None = None,
         embeds: Sequence[dict[str, Any]] | None = None,
-        files: Sequence[tuple[str, bytes]] = (),
+        files: Sequence[tuple[str, bytes] | tuple[str, bytes, str]] = (),
         allowed_mentions: dict[str, Any] | None = None,
+        suppress_embeds: bool = False,
     ) -> MessageRecord:
-        """A user posts a message; the bot receives MESSAGE_CREATE like on Discord."""
+        """A user posts a message; the bot receives MESSAGE_CREATE like on Discord.
+
+        ``files``: ``(name, data)`` or ``(name, data, content_type)``; Discord works
+        out the type from the name (see :mod:`.media`). ``channel`` may be a thread.
+        Links to what the test published (:meth:`publish_image`) get embeds after
+        ``unfurl_delay`` seconds, unless ``suppress_embeds``."""
         record = self._channel(channel)
         user = self._user(author)
         guild = self.state.guild_of(record)
@@ -96,7 +103,12 @@ class MessageHelpers(ServerCore):
             body["allowed_mentions"] = allowed_mentions
         if reference is not None:
             body["message_reference"] = {"message_id": str(self._message(reference).id)}
-        uploads = [UploadedFile(name, data, None, n) for n, (name, data) in enumerate(files)]
+        if suppress_embeds:
+            body["flags"] = FLAG_SUPPRESS_EMBEDS
+        uploads = [
+            UploadedFile(f[0], f[1], f[2] if len(f) > 2 else None, n)  # type: ignore[misc]
+            for n, f in enumerate(files)
+        ]
         message = self._create_message(record, user, body, uploads)
         await self.gateway.flush()
         return message
@@ -245,22 +257,28 @@ class MessageHelpers(ServerCore):
         extra_flags: int = 0,
         webhook_id: int | None = None,
         interaction: dict[str, Any] | None = None,
+        message_id: int | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> MessageRecord:
+        """``message_id``: an id minted already (a forum post's first message has its
+        thread's); ``reference``: a system message's own message_reference."""
         validate_message(
             body, file_count=len(files), require_content=not extra_flags & FLAG_LOADING
         )
         allowed = body.get("allowed_mentions")
         validate_allowed_mentions(allowed)
         guild = self.state.guild_of(channel)
-        reference, replied_to = self._resolve_reference(
-            channel, guild, body.get("message_reference")
-        )
+        replied_to = None
+        if reference is None:
+            reference, replied_to = self._resolve_reference(
+                channel, guild, body.get("message_reference")
+            )
         flags = (int(body.get("flags") or 0) & _SENDABLE_FLAGS) | extra_flags
         ephemeral = bool(flags & FLAG_EPHEMERAL)
         if message_type is None:
             message_type = MESSAGE_REPLY if reference else MESSAGE_DEFAULT
         message = MessageRecord(
-            id=self.ids.next(),
+            id=message_id or self.ids.next(),
             channel_id=channel.id,
             guild_id=None if guild is None else guild.id,
             author=author,
@@ -281,11 +299,13 @@ class MessageHelpers(ServerCore):
             interaction=interaction,
         )
         self._apply_mentions(message, guild, channel, replied_to)
+        message.embeds.extend(self._link_embeds_at_creation(message))
         self._message_seq += 1
         message.seq = self._message_seq
         self.state.add_message(message)
         if not ephemeral:
             self._dispatch_message("MESSAGE_CREATE", message)
+            self._schedule_unfurl(message)
         self._changed()
         return message
 

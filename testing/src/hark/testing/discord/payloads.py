@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .permissions import ALL_PERMISSIONS, channel_permissions
+from .snowflakes import iso_timestamp
 from .state import (
     GUILD_VOICE,
     AppCommandRecord,
@@ -95,7 +96,47 @@ def role_payload(role: RoleRecord) -> JSON:
     return data
 
 
+def thread_payload(channel: ChannelRecord, *, member_id: int | None = None) -> JSON:
+    """A thread (or forum post) channel; ``member_id``: add that user's thread member
+    object (``member``), as Discord does for the bot's own threads."""
+    last_id = None if channel.last_message_id is None else str(channel.last_message_id)
+    created = channel.created_at or iso_timestamp()
+    data: JSON = {
+        "id": str(channel.id),
+        "type": channel.type,
+        "guild_id": str(channel.guild_id),
+        "parent_id": str(channel.parent_id),
+        "owner_id": str(channel.owner_id),
+        "name": channel.name,
+        "last_message_id": last_id,
+        "rate_limit_per_user": channel.rate_limit_per_user,
+        "message_count": channel.message_count,
+        "total_message_sent": channel.message_count,
+        "member_count": min(len(channel.member_ids), 50),
+        "flags": 0,
+        "applied_tags": [],
+        "thread_metadata": {
+            "archived": channel.archived,
+            "auto_archive_duration": channel.auto_archive_duration,
+            "archive_timestamp": created,
+            "locked": channel.locked,
+            "create_timestamp": created,
+            **({"invitable": True} if channel.type == 12 else {}),
+        },
+    }
+    if member_id is not None and member_id in channel.member_ids:
+        data["member"] = {
+            "id": str(channel.id),
+            "user_id": str(member_id),
+            "join_timestamp": created,
+            "flags": 0,
+        }
+    return data
+
+
 def channel_payload(channel: ChannelRecord) -> JSON:
+    if channel.is_thread:
+        return thread_payload(channel)
     last_id = None if channel.last_message_id is None else str(channel.last_message_id)
     if channel.is_dm:
         return {
@@ -124,6 +165,15 @@ def channel_payload(channel: ChannelRecord) -> JSON:
             topic=channel.topic,
             last_message_id=last_id,
             rate_limit_per_user=channel.rate_limit_per_user,
+        )
+    if channel.is_forum:
+        data.update(
+            available_tags=[],
+            default_reaction_emoji=None,
+            default_sort_order=None,
+            default_forum_layout=0,
+            default_thread_rate_limit_per_user=0,
+            default_auto_archive_duration=1440,
         )
     if channel.type == GUILD_VOICE:
         data.update(
@@ -189,6 +239,7 @@ def guild_create_payload(
     members: list[MemberRecord],
     joined_at: str | None,
     unavailable_key: bool,
+    bot_id: int | None = None,
 ) -> JSON:
     """The gateway GUILD_CREATE payload: the REST guild plus the extra lists."""
     data = guild_payload(guild)
@@ -201,7 +252,12 @@ def guild_create_payload(
         voice_states=voice_states,
         members=[member_payload(member) for member in members],
         channels=[channel_payload(channel) for channel in guild.channels.values()],
-        threads=[],
+        threads=[
+            thread_payload(thread, member_id=bot_id)
+            for thread in guild.threads.values()
+            # Active ones the bot can see: public, or private ones it is in.
+            if not thread.archived and (thread.type != 12 or bot_id in thread.member_ids)
+        ],
         presences=[],
         stage_instances=[],
         guild_scheduled_events=[],
@@ -222,8 +278,10 @@ def attachment_payload(attachment: AttachmentRecord) -> JSON:
         "filename": attachment.filename,
         "size": attachment.size,
         "url": attachment.url,
-        "proxy_url": attachment.url,
+        "proxy_url": attachment.proxy_url,
     }
+    if attachment.width is not None and attachment.height is not None:
+        data.update(width=attachment.width, height=attachment.height, placeholder_version=1)
     if attachment.content_type:
         data["content_type"] = attachment.content_type
     if attachment.description:
@@ -281,6 +339,10 @@ def message_payload(state: FakeState, message: MessageRecord, *, nested: bool = 
         ]
     if message.interaction is not None:
         data["interaction_metadata"] = message.interaction
+    if message.thread_id is not None and not nested:
+        thread = state.channels.get(message.thread_id)
+        if thread is not None:
+            data["thread"] = thread_payload(thread, member_id=state.bot_user_id)
     if message.message_reference is not None:
         data["message_reference"] = message.message_reference
         if not nested:

@@ -110,7 +110,26 @@ def base_permissions(guild: GuildRecord, member: MemberRecord) -> int:
 
 
 def channel_permissions(guild: GuildRecord, channel: ChannelRecord, member: MemberRecord) -> int:
-    """Permissions of ``member`` in ``channel`` including overwrites."""
+    """Permissions of ``member`` in ``channel`` including overwrites.
+
+    A thread has no overwrites of its own: it has its parent's permissions, except
+    that sending there takes SEND_MESSAGES_IN_THREADS (reported as SEND_MESSAGES
+    here, so one check fits both), and a private thread is only seen by its members
+    and by those who may manage threads."""
+    if channel.is_thread:
+        parent = guild.channels.get(channel.parent_id or 0)
+        if parent is None:
+            return 0
+        perms = channel_permissions(guild, parent, member)
+        if perms & ADMINISTRATOR:
+            return perms
+        private = channel.type == 12
+        if private and member.user.id not in channel.member_ids and not perms & MANAGE_THREADS:
+            return 0
+        perms &= ~SEND_MESSAGES
+        if perms & SEND_MESSAGES_IN_THREADS:
+            perms |= SEND_MESSAGES
+        return perms
     perms = base_permissions(guild, member)
     if perms & ADMINISTRATOR or member.user.id == guild.owner_id:
         return ALL_PERMISSIONS

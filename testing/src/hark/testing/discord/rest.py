@@ -218,6 +218,8 @@ async def discord_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def _plain(server: FakeDiscord, request: web.Request, handler: Handler) -> web.StreamResponse:
     """Non-API paths: the gateway WebSocket and attachment downloads."""
+    if request.path != "/gateway":
+        server.cdn_requests.append(request.path)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -261,9 +263,19 @@ async def _attachment(request: web.Request) -> web.StreamResponse:
     record = server._attachments.get(snowflake(request, "attachment_id"))
     if record is None or record.filename != request.match_info["filename"]:
         return web.Response(status=404, text="Not Found")
+    # As a header: aiohttp refuses a charset inside its content_type argument.
     return web.Response(
-        body=record.data, content_type=record.content_type or "application/octet-stream"
+        body=record.data,
+        headers={"Content-Type": record.content_type or "application/octet-stream"},
     )
+
+
+async def _external(request: web.Request) -> web.StreamResponse:
+    server = server_of(request)
+    page = server.proxied(request.match_info["key"])
+    if page is None or page.data is None:
+        return web.Response(status=404, text="Not Found")
+    return web.Response(body=page.data, headers={"Content-Type": page.content_type})
 
 
 def build_app(server: FakeDiscord, routes: list[Route]) -> web.Application:
@@ -273,4 +285,7 @@ def build_app(server: FakeDiscord, routes: list[Route]) -> web.Application:
         app.router.add_route(method, API_PREFIX + path, handler)
     app.router.add_get("/gateway", server.gateway.handle)
     app.router.add_get("/attachments/{attachment_id}/{filename}", _attachment)
+    app.router.add_get("/media/attachments/{attachment_id}/{filename}", _attachment)
+    # The media proxy's copies of linked images (see web.py).
+    app.router.add_get("/external/{key}/{filename}", _external)
     return app

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from . import gateway as gw
-from . import rest_channels, rest_interactions, rest_users
+from . import rest_channels, rest_interactions, rest_threads, rest_users
 from .commands import CommandRegistry
 from .gateway import Gateway, GatewayEvent, GatewaySession
 from .guilds import GuildHelpers
@@ -35,6 +35,7 @@ from .responses import InteractionResponses
 from .rest import DelayRule, FaultRule, build_app
 from .snowflakes import SnowflakeGenerator
 from .state import FakeState, UserRecord
+from .threads import ThreadHelpers
 from .voice import VoiceStateRecord, VoiceStates
 from .voice_helpers import VoiceHelpers
 from .voice_server import VoiceServer
@@ -51,7 +52,12 @@ APPLICATION_COMMAND_BADGE = 1 << 23
 
 
 class FakeDiscord(
-    GuildHelpers, InteractionHelpers, InteractionResponses, CommandRegistry, VoiceHelpers
+    GuildHelpers,
+    ThreadHelpers,
+    InteractionHelpers,
+    InteractionResponses,
+    CommandRegistry,
+    VoiceHelpers,
 ):
     """A Discord-compatible server on 127.0.0.1 with a bot application and an owner."""
 
@@ -68,13 +74,19 @@ class FakeDiscord(
         port: int = 0,
         dave: bool = True,
         dave_transition_timeout: float = 2.0,
+        unfurl_delay: float | None = 0.05,
     ) -> None:
         self.state = FakeState()
+        # Seconds before published links in a message get their embeds (web.py).
+        self.unfurl_delay = unfurl_delay
+        self._web = {}
+        self._web_keys = {}
         self.ids = SnowflakeGenerator()
         self.voice = VoiceStates()
         self._waiters = Waiters()
         self.requests = []
         self.unhandled_routes: list[str] = []  # "METHOD /path" of routes the fake lacks
+        self.cdn_requests: list[str] = []  # paths of file downloads (CDN, media proxy)
         self.internal_errors: list[str] = []  # bugs in the fake itself
         self.typing_events = []
         self.bot_voice_requests: list[dict[str, Any]] = []  # raw op 4 payloads
@@ -116,7 +128,12 @@ class FakeDiscord(
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> FakeDiscord:
-        routes = rest_users.ROUTES + rest_channels.ROUTES + rest_interactions.ROUTES
+        routes = (
+            rest_users.ROUTES
+            + rest_channels.ROUTES
+            + rest_threads.ROUTES
+            + rest_interactions.ROUTES
+        )
         self._runner = web.AppRunner(build_app(self, routes), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)

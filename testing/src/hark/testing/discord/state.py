@@ -17,14 +17,23 @@ GUILD_TEXT = 0
 DM = 1
 GUILD_VOICE = 2
 GUILD_CATEGORY = 4
+GUILD_ANNOUNCEMENT = 5
+ANNOUNCEMENT_THREAD = 10
+PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
+GUILD_FORUM = 15
+GUILD_MEDIA = 16
+THREAD_TYPES = (ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD)
 
 # Message flags.
 FLAG_SUPPRESS_EMBEDS = 1 << 2
+FLAG_HAS_THREAD = 1 << 5
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 
 # Message types.
 MESSAGE_DEFAULT = 0
+MESSAGE_THREAD_CREATED = 18
 MESSAGE_REPLY = 19
 MESSAGE_CHAT_INPUT_COMMAND = 20
 
@@ -93,10 +102,27 @@ class ChannelRecord:
     user_limit: int = 0
     rate_limit_per_user: int = 0
     last_message_id: int | None = None
+    # Threads (parent_id is the text or forum channel): who started it, its state,
+    # and who joined it. Forum posts are public threads of a forum channel.
+    owner_id: int | None = None
+    archived: bool = False
+    locked: bool = False
+    auto_archive_duration: int = 1440
+    created_at: str | None = None
+    message_count: int = 0
+    member_ids: list[int] = field(default_factory=list)
 
     @property
     def is_dm(self) -> bool:
         return self.type == DM
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
+
+    @property
+    def is_forum(self) -> bool:
+        return self.type in (GUILD_FORUM, GUILD_MEDIA)
 
     @property
     def is_voice(self) -> bool:
@@ -133,6 +159,8 @@ class GuildRecord:
     owner_id: int
     roles: dict[int, RoleRecord] = field(default_factory=dict)
     channels: dict[int, ChannelRecord] = field(default_factory=dict)
+    # Active threads and forum posts (Discord lists them apart from channels).
+    threads: dict[int, ChannelRecord] = field(default_factory=dict)
     members: dict[int, MemberRecord] = field(default_factory=dict)
     preferred_locale: str = "en-US"
     bot_role_id: int | None = None
@@ -154,6 +182,12 @@ class AttachmentRecord:
     content_type: str | None = None
     description: str | None = None
     ephemeral: bool = False
+    # Pixel size of an image Discord could read (PNG, JPEG, GIF, WebP).
+    width: int | None = None
+    height: int | None = None
+
+    # Discord's media proxy serves the same file; the fake serves it at its own path.
+    proxy_url: str = ""
 
     @property
     def size(self) -> int:
@@ -194,6 +228,7 @@ class MessageRecord:
     webhook_id: int | None = None
     application_id: int | None = None
     interaction: dict[str, Any] | None = None  # interaction_metadata for responses
+    thread_id: int | None = None  # the thread started from this message
     seq: int = 0  # server-wide creation order, used by waiters
 
     @property
@@ -262,6 +297,8 @@ class FakeState:
         channel = self.channels.get(message.channel_id)
         if channel is not None:
             channel.last_message_id = message.id
+            if channel.is_thread and message.type != MESSAGE_THREAD_CREATED:
+                channel.message_count += 1
 
     def iter_messages(self, channel_id: int) -> Iterator[MessageRecord]:
         return iter(self.channel_messages.get(channel_id, ()))
