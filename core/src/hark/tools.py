@@ -239,8 +239,10 @@ async def run_tool(tool: Tool, call: ToolCall, ctx: ToolContext) -> ToolResult:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        # The message may carry internals: the model gets the type, the log the rest.
-        log.warning("tool %s failed", tool.name, exc_info=True)
+        # The message may carry internals: the model gets the type, the log one line
+        # (the traceback only at DEBUG: a failing tool is an expected event).
+        log.warning("tool %s failed: %s", tool.name, type(exc).__name__)
+        log.debug("tool %s failed", tool.name, exc_info=True)
         message = getattr(exc, "user_message", None) or type(exc).__name__
         return result(f"error: {tool.name} failed ({message})", error=True)
     return result(_text(value))

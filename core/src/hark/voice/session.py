@@ -383,7 +383,8 @@ class VoiceSession:
                     if speaker is None:
                         speaker = self.speakers[user_id] = self._open_speaker(user_id)
             update = speaker.turns.feed(pcm)
-            level = rms(AudioClip(pcm, DISCORD_RATE, DISCORD_CHANNELS))
+            # Loudness matters only while the bot talks (barge-in's onset): skip it otherwise.
+            level = rms(AudioClip(pcm, DISCORD_RATE, DISCORD_CHANNELS)) if self.speaking else 0.0
             # Every frame goes to the loop, not only updates: barge-in watches speech_ms
             # grow while the bot talks (50 wake-ups a second per speaker: cheap).
             self.loop.call_soon_threadsafe(
