@@ -156,7 +156,10 @@ async def test_refusals_are_one_clear_line(harness: BotHarness) -> None:
         reply = await h.ask(f"!config demo {args}", author=h.admin)
         assert reply.content == expected, args
     reply = await h.ask("!config nope")
-    assert reply.content == "No plugin called `nope` has settings. Plugins with settings: `chat`, `demo`."
+    assert (
+        reply.content
+        == "No plugin called `nope` has settings. Plugins with settings: `chat`, `demo`."
+    )
     assert await greet(h) == "Hi there. mood=calm volume=1.5 words=['a', 'b']"
 
 
