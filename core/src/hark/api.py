@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hark.logs import redact, register_secret
+from hark.providers.kinds import without_images
 from hark.providers.translate import ErrorTranslator, HttpFailure, body_message
 from hark.providers.types import Capability, ContextRequest
 from hark.settings import Resolved
@@ -178,4 +179,5 @@ __all__ = [
     "plugin_logger",
     "redact",
     "register_secret",
+    "without_images",
 ]
