@@ -15,7 +15,9 @@ twitchAPI and this plugin (or any EventSub WebSocket client) to run against it:
   (WebSocket transport only; the ``session_id`` must be a live, welcomed session;
   scopes checked per type; 409 on duplicates), ``GET /users`` and
   ``POST /chat/messages`` (echoed back as a ``channel.chat.message`` event, as
-  Twitch does). Requests need ``Client-Id`` and ``Authorization: Bearer``.
+  Twitch does), ``GET /streams`` (the channels made live with
+  :meth:`FakeTwitch.go_live`) and ``GET /channels`` (title and category, live or
+  not). Requests need ``Client-Id`` and ``Authorization: Bearer``.
 - OAuth (``auth_base``, ``/oauth2/``): ``GET /validate`` and the refresh grant
   ``POST /token``.
 
@@ -186,6 +188,10 @@ class FakeTwitch(LoopbackServer):
         self.refuse_types: dict[str, int] = {}
         # channel login -> logins of its moderators (the broadcaster always is one)
         self.moderators: dict[str, set[str]] = {}
+        # channel login -> its live stream (GET /streams), and its channel information
+        # (GET /channels: the title and category stay when the stream ends).
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.channel_info: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1000)
         self._failures = FailureQueue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -202,6 +208,8 @@ class FakeTwitch(LoopbackServer):
         app.router.add_delete("/helix/eventsub/subscriptions", self._delete_subscription)
         app.router.add_get("/helix/users", self._users)
         app.router.add_post("/helix/chat/messages", self._chat_message)
+        app.router.add_get("/helix/streams", self._streams)
+        app.router.add_get("/helix/channels", self._channels)
 
     async def close(self) -> None:
         for session in list(self.sessions.values()):
@@ -273,6 +281,49 @@ class FakeTwitch(LoopbackServer):
         )
         self.tokens[token] = record
         return record
+
+    def set_channel(self, login: str, *, title: str = "", game: str = "") -> None:
+        """The channel's title and category (what ``GET /channels`` says)."""
+        self.channel_info[login.lower()] = {"title": title, "game_name": game}
+
+    def go_live(
+        self,
+        login: str,
+        *,
+        title: str = "",
+        game: str = "",
+        viewers: int = 0,
+        started_at: datetime.datetime | None = None,
+        language: str = "en",
+    ) -> dict[str, Any]:
+        """Start a stream on ``login``'s channel (its title and category become the
+        channel's, as on Twitch)."""
+        user = self.user(login)
+        started = started_at or datetime.datetime.now(datetime.UTC)
+        game_id = str(zlib.crc32(game.encode())) if game else ""
+        stream = {
+            "id": str(next(self._ids)),
+            "user_id": user.id,
+            "user_login": user.login,
+            "user_name": user.display_name,
+            "game_id": game_id,
+            "game_name": game,
+            "type": "live",
+            "title": title,
+            "tags": [],
+            "viewer_count": viewers,
+            "started_at": started.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "language": language,
+            "thumbnail_url": "",
+            "tag_ids": [],
+            "is_mature": False,
+        }
+        self.streams[user.login] = stream
+        self.set_channel(user.login, title=title, game=game)
+        return stream
+
+    def go_offline(self, login: str) -> None:
+        self.streams.pop(login.lower(), None)
 
     def expire_token(self, token: str) -> None:
         self.tokens[token].valid = False
@@ -671,6 +722,60 @@ class FakeTwitch(LoopbackServer):
         else:
             found = [u for u in self.users.values() if u.login in logins or u.id in ids]
         return web.json_response({"data": [u.as_helix() for u in found]})
+
+    async def _streams(self, request: web.Request) -> web.Response:
+        _, failure = await self._record(request)
+        if failure is not None:
+            return failure
+        auth = self._auth(request)
+        if isinstance(auth, web.Response):
+            return auth
+        ids = request.query.getall("user_id", [])
+        logins = [v.lower() for v in request.query.getall("user_login", [])]
+        first = int(request.query.get("first", "20"))
+        if not 1 <= first <= 100:
+            return self._error(400, "first must be between 1 and 100")
+        found = [
+            s for s in self.streams.values() if s["user_id"] in ids or s["user_login"] in logins
+        ]
+        if not ids and not logins:
+            found = list(self.streams.values())
+        found.sort(key=lambda s: -s["viewer_count"])
+        return web.json_response({"data": found[:first], "pagination": {}})
+
+    async def _channels(self, request: web.Request) -> web.Response:
+        _, failure = await self._record(request)
+        if failure is not None:
+            return failure
+        auth = self._auth(request)
+        if isinstance(auth, web.Response):
+            return auth
+        ids = request.query.getall("broadcaster_id", [])
+        if not ids:
+            return self._error(400, 'Missing required parameter "broadcaster_id"')
+        data = []
+        for user in self.users.values():
+            if user.id not in ids:
+                continue
+            info = self.channel_info.get(user.login, {"title": "", "game_name": ""})
+            data.append(
+                {
+                    "broadcaster_id": user.id,
+                    "broadcaster_login": user.login,
+                    "broadcaster_name": user.display_name,
+                    "broadcaster_language": "en",
+                    "game_id": str(zlib.crc32(info["game_name"].encode()))
+                    if info["game_name"]
+                    else "",
+                    "game_name": info["game_name"],
+                    "title": info["title"],
+                    "delay": 0,
+                    "tags": [],
+                    "content_classification_labels": [],
+                    "is_branded_content": False,
+                }
+            )
+        return web.json_response({"data": data})
 
     def _sub_view(self, sub: dict[str, Any]) -> dict[str, Any]:
         return dict(sub)

@@ -137,6 +137,43 @@ async def test_users_validate_and_scripted_429(twitch: FakeTwitch):
         assert int(limited.headers["Ratelimit-Reset"]) >= int(time.time())
 
 
+async def test_streams_and_channels_in_helix_shapes(twitch: FakeTwitch, streamer):
+    async def get(http, path: str, params) -> tuple[int, dict]:
+        response = await http.get(
+            twitch.api_base + path, params=params, headers=helix_headers(twitch)
+        )
+        return response.status, await response.json()
+
+    async with aiohttp.ClientSession() as http:
+        # Offline: no stream; the channel still has its (empty) title and category.
+        assert await get(http, "streams", {"user_id": streamer.id}) == (
+            200,
+            {"data": [], "pagination": {}},
+        )
+        status, channels = await get(http, "channels", {"broadcaster_id": streamer.id})
+        assert status == 200 and channels["data"][0]["broadcaster_login"] == CHANNEL
+        assert (channels["data"][0]["title"], channels["data"][0]["game_name"]) == ("", "")
+        assert (await get(http, "channels", {}))[0] == 400
+
+        twitch.go_live(CHANNEL, title="Hello", game="Chess", viewers=12)
+        _, streams = await get(http, "streams", [("user_login", "Streamer"), ("first", "1")])
+        (stream,) = streams["data"]
+        assert stream["type"] == "live" and stream["user_id"] == streamer.id
+        assert (stream["title"], stream["game_name"], stream["viewer_count"]) == (
+            "Hello",
+            "Chess",
+            12,
+        )
+        assert stream["started_at"].endswith("Z")
+        # The channel's title and category stay after the stream ends.
+        twitch.go_offline(CHANNEL)
+        assert (await get(http, "streams", {"user_id": streamer.id}))[1]["data"] == []
+        _, channels = await get(http, "channels", {"broadcaster_id": streamer.id})
+        assert channels["data"][0]["title"] == "Hello"
+        unauthorized = await http.get(twitch.api_base + "streams", headers={"Client-Id": "x"})
+        assert unauthorized.status == 401
+
+
 async def test_inbound_traffic_closes_with_4001(twitch: FakeTwitch):
     async with aiohttp.ClientSession() as http, http.ws_connect(twitch.eventsub_url) as ws:
         await welcome(ws)

@@ -5,7 +5,9 @@ the stream and Twitch chat replies bot-wide.
 The Cog owns the bot's one Twitch connection: started in ``cog_load`` as a
 background task, stopped in ``cog_unload``. Events fan out to every server that
 linked a channel (and has the plugin enabled), within that server's chattiness
-and minimum interval between comments.
+and minimum interval between comments. Each server where the plugin is on also
+keeps its last stream events for the ``twitch_recent_events`` tool, and the Cog
+attaches itself under its host so the plugin's tools find this connection.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from hark import (
     callsign_pattern,
     parse_rate_limit,
 )
-from hark_twitch.activity import ActivityLog, TwitchActivityContext
+from hark_twitch import tools
+from hark_twitch.activity import ActivityLog, RecentEvents, TwitchActivityContext
 from hark_twitch.config import TOPICS, TwitchConfig
 from hark_twitch.connection import SUBSCRIBED, TwitchConnection
 from hark_twitch.events import COMMENT_LEVEL, KIND_LABELS, TwitchEvent, comments_on
@@ -56,6 +59,8 @@ class TwitchCog(PluginCog, name="Twitch"):
     def __init__(self, bot: Any) -> None:
         super().__init__(bot)
         self.activity = self._activity_log()
+        # The last stream events each server saw (the twitch_recent_events tool).
+        self.recent = RecentEvents()
         # Read in cog_load, once the bot's settings are open.
         self.config = TwitchConfig()
         self.connection = TwitchConnection(self.config, on_event=self.handle_event)
@@ -84,6 +89,8 @@ class TwitchCog(PluginCog, name="Twitch"):
         # The connection's settings are read here: a change applies at the next start.
         self.config = TwitchConfig.read(self.here())
         self.connection = TwitchConnection(self.config, on_event=self.handle_event)
+        # Even unconfigured: the tools then say Twitch is not set up.
+        tools.attach(self.host, self)
         missing = self.config.missing()
         if missing:
             log.info(
@@ -94,6 +101,7 @@ class TwitchCog(PluginCog, name="Twitch"):
         self.connection.start()
 
     async def cog_unload(self) -> None:
+        tools.detach(self.host, self)
         await self.connection.stop()
         tasks = list(self._tasks)
         for task in tasks:
@@ -121,14 +129,19 @@ class TwitchCog(PluginCog, name="Twitch"):
             if self._wants_reply(event):
                 self._spawn(self._reply_in_twitch(event), "twitch-chat-reply")
             return
-        if not event.commentable:
-            return
-        for guild in list(self.bot.guilds):
-            self._maybe_comment(guild, event)
+        # Stream events (never chat: it would push them out) for the recent-events tool.
+        guilds = list(self.bot.guilds)
+        self.recent.add(None, event)
+        # Servers the bot left lose their events (a listener would not hear a server
+        # where the plugin is off).
+        self.recent.keep_only({g.id for g in guilds})
+        for guild in guilds:
+            if self.enabled_in(guild.id):
+                self.recent.add(guild.id, event)
+                if event.commentable:
+                    self._maybe_comment(guild, event)
 
     def _maybe_comment(self, guild: discord.Guild, event: TwitchEvent) -> None:
-        if not self.enabled_in(guild.id):
-            return
         settings = self.here(guild.id)
         channel_id = settings.channel_id
         if not channel_id or not comments_on(settings.chattiness, event.kind):

@@ -12,6 +12,8 @@ No error message or log line here carries a token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -67,6 +69,26 @@ class TwitchUserInfo:
     id: str
     login: str
     display_name: str
+
+
+@dataclass(slots=True)
+class LiveStream:
+    """A live stream, as ``GET /streams`` describes it."""
+
+    title: str
+    game_name: str
+    viewer_count: int
+    started_at: datetime.datetime | None
+    language: str = ""
+
+
+@dataclass(slots=True)
+class ChannelInfo:
+    """What ``GET /channels`` says of a channel, live or not: its current (or last)
+    title and category."""
+
+    title: str
+    game_name: str
 
 
 def _named(error: ProviderError, what: str) -> ProviderError:
@@ -306,6 +328,40 @@ class Helix:
             return None
 
         return await self._guard(f"the user lookup of {login!r}", lookup)
+
+    async def stream(self, broadcaster_id: str, login: str) -> LiveStream | None:
+        """The channel's live stream, or None when it is offline."""
+
+        async def lookup() -> LiveStream | None:
+            streams = self._client().get_streams(user_id=[broadcaster_id], first=1)
+            # Closed at once: the generator holds an HTTP session until it finishes.
+            async with contextlib.aclosing(streams):
+                async for stream in streams:
+                    if getattr(stream, "type", "live") not in ("live", ""):
+                        continue
+                    return LiveStream(
+                        title=str(getattr(stream, "title", "") or ""),
+                        game_name=str(getattr(stream, "game_name", "") or ""),
+                        viewer_count=int(getattr(stream, "viewer_count", 0) or 0),
+                        started_at=getattr(stream, "started_at", None),
+                        language=str(getattr(stream, "language", "") or ""),
+                    )
+            return None
+
+        return await self._guard(f"the stream lookup of {login!r}", lookup)
+
+    async def channel(self, broadcaster_id: str, login: str) -> ChannelInfo | None:
+        """The channel's title and category (None if Twitch knows no such channel)."""
+
+        async def lookup() -> ChannelInfo | None:
+            for info in await self._client().get_channel_information(broadcaster_id):
+                return ChannelInfo(
+                    title=str(getattr(info, "title", "") or ""),
+                    game_name=str(getattr(info, "game_name", "") or ""),
+                )
+            return None
+
+        return await self._guard(f"the channel lookup of {login!r}", lookup)
 
     async def subscribe(
         self, type_: str, version: str, condition: dict[str, str], session_id: str

@@ -132,7 +132,7 @@ class TwitchSettings(hark.Settings):
         env="TWITCH_API_BASE",
         scopes=BOT_WIDE,
         min_length=1,
-        description="Helix (users, EventSub subscriptions, chat messages)",
+        description="Helix (users, EventSub subscriptions, chat messages, streams, channels)",
     )
     auth_base: BaseUrl = hark.setting(
         AUTH_BASE,
