@@ -15,7 +15,7 @@ from discord.opus import OpusError
 from voice_support import CONFIG, in_voice, plugin, session, wait_for_post
 
 from hark.providers.errors import BadOutputError
-from hark.testing.fakes import FakeSynthesizer, FakeTranscriber
+from hark.testing.fakes import FakeGenerator, FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
 from hark.voice import receive
 
@@ -304,3 +304,50 @@ async def test_frames_that_do_not_decode_become_silence_not_deafness(
     dropped = [r for r in caplog.records if "dropped frames" in r.getMessage()]
     assert len(dropped) == 1  # one line per speaker per minute, not one per frame
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
+
+
+LOOPING = "Dragons are old. " + "They are said to be made by an ancient being. " * 40
+
+
+async def test_a_looping_reply_ends_at_its_first_repeated_sentence(tmp_path, speech):
+    generator = FakeGenerator(LOOPING, delay=0.01)
+    synthesizer = FakeSynthesizer(seconds_per_char=0.001)
+    async with BotHarness(
+        tmp_path,
+        plugins={"v": plugin(FakeTranscriber("tell me about dragons"), synthesizer, generator)},
+        config=CONFIG,
+    ) as h:
+        await in_voice(h, h.member)
+        await h.server.speak(h.member, speech)
+        said = await wait_for_post(h, "🔊")
+        assert said == "🔊 Dragons are old. They are said to be made by an ancient being."
+        # The rest was never generated: the stream was closed at the repeat.
+        assert generator.open_streams == 0
+        assert synthesizer.texts == [
+            "Dragons are old.",
+            "They are said to be made by an ancient being.",
+        ]
+        entries = await h.bot.runtime.history.recent(h.channel.id, 2)
+        assert entries[-1].content == said.removeprefix("🔊 ")
+
+
+async def test_max_reply_chars_caps_a_spoken_reply_at_a_sentence(tmp_path, speech):
+    synthesizer = FakeSynthesizer(seconds_per_char=0.001)
+    async with BotHarness(
+        tmp_path,
+        plugins={"v": plugin(FakeTranscriber(LONG), synthesizer)},
+        config=CONFIG,
+    ) as h:
+        admin = h.server.owner
+        assert (
+            "`max_reply_chars`"
+            in (await h.ask("!voice set max_reply_chars 100", author=admin)).content
+        )
+        refused = await h.ask("!voice set max_reply_chars -1", author=admin)
+        assert "must be 0 or more" in refused.content
+        await in_voice(h, h.member)
+        await h.server.speak(h.member, speech)
+        said = await wait_for_post(h, "🔊")
+        # Sentences are ~45 characters: two fit in 100, the third would not.
+        two = " ".join(f"This is sentence number {i} of a long answer." for i in range(2))
+        assert said == f"🔊 {two}"

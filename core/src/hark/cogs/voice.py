@@ -320,6 +320,7 @@ def _check_range(key: str, value: Any, current: dict[str, Any]) -> None:
             "barge_in_onset_rms",
             "barge_in_onset_ms",
             "alone_timeout_s",
+            "max_reply_chars",
         )
         and value < 0
     ):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from hark.audio import DISCORD_CHANNELS, DISCORD_RATE, StreamResampler
@@ -32,8 +33,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("hark.voice.session")
 
 
+# A sentence at least this long said again in the same reply: the model is looping
+# (small local models do), so the reply ends there. Short ones ("Yes.") may repeat.
+REPEAT_MIN_CHARS = 20
+_NOT_WORD = re.compile(r"\W+")
+
+
 def _mark(trace: dict[str, float], stage: str) -> None:
     trace.setdefault(stage, time.monotonic())  # the first time a stage is reached
+
+
+class SpokenLimit:
+    """Where a spoken reply ends early: past ``max_chars`` (0: no cap) or at a long
+    sentence the model has already said in it. Listening can't skim, so a runaway
+    answer would otherwise hold the channel for minutes."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.chars = 0
+        self._said: set[str] = set()
+        self.reason: str | None = None
+
+    def allows(self, sentence: str) -> bool:
+        key = _NOT_WORD.sub(" ", sentence.lower()).strip()
+        if len(key) >= REPEAT_MIN_CHARS and key in self._said:
+            self.reason = "the model repeated itself"
+        elif self.max_chars and self.chars and self.chars + len(sentence) > self.max_chars:
+            self.reason = f"max_reply_chars ({self.max_chars})"
+        if self.reason is not None:
+            return False
+        self._said.add(key)
+        self.chars += len(sentence)
+        return True
 
 
 class Reply:
@@ -63,9 +94,15 @@ class Player:
     """Speaks one server's replies in its voice channel."""
 
     def __init__(
-        self, voice_client: Any, guild_id: int, control: PluginControl, warmup: Warmup
+        self,
+        voice_client: Any,
+        guild_id: int,
+        control: PluginControl,
+        warmup: Warmup,
+        setting: Callable[[str], Any] = lambda key: 0,
     ) -> None:
         self.vc = voice_client
+        self.setting = setting  # the session's live settings (read per reply)
         self.guild_id = guild_id
         self.control = control
         self.warmup = warmup
@@ -143,21 +180,41 @@ class Player:
         synth = asyncio.create_task(self._synthesize(synthesizer, queue, reply))
         splitter = SentenceSplitter()
         sentences = reply.sentences
+        limit = SpokenLimit(int(self.setting("max_reply_chars") or 0))
+
+        def add(sentence: str) -> bool:
+            if not limit.allows(sentence):
+                return False
+            _mark(reply.trace, "first_sentence")
+            sentences.append(sentence)
+            queue.put_nowait((len(sentences) - 1, sentence))
+            return True
+
         try:
+            stopped = False
             try:
                 async for delta in deltas:
                     _mark(reply.trace, "first_delta")
-                    for sentence in splitter.feed(delta):
-                        _mark(reply.trace, "first_sentence")
-                        sentences.append(sentence)
-                        queue.put_nowait((len(sentences) - 1, sentence))
-                    if synth.done():
-                        break  # synthesis failed: stop generating
+                    if not all(add(s) for s in splitter.feed(delta)) or synth.done():
+                        stopped = True  # cut short, or synthesis failed: stop generating
+                        break
             except ProviderError as exc:
                 reply.errors.append(exc)
-            for sentence in splitter.flush():
-                sentences.append(sentence)
-                queue.put_nowait((len(sentences) - 1, sentence))
+            finally:
+                aclose = getattr(deltas, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # ends the LLM stream now, not at garbage collection
+            if not stopped:
+                for sentence in splitter.flush():
+                    if not add(sentence):
+                        break
+            if limit.reason is not None:
+                log.info(
+                    "guild %s: spoken reply cut after %d characters: %s",
+                    self.guild_id,
+                    limit.chars,
+                    limit.reason,
+                )
             queue.put_nowait(None)
             await synth
         finally:

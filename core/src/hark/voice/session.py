@@ -115,6 +115,9 @@ VOICE_DEFAULTS: dict[str, Any] = {
     "barge_in_onset_rms": 600,
     "barge_in_onset_ms": 300,
     "barge_in_ms": 400,  # speech (with words) over the bot that cancels the reply
+    # A spoken reply ends at the sentence that would pass this (0: no cap), or at a
+    # long sentence said twice: nobody listens to a five-minute answer.
+    "max_reply_chars": 1200,
     "preemptive": False,  # generate from the speculative transcript (costs LLM calls)
     "min_speech_probability": 0.5,  # detectors that report one: below it, not speech
     "min_confidence": 0.2,  # transcribers that report one: below it, not speech
@@ -168,7 +171,9 @@ class VoiceSession:
         self._background: set[asyncio.Task[Any]] = set()
         self.posts = PostQueue(self.guild_id)
         self.warmup = Warmup(bot.control, self.guild_id)
-        self.player = Player(voice_client, self.guild_id, bot.control, self.warmup)
+        self.player = Player(
+            voice_client, self.guild_id, bot.control, self.warmup, setting=self.setting
+        )
         self.barge_in = BargeIn(self)
         self._frame_error_logged = False
         self._open_failed: set[str] = set()
