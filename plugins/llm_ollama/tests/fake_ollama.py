@@ -18,7 +18,9 @@ A model that is not in :attr:`FakeOllama.models` gets Ollama's 404
 
 Scripting:
 
-- ``reply``: the reply text, or a callable ``(chat request body) -> str`` (may be async);
+- ``reply``: the reply text, a list of text and tool calls (:func:`tool_call`, sent in
+  that order), or a callable ``(chat request body) -> either`` (may be async);
+  :func:`tool_results` reads the results a request brings back;
 - ``chunk_size``: characters per delta (default: one word per delta, like tokens);
 - ``delay``: seconds between deltas;
 - :meth:`FakeOllama.fail`: HTTP errors (500, 503, 429 with ``Retry-After``...) for
@@ -30,18 +32,35 @@ Scripting:
   ``"stall"``);
 - :meth:`FakeOllama.hold`: pause the next stream after some deltas until an
   :class:`asyncio.Event` is set (to see deltas arrive one by one);
-- :attr:`FakeOllama.requests`: every request received, in order.
+- :attr:`FakeOllama.requests`: every request received, in order
+  (:attr:`~FakeOllama.last_chat` is the last ``/api/chat`` body: ``messages`` with
+  their base64 ``images``, ``tool_calls`` and ``tool_name``, and ``tools``);
+- ``add_model(name, capabilities=...)``: a model without ``"tools"`` answers a
+  request with tools as Ollama does (400 ``<model> does not support tools``); one
+  without ``"vision"`` fails on images as its runner does (a mid-stream ``error``
+  line, or a 500 when not streamed).
+
+Tool calls go out as Ollama streams them: each one whole (``arguments`` an object,
+with Ollama's ``id`` and ``index``), consecutive calls together in one line with
+``done: false``, then the final ``done: true`` line; a reply that is not streamed
+has the text and every call in its one object. Requests are checked as Ollama's
+server decodes them: images must be base64, a tool call's ``arguments`` an object,
+a tool property's ``type`` a string or a list of strings (400 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime
 import hashlib
 import inspect
 import json
 import re
+import secrets
+import string
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,18 +70,27 @@ from aiohttp import web
 from hark.testing.loopback import FailureQueue, LoopbackServer, unused_port
 
 __all__ = [
+    "DEFAULT_REPLY",
     "HTML_PAGE",
     "STREAM_BREAKS",
     "FakeOllama",
     "Received",
     "normalize_model",
+    "tool_call",
+    "tool_results",
     "unused_url",
 ]
 
 DEFAULT_REPLY = "Hello! I am a fake Ollama model, happy to help."
 STREAM_BREAKS = ("disconnect", "invalid_json", "error_line", "no_done", "stall")
 
-Reply = str | Callable[[dict[str, Any]], "str | Awaitable[str]"]
+#: A tool call as Ollama's JSON has it: ``{"function": {"name": ..., "arguments": {...}}}``.
+WireCall = dict[str, Any]
+#: What a reply says: text, and tool calls in Ollama's format, in order.
+Items = str | list[str | WireCall]
+Reply = Items | Callable[[dict[str, Any]], "Items | Awaitable[Items]"]
+#: What a model can do (``/api/show``'s ``capabilities``) unless told otherwise.
+CAPABILITIES = ("completion", "tools", "vision")
 
 
 #: What :meth:`FakeOllama.bad_body_next` answers with: a proxy's or captive portal's page.
@@ -82,6 +110,29 @@ def normalize_model(name: str) -> str:
 def unused_url() -> str:
     """An ``http://127.0.0.1:PORT`` where nothing listens (connections are refused)."""
     return f"http://127.0.0.1:{unused_port()}"
+
+
+def tool_call(name: str, **arguments: Any) -> WireCall:
+    """A scripted call of the tool ``name``, as Ollama reports one."""
+    return {"function": {"name": name, "arguments": arguments}}
+
+
+def tool_results(body: dict[str, Any]) -> list[str]:
+    """The contents of the ``tool`` messages after the last user message of a chat
+    request body (the results the model was just given)."""
+    out: list[str] = []
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "tool":
+            out.append(str(message.get("content", "")))
+    return out[::-1]
+
+
+def _call_id() -> str:
+    """An id as Ollama gives each call (``call_`` and 8 letters or digits)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "call_" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def split_tokens(text: str) -> list[str]:
@@ -120,6 +171,12 @@ class _Hold:
 class _Model:
     name: str
     details: dict[str, Any] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = CAPABILITIES
+
+    @property
+    def full_name(self) -> str:
+        """The name Ollama's errors give (``registry.ollama.ai/library/x:latest``)."""
+        return self.name if "/" in self.name else f"registry.ollama.ai/library/{self.name}"
 
 
 def _now() -> str:
@@ -182,10 +239,13 @@ class FakeOllama(LoopbackServer):
     def models(self) -> list[str]:
         return list(self._models)
 
-    def add_model(self, name: str, **details: Any) -> None:
-        """Make ``name`` (``llama3.2`` = ``llama3.2:latest``) available, as if pulled."""
+    def add_model(
+        self, name: str, *, capabilities: Iterable[str] = CAPABILITIES, **details: Any
+    ) -> None:
+        """Make ``name`` (``llama3.2`` = ``llama3.2:latest``) available, as if pulled,
+        with ``capabilities`` (``completion``, ``tools``, ``vision``)."""
         full = normalize_model(name)
-        self._models[full] = _Model(full, details)
+        self._models[full] = _Model(full, details, tuple(capabilities))
 
     def remove_model(self, name: str) -> None:
         self._models.pop(normalize_model(name), None)
@@ -228,7 +288,9 @@ class FakeOllama(LoopbackServer):
         self._breaks.append(_Break(mode, after, times))
 
     def hold(self, after: int = 1) -> asyncio.Event:
-        """Pause the next streamed reply after ``after`` deltas until the event is set."""
+        """Pause the next streamed reply after ``after`` lines (text pieces or tool calls)
+        until the event is set; a reply with no more lines than that pauses before its
+        final ``done`` line."""
         event = asyncio.Event()
         self._holds.append(_Hold(after, event))
         return event
@@ -252,6 +314,15 @@ class FakeOllama(LoopbackServer):
     @property
     def last_chat(self) -> dict[str, Any]:
         return self._last(self.chat_requests, "chat request")
+
+    @property
+    def last_images(self) -> list[bytes]:
+        """The images of the last chat request, decoded, in message order."""
+        return [
+            base64.b64decode(image)
+            for message in self.last_chat.get("messages") or []
+            for image in message.get("images") or []
+        ]
 
     def count(self, path: str = "/api/chat") -> int:
         return sum(1 for r in self.requests if r.path == path)
@@ -312,27 +383,95 @@ class FakeOllama(LoopbackServer):
             "details": details,
         }
 
-    async def _reply_text(self, body: dict[str, Any]) -> str:
+    async def _reply_items(self, body: dict[str, Any]) -> list[str | WireCall]:
         reply = self.reply
         if callable(reply):
-            result = reply(body)
-            if inspect.isawaitable(result):
-                result = await result
-            return str(result)
-        return reply
+            reply = reply(body)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        if isinstance(reply, str):
+            return [reply]
+        if isinstance(reply, list):
+            return reply
+        return [str(reply)]
 
-    def _pieces(self, text: str, options: dict[str, Any]) -> tuple[list[str], str]:
+    def _split(self, text: str) -> list[str]:
         if self.chunk_size:
-            pieces = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
-        else:
-            pieces = split_tokens(text)
+            return [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
+        return split_tokens(text)
+
+    def _pieces(
+        self, items: list[str | WireCall], options: dict[str, Any]
+    ) -> tuple[list[str | list[WireCall]], str]:
+        """Stream lines: text pieces, and runs of consecutive calls (one line each, as
+        Ollama's parser hands them on). ``num_predict`` cuts the text like tokens."""
+        pieces: list[str | list[WireCall]] = []
+        index = 0
+        for item in items:
+            if isinstance(item, str):
+                pieces += self._split(item)
+                continue
+            call = {**item, "id": item.get("id", _call_id())}
+            if isinstance(call.get("function"), dict):
+                call["function"] = {"index": index, **call["function"]}
+            index += 1
+            if pieces and isinstance(pieces[-1], list):
+                pieces[-1].append(call)
+            else:
+                pieces.append([call])
         limit = options.get("num_predict")
-        if isinstance(limit, int) and limit >= 0 and limit < len(pieces):
-            return pieces[:limit], "length"
+        texts = [i for i, piece in enumerate(pieces) if isinstance(piece, str)]
+        if isinstance(limit, int) and 0 <= limit < len(texts):
+            return pieces[: texts[limit]], "length"
         return pieces, "stop"
 
     @staticmethod
-    def _final(model: str, pieces: list[str], reason: str, messages: Any) -> dict[str, Any]:
+    def _line(model: str, piece: str | list[WireCall]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": ""}
+        if isinstance(piece, str):
+            message["content"] = piece
+        else:
+            message["tool_calls"] = piece
+        return {"model": model, "created_at": _now(), "message": message, "done": False}
+
+    @staticmethod
+    def _invalid(body: dict[str, Any]) -> str | None:
+        """What Ollama's server would refuse in ``body`` (its JSON decoding), or None."""
+        for message in body.get("messages") or []:
+            if not isinstance(message, dict):
+                return "messages must be objects"
+            for image in message.get("images") or []:
+                try:
+                    base64.b64decode(image, validate=True)
+                except (binascii.Error, TypeError, ValueError):
+                    return "illegal base64 data at input byte 0"
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") if isinstance(call, dict) else None
+                arguments = function.get("arguments") if isinstance(function, dict) else None
+                if not isinstance(arguments, dict):
+                    return (
+                        "json: cannot unmarshal into Go struct field"
+                        " ToolCallFunction.messages.tool_calls.function.arguments"
+                    )
+        for tool in body.get("tools") or []:
+            parameters = (tool.get("function") or {}).get("parameters") or {}
+            for prop in (parameters.get("properties") or {}).values():
+                kind = prop.get("type")
+                if kind is not None and not (
+                    isinstance(kind, str)
+                    or (isinstance(kind, list) and all(isinstance(k, str) for k in kind))
+                ):
+                    return "json: cannot unmarshal into Go value of type api.PropertyType"
+        return None
+
+    @staticmethod
+    def _has_images(body: dict[str, Any]) -> bool:
+        return any(m.get("images") for m in body.get("messages") or [])
+
+    @staticmethod
+    def _final(
+        model: str, pieces: list[str | list[WireCall]], reason: str, messages: Any
+    ) -> dict[str, Any]:
         prompt_tokens = sum(
             len(split_tokens(str(m.get("content", ""))))
             for m in (messages if isinstance(messages, list) else [])
@@ -391,7 +530,7 @@ class FakeOllama(LoopbackServer):
                 "template": "{{ .Prompt }}",
                 "details": entry["details"],
                 "model_info": {"general.architecture": entry["details"]["family"]},
-                "capabilities": ["completion"],
+                "capabilities": list(model.capabilities),
                 "modified_at": entry["modified_at"],
             }
         )
@@ -416,18 +555,47 @@ class FakeOllama(LoopbackServer):
         options = body.get("options") or {}
         if not isinstance(options, dict):
             return self._error(400, "options must be an object")
+        invalid = self._invalid(body)
+        if invalid is not None:
+            return self._error(400, invalid)
+        if body.get("tools") and "tools" not in model.capabilities:
+            return self._error(400, f"{model.full_name} does not support tools")
+        streamed = body.get("stream") is not False and not self.ignore_stream
+        if self._has_images(body) and "vision" not in model.capabilities:
+            # Ollama does not check this up front: the runner fails on the image.
+            return await self._no_vision(request, streamed)
 
-        text = await self._reply_text(body)
-        pieces, reason = self._pieces(text, options)
+        items = await self._reply_items(body)
+        pieces, reason = self._pieces(items, options)
         final = self._final(name, pieces, reason, messages)
 
-        if body.get("stream") is False or self.ignore_stream:
-            final["message"]["content"] = "".join(pieces)
+        if not streamed:
+            final["message"]["content"] = "".join(p for p in pieces if isinstance(p, str))
+            calls = [call for piece in pieces if isinstance(piece, list) for call in piece]
+            if calls:
+                final["message"]["tool_calls"] = calls
             return web.json_response(final)
         return await self._stream(request, name, pieces, final)
 
+    async def _no_vision(self, request: web.Request, streamed: bool) -> web.StreamResponse:
+        error = (
+            "Failed to create new sequence: failed to process inputs: this model is missing"
+            " data required for image input"
+        )
+        if not streamed:
+            return self._error(500, error)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        await response.write(json.dumps({"error": error}).encode() + b"\n")
+        await response.write_eof()
+        return response
+
     async def _stream(
-        self, request: web.Request, model: str, pieces: list[str], final: dict[str, Any]
+        self,
+        request: web.Request,
+        model: str,
+        pieces: list[str | list[WireCall]],
+        final: dict[str, Any],
     ) -> web.StreamResponse:
         brk = self._breaks[0] if self._breaks else None
         if brk is not None:
@@ -447,15 +615,12 @@ class FakeOllama(LoopbackServer):
                     await hold.event.wait()
                 if index and self.delay:
                     await asyncio.sleep(self.delay)
-                line = {
-                    "model": model,
-                    "created_at": _now(),
-                    "message": {"role": "assistant", "content": piece},
-                    "done": False,
-                }
+                line = self._line(model, piece)
                 await response.write(json.dumps(line).encode() + b"\n")
             if brk is not None:
                 return await self._break(request, response, brk.mode)
+            if hold is not None and hold.after >= len(pieces):
+                await hold.event.wait()  # everything said, the `done` line held back
             await response.write(json.dumps(final).encode() + b"\n")
             await response.write_eof()
         except ConnectionError:

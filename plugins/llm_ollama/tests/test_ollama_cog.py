@@ -123,6 +123,7 @@ async def test_status_and_options(harness, fake_ollama):
     assert "temperature `0.3`" in status and "num_ctx `8192`" in status
     assert "keep_alive `-1`" in status and "think `high`" in status
     assert "reachable, 2 model(s); `llama3.2` is pulled" in status
+    assert "Images sent: on · tools offered: on" in status
     assert "`!config llm_ollama`" in status
 
     await generator(harness).complete([], guild_id=harness.guild.id)
@@ -233,6 +234,8 @@ async def test_choices_stored_by_the_old_commands_are_kept(harness, fake_ollama)
         ("think", "ON", True),
         ("think", "high", "high"),
         ("temperature", "none", None),
+        ("vision", "off", False),
+        ("tools", "on", True),
     ],
 )
 def test_values_typed_in_chat(key, text, value):
@@ -249,6 +252,7 @@ def test_values_typed_in_chat(key, text, value):
         ("keep_alive", "forever"),
         ("think", "maybe"),
         ("timeout", "0"),
+        ("tools", "maybe"),
         ("colour", "blue"),
     ],
 )

@@ -57,6 +57,8 @@ class OllamaCog(PluginCog, name="Ollama"):
         lines.append(f"Model here: `{model}` ({resolved.origin('model')})")
         options = " · ".join(f"{key} {_show(getattr(resolved.values, key))}" for key in OPTIONS)
         lines.append(f"Options: {options}")
+        values = resolved.values
+        lines.append(f"Images sent: {_show(values.vision)} · tools offered: {_show(values.tools)}")
         models, error = await self._models_or_error(quick=True)
         if models is None:
             lines.append(f"Server: not reachable ({error})")

@@ -3,7 +3,12 @@
 It talks to Ollama through the official ``ollama`` async client (httpx underneath).
 The core's :class:`hark.api.ErrorTranslator` turns what can go wrong into Hark's
 provider errors; this module only adds what is Ollama's own (``ollama.ResponseError``,
-a model that is not pulled).
+a model that is not pulled, a model that takes no tools or no images).
+
+Images and tools (the formats are in :mod:`hark_llm_ollama.wire`): the class says it
+supports both, so the core hands them on; each server can switch either off
+(``!config llm_ollama vision off`` / ``tools off``) for a model without them, and
+``_impl`` then replaces the images with the core's notes or offers no tools.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from hark import (
     Generator,
     PromptMessage,
     ProviderError,
+    ToolCall,
     register_secret,
 )
-from hark.api import ErrorTranslator, HttpFailure
+from hark.api import ErrorTranslator, HttpFailure, without_images
 from hark_llm_ollama.settings import (
     DEFAULT_HOST,
     DEFAULT_MODEL,
@@ -37,6 +43,7 @@ from hark_llm_ollama.settings import (
     keep_alive_value,
     options_of,
 )
+from hark_llm_ollama.wire import ollama_messages, ollama_tool, tool_call_of
 
 __all__ = [
     "DEFAULT_HOST",
@@ -54,6 +61,15 @@ DEFAULT_PORT = 11434
 OPTION_NAMES = frozenset(ollama.Options.model_fields)
 
 _NOT_FOUND = re.compile(r"model\s+['\"]?(?P<name>[^'\"]*?)['\"]?\s+not found", re.IGNORECASE)
+# Ollama's 400 for tools sent to a model without the capability ("<model> does not
+# support tools"), and what a model without a vision projector answers to images (a
+# 400 from the capability check, or the runner's 500 / mid-stream error).
+_NO_TOOLS = re.compile(r"does not support tools", re.IGNORECASE)
+_NO_IMAGES = re.compile(
+    r"does not support (vision|images?\b)|does not support image input"
+    r"|missing data required for image input|vision model not found",
+    re.IGNORECASE,
+)
 
 
 def same_model(a: str | None, b: str | None) -> bool:
@@ -128,6 +144,10 @@ class OllamaGenerator(Generator):
     """
 
     supports_model_listing = True
+    # Class-wide, as the core reads them before a server is known; the per-server
+    # ``vision`` / ``tools`` settings switch them off in ``_impl``.
+    supports_vision = True
+    supports_tools = True
     # Used outside a bot (tests, scripts); in the bot, the plugin's declaration.
     settings_model = OllamaSettings
 
@@ -267,9 +287,10 @@ class OllamaGenerator(Generator):
     # -- requests ----------------------------------------------------------
 
     @staticmethod
-    def convert_messages(messages: list[PromptMessage]) -> list[dict[str, str]]:
-        """Hark's prompt as Ollama chat messages (speaker names kept in the text)."""
-        return [{"role": m.role, "content": m.text()} for m in messages]
+    def convert_messages(messages: list[PromptMessage]) -> list[dict[str, Any]]:
+        """Hark's prompt as Ollama chat messages (speaker names kept in the text;
+        images, tool calls and tool results in Ollama's fields)."""
+        return ollama_messages(messages)
 
     def options_for(self, request: GenerationRequest) -> dict[str, Any]:
         """Ollama ``options``: the server's settings, then the request's own values."""
@@ -291,10 +312,12 @@ class OllamaGenerator(Generator):
             raise ConfigurationError(
                 "no Ollama model is configured; set OLLAMA_MODEL or `!config llm_ollama model`"
             )
-        arguments: dict[str, Any] = {
-            "model": model,
-            "messages": self.convert_messages(request.messages),
-        }
+        # A server whose model cannot see: the same notes the core writes for a
+        # generator without vision.
+        messages = request.messages if settings.vision else without_images(request.messages)
+        arguments: dict[str, Any] = {"model": model, "messages": self.convert_messages(messages)}
+        if request.tools and settings.tools:
+            arguments["tools"] = [ollama_tool(spec) for spec in request.tools]
         options = self.options_for(request)
         if options:
             arguments["options"] = options
@@ -310,19 +333,32 @@ class OllamaGenerator(Generator):
             arguments["think"] = think
         return arguments
 
-    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str | ToolCall]:
         arguments = self.chat_arguments(request)
+        offered = "tools" in arguments
         host = self._with_fixed(request.settings).host
-        sent = 0  # characters that reached the user
+        sent = calls = 0  # characters and tool calls handed on
         try:
             stream = await self._client(host).chat(stream=True, **arguments)
             finished = False
             async with contextlib.aclosing(stream):
                 async for part in stream:
-                    content = part.message.content if part.message is not None else None
+                    message = part.message
+                    content = message.content if message is not None else None
                     if content:
                         sent += len(content)
                         yield content
+                    # Ollama sends each call whole (arguments parsed), in whichever
+                    # piece it finished: usually one before the last, with done=false;
+                    # in the one object of a reply that was not streamed.
+                    for call in (message.tool_calls or ()) if message is not None else ():
+                        if not offered:
+                            raise BadOutputError(
+                                f"Ollama sent a tool call ({call.function.name!r}) but no"
+                                " tools were offered"
+                            )
+                        calls += 1
+                        yield tool_call_of(call.function.name, call.function.arguments)
                     if part.done:
                         finished = True
                         self._log_done(part)
@@ -330,9 +366,8 @@ class OllamaGenerator(Generator):
             if not finished:
                 raise BadOutputError("Ollama's reply stream ended before it was done")
         except Exception as exc:
-            produced = f"after {sent} characters" if sent else ""
             raise self.translate(
-                exc, host=host, model=arguments["model"], produced=produced
+                exc, host=host, model=arguments["model"], produced=_produced(sent, calls)
             ) from None
 
     def _log_done(self, part: ollama.ChatResponse) -> None:
@@ -411,7 +446,8 @@ class OllamaGenerator(Generator):
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code is None or exc.status_code < 100:
                 # An ``{"error": ...}`` line inside a 200 stream: the model failed mid-reply.
-                return errors.stream_error(exc.error, produced)
+                unsupported = self._unsupported(errors.scrub(str(exc.error)), model)
+                return unsupported or errors.stream_error(exc.error, produced)
             # ollama raises ResponseError "from None" inside ``except httpx.HTTPStatusError``,
             # so the response (and its Retry-After) is still the exception's __context__.
             response = getattr(exc.__context__, "response", None)
@@ -419,7 +455,9 @@ class OllamaGenerator(Generator):
             return errors.status_error(
                 failure,
                 has_key=OLLAMA_KEY.is_set(self.environ),
-                on_status=lambda found: self._not_pulled(found, model),
+                on_status=lambda found: (
+                    self._not_pulled(found, model) or self._unsupported(found.detail, model)
+                ),
             )
         if isinstance(exc, ollama.RequestError):
             detail = errors.scrub(exc.error)
@@ -428,6 +466,22 @@ class OllamaGenerator(Generator):
             # ollama's non-streaming calls turn httpx.ConnectError into this builtin.
             return errors.broken(connected=False)
         return errors.translate(exc, produced=produced)
+
+    @staticmethod
+    def _unsupported(detail: str, model: str | None) -> ProviderError | None:
+        """A model without tools or vision, told what a server admin can switch off."""
+        name = f"model `{model}`" if model else "this Ollama model"
+        if _NO_TOOLS.search(detail):
+            return ConfigurationError(
+                f"{name} does not support tools; choose another with `!model`, or switch"
+                " tools off here with `!config llm_ollama tools off`"
+            )
+        if _NO_IMAGES.search(detail):
+            return ConfigurationError(
+                f"{name} cannot read images; choose another with `!model`, or switch"
+                " images off here with `!config llm_ollama vision off`"
+            )
+        return None
 
     @staticmethod
     def _not_pulled(failure: HttpFailure, model: str | None) -> ProviderError | None:
@@ -439,3 +493,10 @@ class OllamaGenerator(Generator):
             f"model `{name}` is not on the Ollama server; pull it with "
             f"`ollama pull {name}` or choose another with `!model`"
         )
+
+
+def _produced(characters: int, calls: int) -> str:
+    """What reached the caller before a failure ("" for nothing: it may be retried)."""
+    said = [f"{characters} characters"] if characters else []
+    said += [f"{calls} tool call{'s' if calls != 1 else ''}"] if calls else []
+    return f"after {' and '.join(said)}" if said else ""

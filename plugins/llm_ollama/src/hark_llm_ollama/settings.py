@@ -3,10 +3,10 @@
 The core resolves each value (default < bot.toml ``[plugin.llm_ollama]`` < the
 environment variable < the owner's bot-wide value < the server's), generates
 ``!config llm_ollama`` / ``/config``, and hands every reply its server's values.
-The model and its options are per server; where the Ollama server is, and how
-long to wait for it, are bot-wide. The stored keys are those the plugin's old
-``!ollama model`` / ``!ollama set`` commands wrote, so a bot's database keeps
-every server's choices.
+The model, its options and whether images and tools are sent are per server;
+where the Ollama server is, and how long to wait for it, are bot-wide. The
+stored keys are those the plugin's old ``!ollama model`` / ``!ollama set``
+commands wrote, so a bot's database keeps every server's choices.
 """
 
 from __future__ import annotations
@@ -123,6 +123,20 @@ class OllamaSettings(hark.Settings):
         choices=[True, False, *_EFFORTS],
         description="thinking models (qwen3, deepseek-r1, gpt-oss): on, off, low, medium, high"
         " (none: not sent); the thinking is never posted",
+    )
+    # Both on by default: most current Ollama models take images or tools. A server
+    # whose model takes neither switches them off rather than getting errors.
+    vision: bool = hark.setting(
+        True,
+        scopes=PER_SERVER,
+        description="send images to the model (off: it reads a note naming each image);"
+        " turn off for a model without vision",
+    )
+    tools: bool = hark.setting(
+        True,
+        scopes=PER_SERVER,
+        description="offer the bot's tools to the model; turn off for a model that does"
+        " not support tools",
     )
     host: Host = hark.setting(
         DEFAULT_HOST,
