@@ -60,3 +60,29 @@ async def test_a_voice_turn_calls_a_tool_and_speaks_the_answer(tmp_path, speech)
             ("user", "please turn on the kitchen lights"),
             ("assistant", "Done: the kitchen lights are on."),
         ]
+
+
+async def test_a_voice_turn_at_the_round_limit_posts_the_note(tmp_path, speech):
+    @hark.tool
+    async def lights(args: Nothing, ctx: hark.ToolContext) -> str:
+        """Turn the kitchen lights on."""
+        return "still off"
+
+    calls = 0
+
+    def keeps_calling(messages):
+        nonlocal calls  # a model that keeps calling while it is offered tools
+        calls += 1
+        return "I could not turn them on." if calls > 2 else [tool_call("lights")]
+
+    generator = FakeGenerator(keeps_calling, supports_tools=True)
+    voice = plugin(FakeTranscriber("lights please"), FakeSynthesizer(), generator)
+    tools = hark.Plugin(description="Home", tools=[lights])
+    async with BotHarness(tmp_path, plugins={"v": voice, "home": tools}, config=CONFIG) as h:
+        admin = h.server.owner
+        await h.ask("!config chat tool_rounds 2", author=admin)
+        await in_voice(h, h.member)
+        note = asyncio.create_task(wait_for_post(h, "(stopped after"))
+        await h.server.speak(h.member, speech)
+        assert await note == "(stopped after 2 rounds of tool calls)"
+        assert generator.offered_tools == [["lights"], ["lights"], []]

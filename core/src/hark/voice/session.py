@@ -790,6 +790,8 @@ class VoiceSession:
                         self.post_later(part)
             if error is not None:
                 self.post_later(error.user_message)
+            for note in turn.notes:  # e.g. the tool loop stopped at its round limit
+                self.post_later(note)
 
     async def say(self, text: str) -> bool:
         """Speak ``text`` (no LLM): used by plugins, e.g. Twitch commentary."""
