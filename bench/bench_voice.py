@@ -307,7 +307,8 @@ async def child(args: argparse.Namespace) -> dict:
                     posts = len(h.server.messages(h.channel))
                     before = session.interruptions
                     noise = await h.server.speak(h.member, burst)
-                    await wait_reply_done(session, noise.finished_at)
+                    # From the burst's start: a short reply may end while it sounds.
+                    await wait_reply_done(session, noise.started_at)
                     paused, resumed = trace_ref.get("paused_at"), trace_ref.get("resumed_at")
                     await asyncio.sleep(1.0)
                     new_posts = [m.content for m in h.server.messages(h.channel)[posts:]]

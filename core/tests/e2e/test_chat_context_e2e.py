@@ -148,6 +148,30 @@ async def test_a_text_file_is_included_and_a_binary_one_only_named(blind: BotHar
     assert entries[0].content == "robot, read these"  # the file is not in history
 
 
+async def test_slash_ask_reads_its_file_option(vision: BotHarness):
+    image = png(2, 2)
+    inter = await vision.server.invoke_slash(
+        vision.guild,
+        vision.channel,
+        vision.member,
+        "ask",
+        options={"question": "what is this?", "file": ("dog.png", image)},
+    )
+    await final(await inter.wait_response())
+    sent = last_user(vision)
+    assert sent.images == (ImagePart(image, "image/png", "dog.png"),)
+    assert sent.content == "what is this?"
+    inter = await vision.server.invoke_slash(
+        vision.guild,
+        vision.channel,
+        vision.member,
+        "ask",
+        options={"question": "summarise", "file": ("log.txt", b"disk full at 03:00")},
+    )
+    await final(await inter.wait_response())
+    assert "disk full at 03:00" in last_user(vision).content
+
+
 async def test_caps_on_images_and_text_give_notes(vision: BotHarness):
     await configure(vision, "max_images", "1")
     await configure(vision, "max_file_chars", "10")

@@ -3,6 +3,8 @@ support only, ToolCall items checked; and the fake generator's tool scripting.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hark import BadOutputError, ImagePart, PromptMessage, ToolCall, ToolSpec
@@ -126,3 +128,9 @@ async def test_fail_after_chars_still_breaks_the_stream():
         async for delta in gen.generate([PromptMessage("user", "x")]):
             seen.append(delta)
     assert "".join(seen) == "abcdef"
+
+
+def test_a_scripted_tool_call_may_have_arguments_called_name_and_id():
+    call = tool_call("lookup", "call_9", name="Ada", id=7)
+    assert (call.name, call.id) == ("lookup", "call_9")
+    assert json.loads(call.arguments) == {"name": "Ada", "id": 7}

@@ -20,6 +20,8 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -27,7 +29,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark.chat import replychain
-from hark.chat.attachments import AttachmentReader, HttpFetcher, Limits, embeddable_links
+from hark.chat.attachments import (
+    AttachmentReader,
+    Collected,
+    HttpFetcher,
+    Limits,
+    embeddable_links,
+)
 from hark.chat.history import HistoryContext
 from hark.chat.overflow import ThreadOverflowTarget, thread_name
 from hark.chat.ratelimit import RateLimiter, parse_rate
@@ -83,6 +91,14 @@ def _names_of(message: discord.Message) -> str:
     names = [f"[{a.filename}]" for a in message.attachments]
     names += [f"[sticker {s.name}]" for s in message.stickers]
     return " ".join(names) or "[an embed]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Carrier:
+    """Files that came without a message (``/ask``'s option), read like a message's."""
+
+    attachments: list[discord.Attachment]
+    embeds: tuple[()] = ()
 
 
 def _can_hold_threads(channel: Any) -> bool:
@@ -226,13 +242,12 @@ class ChatCog(PluginCog, name="Chat"):
                 )
             ]
             links = replychain.within_budget(links, settings.reply_chain_tokens)
-            reader = AttachmentReader(Limits.from_settings(settings), self.fetcher)
-            collected = await reader.read([message, *(link.message for link in links)])
+            collected = await self._add_files(
+                request, message, settings, also=[link.message for link in links]
+            )
         except Exception:
             log.exception("could not read what message %s carries", message.id)
             return
-        request.images = tuple(collected[0].images)
-        request.attachments = collected[0].text
         for link, found in zip(links, collected[1:], strict=True):
             link.images, link.attachments = found.images, found.text
         request.reply_chain = replychain.to_prompt(
@@ -240,6 +255,22 @@ class ChatCog(PluginCog, name="Chat"):
             bot_id=bot_id,
             name_of=_display_name,
         )
+
+    async def _add_files(
+        self,
+        request: ContextRequest,
+        carrier: Any,
+        settings: ChatSettings,
+        *,
+        also: Sequence[Any] = (),
+    ) -> list[Collected]:
+        """Read ``carrier``'s attachments (and embed images) into ``request``, and those
+        of ``also`` within the same budget; returns what each of them held."""
+        reader = AttachmentReader(Limits.from_settings(settings), self.fetcher)
+        collected = await reader.read([carrier, *also])
+        request.images = tuple(collected[0].images)
+        request.attachments = collected[0].text
+        return collected
 
     async def _chain(self, message: discord.Message, settings: ChatSettings) -> list[Any]:
         depth = settings.reply_chain_depth
@@ -354,8 +385,13 @@ class ChatCog(PluginCog, name="Chat"):
         await self._answer_message(ctx.message, question, use_history=False)
 
     @app_commands.command(name="ask", description="Ask the bot a one-off question")
-    @app_commands.describe(question="Your question")
-    async def slash_ask(self, interaction: discord.Interaction, question: str) -> None:
+    @app_commands.describe(question="Your question", file="An image or text file to ask about")
+    async def slash_ask(
+        self,
+        interaction: discord.Interaction,
+        question: str,
+        file: discord.Attachment | None = None,
+    ) -> None:
         if self.limiter is not None:
             verdict = self.limiter.check(interaction.user.id)
             if not verdict.allowed:
@@ -369,6 +405,9 @@ class ChatCog(PluginCog, name="Chat"):
         request = self._request(
             interaction.user, interaction.channel, question, kind="text", use_history=False
         )
+        if file is not None:
+            settings = self.chat_settings(interaction.guild, interaction.channel)
+            await self._add_files(request, _Carrier([file]), settings)
         await self.answer(request, InteractionTarget(interaction))
 
     @commands.command()

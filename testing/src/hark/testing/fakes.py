@@ -195,9 +195,10 @@ def _pick(script: Any, index: int) -> Any:
 # -- generators --------------------------------------------------------------
 
 
-def tool_call(name: str, id: str = "", **arguments: Any) -> ToolCall:
+def tool_call(name: str, id: str = "", /, **arguments: Any) -> ToolCall:
     """A scripted tool call: ``tool_call("roll_die", sides=6)`` (arguments as JSON text;
-    an empty ``id`` is filled in by the core, ``call_1``, ``call_2``...)."""
+    an empty ``id`` is filled in by the core, ``call_1``, ``call_2``...). ``name`` and
+    ``id`` are positional, so a tool's arguments may use those names too."""
     return ToolCall(id=id, name=name, arguments=json.dumps(arguments))
 
 
