@@ -41,6 +41,22 @@ def test_a_stdio_and_an_http_server():
     assert files.config.check_interval == 60.0
 
 
+def test_literal_and_nested_header_values_become_secrets_before_validation():
+    (entry,) = parse_servers(
+        {
+            "s": {
+                "url": "https://search.example/mcp",
+                "headers": {"Authorization": "Bearer literal-token-55", "X": {"k": "nested-77x"}},
+                "allow": ["*"],
+            }
+        },
+        {},
+    )
+    assert entry.config is None and entry.problem  # a nested table is not a header
+    assert "nested-77x" not in entry.problem
+    assert redact("literal-token-55 nested-77x") == "*** ***"
+
+
 def test_variables_come_from_the_environment_and_become_secrets():
     environ = {"SEARCH_TOKEN": "tok-1234567890", "ROOT": "/srv/shared"}
     (entry,) = parse_servers(

@@ -160,12 +160,15 @@ def register_secrets(table: Any, environ: Mapping[str, str] | None = None) -> No
         if not isinstance(server, Mapping):
             continue
         for key in ("env", "headers"):
-            values = server.get(key)
-            if isinstance(values, Mapping):
-                for value in values.values():
-                    if isinstance(value, str):
-                        hark.register_secret(value)
-                        hark.register_secret(_expand(value, env)[0])
+            # Every string under them, even in a malformed nested table: a validation
+            # error may quote it.
+            for value in _strings(server.get(key)):
+                for secret in (value, _expand(value, env)[0]):
+                    hark.register_secret(secret)
+                    # "Bearer abc": the credential alone may be echoed too.
+                    scheme, _, credential = secret.partition(" ")
+                    if credential and scheme.isalpha():
+                        hark.register_secret(credential.strip())
         url = server.get("url")
         if isinstance(url, str):
             hark.register_secret(urlsplit(_expand(url, env)[0]).password)
