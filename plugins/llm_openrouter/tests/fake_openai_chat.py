@@ -8,12 +8,16 @@ content deltas, a final chunk with ``finish_reason``, then ``data: [DONE]``) or
 as one JSON object, and ``GET /v1/models``. Errors use OpenAI's JSON shape
 (``{"error": {"message", "type", "param", "code"}}``).
 
-It is scriptable (reply text or a function of the request, chunking, delays)
-and can inject failures: an HTTP status for the next N requests (with
-``Retry-After``), 404 for unknown models, a stream cut off without ``[DONE]``,
-a dropped connection, OpenRouter's mid-stream error chunk, and a 200 whose body
-is not a stream (an HTML page, a JSON document, unparsable events). Every request
-is recorded with its headers and JSON body::
+It is scriptable (reply text or a function of the request, chunking, delays;
+tool calls, streamed in pieces as OpenAI sends them or whole; a model that takes
+no tools or images) and can inject failures: an HTTP status for the next N
+requests (with ``Retry-After``), 404 for unknown models, a stream cut off
+without ``[DONE]``, a dropped connection, OpenRouter's mid-stream error chunk,
+and a 200 whose body is not a stream (an HTML page, a JSON document, unparsable
+events). Requests are
+checked as the API checks them (content parts, images only from the user, tool
+calls answered by tool messages, the ``tools`` list) and refused with its 400s.
+Every request is recorded with its headers and JSON body::
 
     async with FakeOpenAIServer(reply="Hi there!", api_key="sk-test") as server:
         generator = OpenRouterGenerator(base_url=server.base_url, api_key="sk-test")
@@ -26,12 +30,14 @@ Other packages' end-to-end tests import it from here.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import inspect
 import itertools
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,7 +46,20 @@ from multidict import CIMultiDict
 
 from hark.testing.loopback import FailureQueue, LoopbackServer
 
-__all__ = ["BAD_BODIES", "DEFAULT_MODELS", "DEFAULT_REPLY", "FakeOpenAIServer", "RecordedRequest"]
+__all__ = [
+    "BAD_BODIES",
+    "DEFAULT_MODELS",
+    "DEFAULT_REPLY",
+    "NO_IMAGES",
+    "NO_TOOLS",
+    "FakeOpenAIServer",
+    "FakeToolCall",
+    "RecordedRequest",
+    "always_calls",
+    "call_then_answer",
+    "tool_call",
+    "tool_results",
+]
 
 DEFAULT_REPLY = "Hello! I am a fake model, answering from the loopback server."
 DEFAULT_MODELS: tuple[str, ...] = (
@@ -52,6 +71,73 @@ DEFAULT_MODELS: tuple[str, ...] = (
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+
+# OpenRouter's answers (HTTP 404) when no provider of the model takes tools or images.
+NO_TOOLS = (
+    'No endpoints found that support tool use. Try disabling "{name}". To learn more'
+    " about provider routing, visit: https://openrouter.ai/docs/provider-routing"
+)
+NO_IMAGES = "No endpoints found that support image input"
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeToolCall:
+    """A tool call in a scripted reply (an item of ``reply`` next to text pieces).
+
+    ``arguments``: a mapping (sent as its JSON) or the exact text, which may be
+    broken JSON. ``id``: None gives ``call_fake<n>``. Streamed, the call goes as
+    OpenAI sends it: a first delta with ``index``, ``id``, ``type`` and the name
+    with ``"arguments": ""``, then the arguments in fragments of the server's
+    ``arguments_chunk_size``; ``whole=True`` sends it in one delta instead (as
+    Mistral and Ollama's ``/v1`` do). A reply with a call finishes ``tool_calls``.
+    """
+
+    name: str
+    arguments: str | Mapping[str, Any] = "{}"
+    id: str | None = None
+    whole: bool = False
+
+    @property
+    def arguments_text(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(dict(self.arguments))
+
+
+def tool_call(name: str, /, **arguments: Any) -> FakeToolCall:
+    """``tool_call("get_weather", city="Paris")``: a call with these arguments."""
+    return FakeToolCall(name, arguments)
+
+
+def tool_results(request: RecordedRequest) -> list[str]:
+    """The contents of the request's ``tool`` messages (results of earlier calls)."""
+    return [str(m.get("content")) for m in request.messages if m.get("role") == "tool"]
+
+
+def call_then_answer(
+    name: str, /, answer: str = "The tool said: {results}", **arguments: Any
+) -> ReplyFunc:
+    """A model that calls ``name`` while the request has no tool result yet, then
+    answers ``answer`` (``{results}``: the results, joined by `` | ``)."""
+
+    def reply(request: RecordedRequest) -> ReplyItems:
+        results = tool_results(request)
+        if results:
+            return answer.replace("{results}", " | ".join(results))
+        return [tool_call(name, **arguments)]
+
+    return reply
+
+
+def always_calls(name: str, /, answer: str = "Done.", **arguments: Any) -> ReplyFunc:
+    """A model that calls ``name`` whenever it is offered tools (for round limits),
+    and answers ``answer`` when it is not."""
+
+    def reply(request: RecordedRequest) -> ReplyItems:
+        return [tool_call(name, **arguments)] if request.tools else answer
+
+    return reply
 
 
 @dataclass(slots=True)
@@ -77,13 +163,37 @@ class RecordedRequest:
         return bool(self.body.get("stream")) if isinstance(self.body, dict) else False
 
     @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The ``tools`` parameter as sent ([] when none)."""
+        tools = self.body.get("tools") if isinstance(self.body, dict) else None
+        return list(tools) if isinstance(tools, list) else []
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.get("function", {}).get("name") for t in self.tools if isinstance(t, dict)]
+
+    @property
+    def image_urls(self) -> list[str]:
+        """The ``image_url`` URLs of every message's content parts, in order."""
+        urls = []
+        for message in self.messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else []:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    urls.append(part.get("image_url", {}).get("url"))
+        return urls
+
+    @property
     def bearer(self) -> str | None:
         """The bearer token sent in ``Authorization`` (tests compare it; never print it)."""
         value = self.headers.get("Authorization", "")
         return value[7:] if value.startswith("Bearer ") else None
 
 
-ReplyFunc = Callable[[RecordedRequest], "str | Sequence[str] | Awaitable[str | Sequence[str]]"]
+#: A scripted reply: text, or the exact pieces (text deltas, :class:`FakeToolCall`
+#: items, and dicts sent as a chunk's ``delta`` verbatim).
+ReplyItems = str | Sequence[str | FakeToolCall | dict[str, Any]]
+ReplyFunc = Callable[[RecordedRequest], "ReplyItems | Awaitable[ReplyItems]"]
 
 BadBody = Literal[
     "html", "json", "sse_not_json", "sse_not_chunks", "sse_bad_choices", "sse_keepalive_only"
@@ -157,12 +267,16 @@ class FakeOpenAIServer(LoopbackServer):
     ``accept_any_model``. ``chunk_size``: characters per delta (default: one word per
     delta). ``delay``: seconds before answering; ``chunk_delay``: between deltas.
     ``keepalive``: send OpenRouter's ``: OPENROUTER PROCESSING`` comment first.
+    ``supports_tools`` / ``supports_vision``: False answers a request with tools /
+    with an image as OpenRouter does for a model without them (404, "No endpoints
+    found that support tool use" / "... image input"). ``arguments_chunk_size``:
+    characters per streamed fragment of a tool call's arguments.
     """
 
     def __init__(
         self,
         *,
-        reply: str | Sequence[str] | ReplyFunc = DEFAULT_REPLY,
+        reply: ReplyItems | ReplyFunc = DEFAULT_REPLY,
         api_key: str | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         accept_any_model: bool = False,
@@ -170,6 +284,9 @@ class FakeOpenAIServer(LoopbackServer):
         delay: float = 0.0,
         chunk_delay: float = 0.0,
         keepalive: bool = False,
+        supports_tools: bool = True,
+        supports_vision: bool = True,
+        arguments_chunk_size: int = 6,
         host: str = "127.0.0.1",
     ) -> None:
         super().__init__(host=host)
@@ -181,6 +298,9 @@ class FakeOpenAIServer(LoopbackServer):
         self.delay = delay
         self.chunk_delay = chunk_delay
         self.keepalive = keepalive
+        self.supports_tools = supports_tools
+        self.supports_vision = supports_vision
+        self.arguments_chunk_size = arguments_chunk_size
         self.requests: list[RecordedRequest] = []
         self._failures = FailureQueue()
         self._faults: list[_StreamFault] = []
@@ -346,6 +466,9 @@ class FakeOpenAIServer(LoopbackServer):
                 "tool",
             ):
                 return self._error(400, "each message needs a valid role", param="messages")
+        invalid = self._invalid(body)
+        if invalid is not None:
+            return self._error(400, invalid[1], param=invalid[0])
         model = body["model"]
         if not self.accept_any_model and model not in self.models:
             return self._error(
@@ -353,16 +476,123 @@ class FakeOpenAIServer(LoopbackServer):
                 f"The model `{model}` does not exist or you do not have access to it.",
                 param="model",
             )
+        if record.tools and not self.supports_tools:
+            return self._error(404, NO_TOOLS.format(name=record.tool_names[0]))
+        if record.image_urls and not self.supports_vision:
+            return self._error(404, NO_IMAGES)
         if self.delay:
             await asyncio.sleep(self.delay)
         pieces = await self._pieces(record)
-        finish = "stop"
+        calls = any(
+            isinstance(p, FakeToolCall) or (isinstance(p, dict) and "tool_calls" in p)
+            for p in pieces
+        )
+        finish = "tool_calls" if calls else "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(max_tokens, int) and 0 < max_tokens < len(pieces):
             pieces, finish = pieces[:max_tokens], "length"
         if body.get("stream"):
             return await self._stream(request, record, pieces, finish)
-        return web.json_response(self._completion(model, "".join(pieces), finish, len(pieces)))
+        text = "".join(p for p in pieces if isinstance(p, str))
+        tool_calls = [self._whole_call(p) for p in pieces if isinstance(p, FakeToolCall)]
+        return web.json_response(
+            self._completion(model, text, finish, len(pieces), tool_calls=tool_calls)
+        )
+
+    def _invalid(self, body: dict[str, Any]) -> tuple[str, str] | None:
+        """(param, message) of the first thing OpenAI would refuse with a 400, if any."""
+        tools = body.get("tools")
+        if tools is not None:
+            if not isinstance(tools, list) or not tools:
+                return "tools", f"{tools!r} is too short - 'tools'"
+            for tool in tools:
+                tool = tool if isinstance(tool, dict) else {}
+                function = tool.get("function")
+                if tool.get("type") != "function" or not isinstance(function, dict):
+                    return "tools", "each tool must be {'type': 'function', 'function': {...}}"
+                if not TOOL_NAME.match(str(function.get("name", ""))):
+                    return "tools", f"Invalid 'tools.function.name': {function.get('name')!r}"
+                if not isinstance(function.get("parameters", {}), dict):
+                    return "tools", "'tools.function.parameters' must be an object"
+        open_calls: list[str] = []  # ids of calls not answered yet
+        for message in body["messages"]:
+            role, content = message["role"], message.get("content")
+            if open_calls and role != "tool":
+                return "messages", (
+                    "An assistant message with 'tool_calls' must be followed by tool messages"
+                    " responding to each 'tool_call_id'. The following tool_call_ids did not"
+                    f" have response messages: {', '.join(open_calls)}"
+                )
+            if role == "tool":
+                ident = message.get("tool_call_id")
+                if ident not in open_calls:
+                    return "messages", (
+                        "Invalid parameter: messages with role 'tool' must be a response to a"
+                        " preceeding message with 'tool_calls'."
+                    )
+                open_calls.remove(ident)
+                if not isinstance(content, str):
+                    return "messages", "a tool message's content must be a string"
+                continue
+            calls = message.get("tool_calls")
+            if calls is not None:
+                if role != "assistant" or not isinstance(calls, list) or not calls:
+                    return "messages", "'tool_calls' must be a non-empty list on an assistant"
+                for call in calls:
+                    call = call if isinstance(call, dict) else {}
+                    function = call.get("function")
+                    if (
+                        not isinstance(call.get("id"), str)
+                        or call.get("type") != "function"
+                        or not isinstance(function, dict)
+                        or not isinstance(function.get("name"), str)
+                        or not isinstance(function.get("arguments"), str)
+                    ):
+                        return "messages", (
+                            "each tool call needs an id, 'type': 'function' and a function"
+                            " with a name and arguments (a string)"
+                        )
+                    open_calls.append(call["id"])
+                if content is not None and not isinstance(content, str):
+                    return "messages", "an assistant message's content must be a string"
+                continue
+            problem = self._invalid_content(role, content)
+            if problem is not None:
+                return "messages", problem
+        if open_calls:
+            return "messages", f"tool_call_ids without response messages: {', '.join(open_calls)}"
+        return None
+
+    @staticmethod
+    def _invalid_content(role: str, content: Any) -> str | None:
+        if isinstance(content, str):
+            return None
+        if not isinstance(content, list) or not content:
+            return f"a {role} message's content must be a string or a non-empty list of parts"
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind != "image_url":
+                return f"Invalid content part: {part!r}"
+            if role != "user":
+                return (
+                    f"Image URLs are only allowed for messages with role 'user', but this"
+                    f" message with role '{role}' contains an image URL."
+                )
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else None
+            if not isinstance(url, str):
+                return "an image_url part needs {'url': ...}"
+            match = re.fullmatch(r"data:(image/[a-z+.-]+);base64,(.+)", url, re.S)
+            if match is None and not url.startswith(("https://", "http://")):
+                return "Invalid image URL: expected a data: URL of an image, or http(s)."
+            if match is not None:
+                try:
+                    base64.b64decode(match.group(2), validate=True)
+                except binascii.Error:
+                    return "Invalid base64 image data."
+        return None
 
     async def _pieces(self, record: RecordedRequest) -> list[str]:
         reply: Any = self.reply
@@ -371,7 +601,7 @@ class FakeOpenAIServer(LoopbackServer):
             if inspect.isawaitable(reply):
                 reply = await reply
         if not isinstance(reply, str):
-            return [str(p) for p in reply if p]
+            return [p if isinstance(p, FakeToolCall | dict) else str(p) for p in reply if p]
         if self.chunk_size:
             size = self.chunk_size
             return [reply[i : i + size] for i in range(0, len(reply), size)]
@@ -379,7 +609,45 @@ class FakeOpenAIServer(LoopbackServer):
 
     # -- wire format -------------------------------------------------------
 
-    def _completion(self, model: str, text: str, finish: str, tokens: int) -> dict[str, Any]:
+    def _call_id(self, call: FakeToolCall) -> str:
+        return call.id if call.id is not None else f"call_fake{next(self._ids)}"
+
+    def _whole_call(self, call: FakeToolCall) -> dict[str, Any]:
+        return {
+            "id": self._call_id(call),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_text},
+        }
+
+    def _call_deltas(self, index: int, call: FakeToolCall) -> list[dict[str, Any]]:
+        """The ``delta`` of each chunk that streams ``call``, as OpenAI sends them."""
+        if call.whole:
+            return [{"tool_calls": [{"index": index, **self._whole_call(call)}]}]
+        first = {
+            "index": index,
+            "id": self._call_id(call),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        text, size = call.arguments_text, max(1, self.arguments_chunk_size)
+        rest = [
+            {"tool_calls": [{"index": index, "function": {"arguments": text[i : i + size]}}]}
+            for i in range(0, len(text), size)
+        ]
+        return [{"tool_calls": [first]}, *rest]
+
+    def _completion(
+        self,
+        model: str,
+        text: str,
+        finish: str,
+        tokens: int,
+        *,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if tool_calls:
+            message.update(content=text or None, tool_calls=tool_calls)
         return {
             "id": f"chatcmpl-fake{next(self._ids)}",
             "object": "chat.completion",
@@ -389,7 +657,7 @@ class FakeOpenAIServer(LoopbackServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish,
                 }
@@ -437,12 +705,20 @@ class FakeOpenAIServer(LoopbackServer):
         if self.keepalive:
             await response.write(b": OPENROUTER PROCESSING\n\n")
         await send(self._chunk(ident, model, {"role": "assistant", "content": ""}))
+        calls = 0
         for index, piece in enumerate(pieces):
             if fault is not None and index == fault.after:
                 return await self._fail_stream(request, response, send, fault, ident, model)
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
-            await send(self._chunk(ident, model, {"content": piece}))
+            if isinstance(piece, FakeToolCall):
+                for delta in self._call_deltas(calls, piece):
+                    await send(self._chunk(ident, model, delta))
+                calls += 1
+            elif isinstance(piece, dict):
+                await send(self._chunk(ident, model, piece))
+            else:
+                await send(self._chunk(ident, model, {"content": piece}))
         if fault is not None:  # asked to fail after more deltas than the reply has
             return await self._fail_stream(request, response, send, fault, ident, model)
         await send(self._chunk(ident, model, {}, finish))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fake_openai_chat import FakeToolCall, call_then_answer, tool_results
 from hark_llm_openrouter import OpenRouterGenerator
 from openrouter_support import FAST_RETRY, KEY, PLUGIN_ID
 
@@ -19,6 +20,13 @@ class TestOpenRouterGeneratorContract(GeneratorContract):
         return make_generator()
 
     @pytest.fixture
+    def tool_generator(self, server, make_generator) -> OpenRouterGenerator:
+        # A model that calls the contract's tool, then answers from its result; the
+        # call streams in pieces, as OpenAI sends it.
+        server.reply = call_then_answer(self.tool_spec.name, "It is {results}.", city="Paris")
+        return make_generator()
+
+    @pytest.fixture
     async def broken_generator(self):
         # Nothing listens on that port: every call fails to connect.
         generator = OpenRouterGenerator(
@@ -30,6 +38,26 @@ class TestOpenRouterGeneratorContract(GeneratorContract):
         await generator.aclose()
 
 
+class TestOpenRouterUnstreamedContract(GeneratorContract):
+    """The contract with the `stream` setting off: each reply is one response."""
+
+    deadline = 10.0
+
+    @pytest.fixture
+    def generator(self, make_generator) -> OpenRouterGenerator:
+        return make_generator(stream=False)
+
+    @pytest.fixture
+    def tool_generator(self, server, generator) -> OpenRouterGenerator:
+        server.reply = call_then_answer(self.tool_spec.name, "It is {results}.", city="Paris")
+        return generator
+
+    @pytest.fixture
+    def broken_generator(self, server, make_generator) -> OpenRouterGenerator:
+        server.fail_next(500, times=100, endpoint="any")
+        return make_generator(stream=False)
+
+
 class TestOpenRouterContractAgainstFailingServer(GeneratorContract):
     """The error-path contract again, with a server that answers but always fails."""
 
@@ -38,6 +66,17 @@ class TestOpenRouterContractAgainstFailingServer(GeneratorContract):
     @pytest.fixture
     def generator(self, make_generator) -> OpenRouterGenerator:
         return make_generator()
+
+    @pytest.fixture
+    def tool_generator(self, server, generator) -> OpenRouterGenerator:
+        # Tool calls sent whole, in one delta each (Mistral, Ollama's /v1).
+        def reply(request):
+            if tool_results(request):
+                return "Sunny, 21 degrees."
+            return [FakeToolCall(self.tool_spec.name, {"city": "Paris"}, whole=True)]
+
+        server.reply = reply
+        return generator
 
     @pytest.fixture
     def broken_generator(self, server, make_generator) -> OpenRouterGenerator:

@@ -1,4 +1,5 @@
-"""The loopback server speaks OpenAI's documented wire format (checked with raw HTTP)."""
+"""The loopback server speaks OpenAI's documented wire format (checked with raw HTTP),
+tool calls and image parts included, and refuses what the API refuses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import json
 
 import aiohttp
 import pytest
-from fake_openai_chat import FakeOpenAIServer
+from fake_openai_chat import (
+    FakeOpenAIServer,
+    FakeToolCall,
+    always_calls,
+    call_then_answer,
+    tool_call,
+    tool_results,
+)
 from openrouter_support import KEY
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -163,3 +171,238 @@ async def test_models_and_recorded_requests(server):
     assert server.last_chat.model == "openai/gpt-4o-mini" and server.last_chat.stream is False
     server.clear()
     assert server.requests == []
+
+
+# -- tool calls and images -------------------------------------------------------------
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+PNG_URL = "data:image/png;base64,iVBORw0KGgo="
+
+
+async def test_a_streamed_tool_call_is_sent_as_openai_sends_it(server):
+    server.reply = ["Let me check.", tool_call("get_weather", city="Paris")]
+    server.arguments_chunk_size = 7
+    _, _, text = await post(server, {**BODY, "tools": TOOLS, "stream": True})
+    data = events(text)
+    assert data[-1] == "[DONE]"
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in data[:-1]]
+    finishes = [json.loads(d)["choices"][0]["finish_reason"] for d in data[:-1]]
+    assert deltas[:2] == [{"role": "assistant", "content": ""}, {"content": "Let me check."}]
+    first, *fragments = [d["tool_calls"] for d in deltas[2:-1]]
+    (opening,) = first
+    assert opening["index"] == 0 and opening["id"].startswith("call_")
+    assert opening["type"] == "function"
+    assert opening["function"] == {"name": "get_weather", "arguments": ""}
+    assert all(set(f[0]) == {"index", "function"} for f in fragments)
+    assert all(set(f[0]["function"]) == {"arguments"} for f in fragments)
+    arguments = "".join(f[0]["function"]["arguments"] for f in fragments)
+    assert len(fragments) == 3 and json.loads(arguments) == {"city": "Paris"}
+    assert deltas[-1] == {} and finishes[-1] == "tool_calls"
+    assert set(finishes[:-1]) == {None}
+
+
+async def test_whole_calls_and_their_indexes(server):
+    server.reply = [
+        FakeToolCall("get_weather", {"city": "Oslo"}, id="call_1", whole=True),
+        FakeToolCall("get_weather", '{"city": "Rome"}', id="call_2", whole=True),
+    ]
+    _, _, text = await post(server, {**BODY, "tools": TOOLS, "stream": True})
+    calls = [json.loads(d)["choices"][0]["delta"].get("tool_calls") for d in events(text)[:-1]]
+    assert calls[1:3] == [
+        [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+        [
+            {
+                "index": 1,
+                "id": "call_2",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+            }
+        ],
+    ]
+
+
+async def test_an_unstreamed_tool_call(server):
+    server.reply = [tool_call("get_weather", city="Paris")]
+    status, _, text = await post(server, {**BODY, "tools": TOOLS})
+    choice = json.loads(text)["choices"][0]
+    assert status == 200 and choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert message["content"] is None and message["role"] == "assistant"
+    (call,) = message["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+async def test_the_recorded_request_shows_tools_images_and_results(server):
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": PNG_URL}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    status, _, _ = await post(server, {**BODY, "messages": messages, "tools": TOOLS})
+    assert status == 200
+    request = server.last_chat
+    assert request.tool_names == ["get_weather"] and request.tools == TOOLS
+    assert request.image_urls == [PNG_URL]
+    assert tool_results(request) == ["sunny"]
+
+
+def call_message(ident: str = "c1") -> dict:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": ident, "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"tools": []}, "too short"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "name"),
+        ({"tools": [{"function": {"name": "f"}}]}, "'type': 'function'"),
+        (
+            {"messages": [{"role": "tool", "tool_call_id": "c1", "content": "x"}]},
+            "must be a response to a preceeding message with 'tool_calls'",
+        ),
+        (
+            {"messages": [call_message(), {"role": "user", "content": "hi"}]},
+            "did not have response messages: c1",
+        ),
+        ({"messages": [call_message()]}, "without response messages: c1"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": "x",
+                        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}],
+                    }
+                ]
+            },
+            "a name and arguments (a string)",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "image_url", "image_url": {"url": PNG_URL}}],
+                    }
+                ]
+            },
+            "Image URLs are only allowed for messages with role 'user'",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "cat.png"}}],
+                    }
+                ]
+            },
+            "Invalid image URL",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}
+                        ],
+                    }
+                ]
+            },
+            "Invalid base64",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "content part"),
+    ],
+    ids=[
+        "empty-tools",
+        "tool-name",
+        "tool-type",
+        "orphan-result",
+        "unanswered-call",
+        "unanswered-last-call",
+        "call-shape",
+        "assistant-image",
+        "image-url",
+        "image-base64",
+        "part-type",
+    ],
+)
+async def test_requests_the_api_refuses_are_400(server, changes, says):
+    status, _, text = await post(server, {**BODY, **changes})
+    assert status == 400, text
+    assert says in json.loads(text)["error"]["message"]
+
+
+async def test_a_model_without_tools_or_vision_answers_as_openrouter_does(server):
+    server.supports_tools = False
+    status, _, text = await post(server, {**BODY, "tools": TOOLS})
+    assert status == 404
+    assert json.loads(text)["error"]["message"].startswith(
+        'No endpoints found that support tool use. Try disabling "get_weather".'
+    )
+    status, _, _ = await post(server, BODY)  # no tools: answered
+    assert status == 200
+    server.supports_vision = False
+    image = [{"type": "image_url", "image_url": {"url": PNG_URL}}]
+    status, _, text = await post(server, {**BODY, "messages": [{"role": "user", "content": image}]})
+    assert status == 404
+    assert json.loads(text)["error"]["message"] == "No endpoints found that support image input"
+
+
+async def test_scripted_models_that_call_tools(server):
+    server.reply = always_calls("get_weather", answer="Done.", city="Oslo")
+    _, _, text = await post(server, {**BODY, "tools": TOOLS})
+    assert json.loads(text)["choices"][0]["message"]["tool_calls"]
+    _, _, text = await post(server, BODY)  # no tools offered: it answers
+    assert json.loads(text)["choices"][0]["message"]["content"] == "Done."
+
+    server.reply = call_then_answer("get_weather", "Got {results}.")
+    _, _, text = await post(server, {**BODY, "tools": TOOLS})
+    (call,) = json.loads(text)["choices"][0]["message"]["tool_calls"]
+    answered = [
+        *BODY["messages"],
+        {**call_message(call["id"])},
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"},
+    ]
+    _, _, text = await post(server, {**BODY, "messages": answered, "tools": TOOLS})
+    assert json.loads(text)["choices"][0]["message"]["content"] == "Got rain."

@@ -15,6 +15,8 @@ from hark_llm_openrouter.generator import OpenRouterGenerator
 MAX_LISTED = 40
 # The sampling settings `!openrouter` shows.
 SAMPLING = ("temperature", "max_tokens", "top_p")
+# What the model is sent, as `!openrouter` shows it: (setting, label).
+SWITCHES = (("vision", "images"), ("tools", "tools"), ("stream", "streaming"))
 
 
 class OpenRouterCog(PluginCog, name="OpenRouter"):
@@ -49,6 +51,12 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
             value = getattr(settings, name)
             shown.append(f"{name} {'model default' if value is None else value}")
         lines.append("Settings: " + ", ".join(shown))
+        lines.append(
+            "Sends: "
+            + ", ".join(
+                f"{label} {'on' if getattr(settings, name) else 'off'}" for name, label in SWITCHES
+            )
+        )
         reason = generator.unavailable_reason()
         if reason:
             lines.append(f"⚠ Not usable: {reason}.")

@@ -6,17 +6,25 @@ One class serves OpenRouter (the default), OpenAI, Mistral, a local llama.cpp
 retries switched off: the core retries (see :mod:`hark.providers.base`), so the
 two would multiply.
 
+The model sees images (``image_url`` parts) and may call tools; both, and
+streaming itself, are per-server settings (:mod:`hark_llm_openrouter.wire` has
+the wire format). When the server says its model takes no tools or images, the
+reply is a notice naming the setting to switch off.
+
 Every client error is translated into the core's hierarchy by the core's
 :class:`hark.api.ErrorTranslator`; this module adds only what OpenRouter says more
-about (a missing model, no credits). No message, log line or traceback it
-produces carries the API key.
+about (a missing model, no credits, a model without tools or images). No message,
+log line or traceback it produces carries the API key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,12 +35,14 @@ from hark import (
     ConfigurationError,
     GenerationRequest,
     Generator,
+    PromptMessage,
     ProviderConnectionError,
     ProviderError,
     ProviderStatusError,
+    ToolCall,
     register_secret,
 )
-from hark.api import ErrorTranslator, HttpFailure
+from hark.api import ErrorTranslator, HttpFailure, without_images
 from hark_llm_openrouter.settings import (
     API_KEY,
     DEFAULT_MODEL,
@@ -40,6 +50,7 @@ from hark_llm_openrouter.settings import (
     OPENROUTER_BASE_URL,
     OpenRouterSettings,
 )
+from hark_llm_openrouter.wire import ToolCallDeltas, has_images, messages_payload, tools_payload
 
 __all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "OpenRouterGenerator"]
 
@@ -60,11 +71,33 @@ PASSTHROUGH_OPTIONS = frozenset(
     {"top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user"}
 )
 
+# How servers refuse tools or images a model cannot take: the status (OpenRouter
+# 404, most 400, FastAPI servers 422, some llama.cpp builds 500) and the words.
+REFUSAL_STATUSES = frozenset({400, 404, 422, 500, 501})
+TOOL_WORDS = re.compile(r"\b(tools?|tool[ _-]?(use|choice|calls?)|function[ _-]?call(ing|s)?)\b")
+IMAGE_WORDS = re.compile(r"\b(images?|image[ _-]?(url|input)s?|vision|multi-?modal|mmproj)\b")
+REFUSAL_WORDS = re.compile(
+    r"support|requires?\b|enable|jinja|mmproj|not allowed|only allowed|not available|cannot use"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What one request carried that a model may not take."""
+
+    tools: bool = False
+    images: bool = False
+    stream: bool = True
+
 
 class OpenRouterGenerator(Generator):
     """Replies from OpenRouter or any OpenAI-compatible chat-completions endpoint."""
 
     supports_model_listing = True
+    # Both hold for the class; a server whose model has neither switches them off
+    # with its `vision` / `tools` settings, applied in _impl.
+    supports_vision = True
+    supports_tools = True
     # Used outside a bot (tests, scripts); in the bot, the plugin's declaration.
     settings_model = OpenRouterSettings
 
@@ -77,11 +110,14 @@ class OpenRouterGenerator(Generator):
         site_url: str | None = None,
         app_name: str | None = None,
         timeout: float | None = None,
+        stream: bool | None = None,
+        vision: bool | None = None,
+        tools: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """The key comes from ``OPENROUTER_API_KEY`` and the rest from the plugin's
         settings (``environ`` is their environment layer); arguments given here win
-        over both (for scripts and tests)."""
+        over both, in every server (for scripts and tests)."""
         super().__init__()
         self.environ = environ
         self._api_key = (API_KEY.value(environ) if api_key is None else api_key).strip()
@@ -92,6 +128,8 @@ class OpenRouterGenerator(Generator):
         self._fixed: dict[str, Any] = {key: value for key, value in given.items() if value}
         if "base_url" in self._fixed:
             self._fixed["base_url"] = self._fixed["base_url"].rstrip("/")
+        switches = {"stream": stream, "vision": vision, "tools": tools}
+        self._fixed.update({key: value for key, value in switches.items() if value is not None})
         if timeout is not None:
             self.timeout = timeout
         # (client, the settings it was made for); clients replaced after a settings
@@ -267,13 +305,24 @@ class OpenRouterGenerator(Generator):
                 params[key] = value
         return params
 
-    @staticmethod
-    def build_messages(request: GenerationRequest) -> list[dict[str, str]]:
-        # text() puts the speaker's name in front of user turns; the API's `name`
-        # field is left out because many compatible servers reject or ignore it.
-        return [{"role": m.role, "content": m.text()} for m in request.messages]
+    def build_messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
+        """``request.messages`` as the API takes them; images become notes where this
+        server's ``vision`` setting is off."""
+        return messages_payload(self._messages(request))
 
-    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str]:
+    def build_tools(self, request: GenerationRequest) -> list[dict[str, Any]]:
+        """The ``tools`` parameter: the offered tools, none where this server's
+        ``tools`` setting is off."""
+        return tools_payload(request.tools) if self._with_fixed(request.settings).tools else []
+
+    def _messages(self, request: GenerationRequest) -> list[PromptMessage]:
+        if self._with_fixed(request.settings).vision:
+            return request.messages
+        # The class says it sees images (the wrapper reads the flag before it knows
+        # the server), so this server's switch is applied here, as the core would.
+        return without_images(request.messages)
+
+    async def _impl(self, request: GenerationRequest) -> AsyncIterator[str | ToolCall]:
         settings = self._with_fixed(request.settings)
         client = self.client(settings)
         model = request.model or settings.model
@@ -282,18 +331,42 @@ class OpenRouterGenerator(Generator):
                 "no model is set: set OPENROUTER_MODEL or `!config llm_openrouter model NAME`"
             )
         params = self.build_params(request)
-        self.log.debug("POST %s/chat/completions model=%s %s", self.public_base_url, model, params)
-        try:
-            stream = await client.chat.completions.create(
-                model=model, messages=self.build_messages(request), stream=True, **params
-            )
-        except Exception as exc:
-            raise self.translate(exc, model=model) from None
+        messages = self._messages(request)
+        tools = self.build_tools(request)
+        sent = _Sent(tools=bool(tools), images=has_images(messages), stream=settings.stream)
+        self.log.debug(
+            "POST %s/chat/completions model=%s %s tools=%s images=%s stream=%s",
+            self.public_base_url,
+            model,
+            params,
+            [t["function"]["name"] for t in tools],
+            sent.images,
+            sent.stream,
+        )
+        if tools:  # an empty list is refused ("[] is too short"): left out instead
+            params["tools"] = tools
+        call = {"model": model, "messages": messages_payload(messages), **params}
+        read = self._streamed if sent.stream else self._whole
+        replies = read(client, call, sent)
+        async with contextlib.aclosing(replies) as items:
+            async for item in items:
+                yield item
 
-        produced = 0
+    async def _streamed(
+        self, client: openai.AsyncOpenAI, call: dict[str, Any], sent: _Sent
+    ) -> AsyncIterator[str | ToolCall]:
+        model = call["model"]
+        try:
+            stream = await client.chat.completions.create(stream=True, **call)
+        except Exception as exc:
+            raise self.translate(exc, model=model, sent=sent) from None
+
+        produced = 0  # characters yielded
+        called = 0  # tool calls yielded
         events = 0  # server-sent events parsed, of any shape
         chunks = 0  # of which chat completion chunks (with choices)
         finish_reason: str | None = None
+        pending = ToolCallDeltas()
         try:
             async for event in stream:
                 events += 1
@@ -301,18 +374,32 @@ class OpenRouterGenerator(Generator):
                 if parts is None:  # e.g. a usage-only chunk
                     continue
                 chunks += 1
-                content, finish = parts
+                content, finish, deltas = parts
                 if content:
                     produced += len(content)
                     yield content
+                if deltas:
+                    try:
+                        pending.add_all(deltas)
+                    except TypeError:
+                        raise BadOutputError(
+                            f"{self.host} sent a tool call that is not the API's"
+                        ) from None
                 if finish:
                     finish_reason = finish
+                if finish_reason is not None and pending:
+                    # A finish reason ends every call begun (their arguments are whole).
+                    for tool_call in self._offered(pending, sent):
+                        called += 1
+                        yield tool_call
         except json.JSONDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not JSON)") from None
         except UnicodeDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not UTF-8)") from None
         except Exception as exc:  # openai 1.x/2.x let httpx's own errors out of a stream
-            raise self.translate(exc, model=model, produced=produced, streaming=True) from None
+            raise self.translate(
+                exc, model=model, produced=produced, streaming=True, sent=sent
+            ) from None
         finally:
             await stream.close()
 
@@ -325,40 +412,101 @@ class OpenRouterGenerator(Generator):
                 raise BadOutputError(
                     f"{self.host} answered with {what}, not a stream of chat completion chunks"
                 )
-            # The stream itself ended early and nothing reached the user: the core may retry.
+            # The stream itself ended early and nothing reached the user (tool calls
+            # begun are not yielded before a finish reason): the core may retry.
             raise ProviderConnectionError(f"the stream from {self.host} ended before the reply")
         if finish_reason is None:
             raise BadOutputError(
                 f"the reply from {self.host} was cut off: the stream ended without a finish"
                 f" reason after {produced} characters"
             )
+        self._check_finish(model, finish_reason, produced, called)
+
+    async def _whole(
+        self, client: openai.AsyncOpenAI, call: dict[str, Any], sent: _Sent
+    ) -> AsyncIterator[str | ToolCall]:
+        """The reply as one response (the ``stream`` setting is off)."""
+        model = call["model"]
+        try:
+            completion = await client.chat.completions.create(stream=False, **call)
+        except Exception as exc:
+            raise self.translate(exc, model=model, sent=sent) from None
+        content, finish_reason, calls = self._completion_parts(completion)
+        produced = len(content or "")
+        if content:
+            yield content
+        pending = ToolCallDeltas()
+        try:
+            pending.add_all(calls or [])
+        except TypeError:
+            raise BadOutputError(f"{self.host} sent a tool call that is not the API's") from None
+        called = 0
+        for tool_call in self._offered(pending, sent):
+            called += 1
+            yield tool_call
+        self._check_finish(model, finish_reason, produced, called)
+
+    def _offered(self, pending: ToolCallDeltas, sent: _Sent) -> list[ToolCall]:
+        calls = pending.take()
+        if calls and not sent.tools:
+            # No tools were sent, so none can be run: the reply's text is the answer.
+            self.log.debug("ignored %d tool call(s): no tools were offered", len(calls))
+            return []
+        return calls
+
+    def _check_finish(
+        self, model: str, finish_reason: str | None, produced: int, called: int
+    ) -> None:
         if finish_reason == "error":
             raise BadOutputError(f"the model stopped with an error after {produced} characters")
-        if not produced:
+        if not produced and not called:
             # Silence would leave the user waiting; OpenRouter documents this for cold starts.
             raise BadOutputError(f"the model sent an empty reply (finish_reason {finish_reason})")
-        if finish_reason != "stop":
+        if finish_reason not in ("stop", "tool_calls"):
             self.log.debug(
                 "%s finished with %s after %d characters", model, finish_reason, produced
             )
 
-    def _chunk_parts(self, chunk: Any) -> tuple[str | None, str | None] | None:
-        """(content, finish_reason) of a stream chunk's first choice; None for a chunk
-        without choices. The client builds chunks without validating them, so an event
-        of another shape (``data: [1]``, ``"choices": "x"``) is bad output here."""
+    def _chunk_parts(self, chunk: Any) -> tuple[str | None, str | None, Any] | None:
+        """(content, finish_reason, tool call deltas) of a stream chunk's first choice;
+        None for a chunk without choices. The client builds chunks without validating
+        them, so an event of another shape (``data: [1]``, ``"choices": "x"``) is bad
+        output here."""
         try:
             choices = chunk.choices
             if not choices:
                 return None
             choice = choices[0]
-            content = choice.delta.content if choice.delta is not None else None
+            delta = choice.delta
+            content = delta.content if delta is not None else None
+            deltas = delta.tool_calls if delta is not None else None
             finish = choice.finish_reason
         except (AttributeError, TypeError, KeyError, IndexError):
             pass
         else:
             if isinstance(content, str | None) and isinstance(finish, str | None):
-                return content, finish
+                return content, finish, deltas
         raise BadOutputError(f"{self.host} sent a stream event that is not a chat completion chunk")
+
+    def _completion_parts(self, completion: Any) -> tuple[str | None, str | None, Any]:
+        """(content, finish_reason, tool_calls) of a whole completion's first choice."""
+        error = getattr(completion, "error", None)
+        if error is not None:
+            # OpenRouter answers 200 with an error object when the model failed after
+            # the request was accepted.
+            raise self.errors.stream_error({"error": error})
+        try:
+            choice = completion.choices[0]
+            message = choice.message
+            content = message.content
+            calls = message.tool_calls
+            finish = choice.finish_reason
+        except (AttributeError, TypeError, KeyError, IndexError):
+            pass
+        else:
+            if isinstance(content, str | None) and isinstance(finish, str | None):
+                return content, finish, calls
+        raise BadOutputError(f"{self.host} sent a response that is not a chat completion")
 
     async def _list_models_impl(self) -> list[str]:
         client = self.client()
@@ -399,23 +547,31 @@ class OpenRouterGenerator(Generator):
         model: str | None = None,
         produced: int = 0,
         streaming: bool = False,
+        sent: _Sent | None = None,
     ) -> BaseException:
         """The core's error for a client exception (``exc`` itself when it is none the
         translator knows: the core then reports an internal error, without its text).
 
-        ``streaming``: the reply had begun; ``produced``: characters already yielded.
+        ``streaming``: the reply had begun; ``produced``: characters already yielded;
+        ``sent``: what the request carried (tools, images), which a model may refuse.
         """
         return self.errors.translate(
             exc,
             produced=f"after {produced} characters" if produced else "",
             has_key=self.has_key,
             connected=streaming,
-            on_status=lambda failure: self._status(failure, model),
+            on_status=lambda failure: self._status(failure, model, sent),
         )
 
-    def _status(self, failure: HttpFailure, model: str | None) -> ProviderError | None:
-        """What this service's statuses mean beyond the usual reading: a 404 is a
-        missing model (or model list), a 402 an empty OpenRouter account."""
+    def _status(
+        self, failure: HttpFailure, model: str | None, sent: _Sent | None = None
+    ) -> ProviderError | None:
+        """What this service's statuses mean beyond the usual reading: a model that
+        takes no tools or images (OpenRouter says so with a 404, others with a 400),
+        a missing model (or model list), an empty OpenRouter account (402)."""
+        refused = self._refused(failure, model, sent)
+        if refused is not None:
+            return refused
         if failure.status == 404 and model is None:
             return ConfigurationError(
                 f"{self.host} has no model list at {self.public_base_url}/models;"
@@ -432,3 +588,41 @@ class OpenRouterGenerator(Generator):
                 f"{self.host} says the account is out of credits (HTTP 402){detail}", status=402
             )
         return None
+
+    def _refused(
+        self, failure: HttpFailure, model: str | None, sent: _Sent | None
+    ) -> ConfigurationError | None:
+        """The model refused the tools or images the request carried: say which
+        setting to switch off. Servers say it in words only (OpenRouter: "No endpoints
+        found that support tool use" / "... image input"; OpenAI: "image_url is only
+        supported by certain models"; Ollama: "... does not support tools"; llama.cpp:
+        "tools param requires --jinja flag", "Cannot use tools with stream")."""
+        if sent is None or failure.status not in REFUSAL_STATUSES:
+            return None
+        # Quoted words are left out: OpenRouter quotes the tool names ('Try disabling
+        # "image_search"'), which must not read as words about images.
+        said = re.sub(r'"[^"]*"', '""', f"{failure.detail} {failure.code}".lower())
+        refusals: list[tuple[str, str]] = []  # (what the model does not take, the fix)
+        if sent.tools and TOOL_WORDS.search(said) and REFUSAL_WORDS.search(said):
+            if sent.stream and "stream" in said:
+                # A server that runs tools only unstreamed (llama.cpp before mid-2025).
+                refusals.append(
+                    (
+                        "streamed tool calls",
+                        "`!config llm_openrouter stream off` (or `tools off`)",
+                    )
+                )
+            else:
+                refusals.append(("tool calls", "`!config llm_openrouter tools off`"))
+        if sent.images and IMAGE_WORDS.search(said) and REFUSAL_WORDS.search(said):
+            refusals.append(("images", "`!config llm_openrouter vision off`"))
+        if not refusals:
+            return None
+        what = " or ".join(what for what, _ in refusals)
+        fixes = " and ".join(fix for _, fix in refusals)
+        said_so = f" ({self.host} said: {failure.detail})" if failure.detail else ""
+        return ConfigurationError(
+            f"the model `{model}` at {self.host} does not take {what}. A server admin can"
+            f" switch that off with {fixes}, or choose another model with `!model NAME`."
+            f"{said_so}"
+        )

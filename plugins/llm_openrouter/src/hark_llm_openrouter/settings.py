@@ -3,8 +3,9 @@
 The core resolves each value (default < bot.toml ``[plugin.llm_openrouter]`` < the
 environment variable < the owner's bot-wide value < the server's), generates
 ``!config llm_openrouter`` / ``/config``, and hands every reply its server's values.
-The model and the sampling settings are per server; the endpoint, the attribution
-headers and the timeout are bot-wide. The stored keys are those the plugin's old
+The model, the sampling settings and what the model is sent (images, tools, a
+streamed reply) are per server; the endpoint, the attribution headers and the
+timeout are bot-wide. The stored keys are those the plugin's old
 ``!openrouter model`` / ``!openrouter set`` commands wrote, so a bot's database
 keeps every server's choices.
 """
@@ -78,6 +79,23 @@ class OpenRouterSettings(hark.Settings):
         le=1,
         allow_inf_nan=False,
         description="nucleus sampling, 0 to 1 (none: not sent, the model's own)",
+    )
+    vision: bool = hark.setting(
+        True,
+        scopes=PER_SERVER,
+        description="send images to the model (off for a model without vision: it reads"
+        " a note naming each image instead)",
+    )
+    tools: bool = hark.setting(
+        True,
+        scopes=PER_SERVER,
+        description="let the model call the bot's tools (off for a model without tool use)",
+    )
+    stream: bool = hark.setting(
+        True,
+        scopes=PER_SERVER,
+        description="stream the reply as it is written (off for a server that cannot"
+        " stream tool calls: the reply then comes in one piece)",
     )
     base_url: BaseUrl = hark.setting(
         OPENROUTER_BASE_URL,

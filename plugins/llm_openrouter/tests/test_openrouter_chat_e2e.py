@@ -1,0 +1,169 @@
+"""Images and tools end to end: the real bot and discord.py against the loopback
+Discord, the plugin's generator (the real ``openai`` client) against the loopback
+OpenAI-compatible server, and a plugin whose ``@hark.tool`` the model calls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import hark_llm_openrouter
+import pytest
+from fake_openai_chat import FakeToolCall, always_calls, call_then_answer, tool_results
+from openrouter_support import KEY, PLUGIN_ID
+from pydantic import BaseModel, Field
+
+import hark
+from hark.testing.contracts import solid_png
+from hark.testing.harness import BotHarness
+
+CHAT = {"trigger_names": ["robot"], "edit_interval": 0.05, "rate_limit": "0"}
+
+
+class City(BaseModel):
+    city: str = Field(description="the city's name")
+
+
+class Weather:
+    """A plugin with one tool, and the cities it was asked about."""
+
+    def __init__(self) -> None:
+        self.cities: list[str] = []
+        cities = self.cities
+
+        @hark.tool(timeout=2)
+        async def get_weather(args: City, ctx: hark.ToolContext) -> str:
+            """Get the current weather in a city."""
+            cities.append(args.city)
+            return f"sunny in {args.city}"
+
+        self.plugin = hark.Plugin(description="Weather for the tests", tools=[get_weather])
+
+
+@pytest.fixture
+def weather() -> Weather:
+    return Weather()
+
+
+@pytest.fixture
+def start(server, monkeypatch, weather, hark_harness_factory):
+    """``await start(stream=...)``: the bot with this plugin (its `stream` setting as
+    given, in bot.toml) and the weather plugin."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", server.base_url)
+    monkeypatch.delenv("OPENROUTER_MODEL", raising=False)
+
+    async def start(*, stream: bool = True) -> BotHarness:
+        return await hark_harness_factory(
+            plugins={PLUGIN_ID: hark_llm_openrouter, "weather": weather.plugin},
+            config={**CHAT, "plugin_settings": {PLUGIN_ID: {"stream": stream}}},
+        )
+
+    return start
+
+
+async def final(message) -> str:
+    """The reply once it stops changing (no trailing '…': streaming or a status line)."""
+    async with asyncio.timeout(10):
+        while message.content.endswith("…"):
+            await asyncio.sleep(0.02)
+    return message.content
+
+
+async def history(h: BotHarness, count: int):
+    async with asyncio.timeout(5):
+        while await h.bot.runtime.history.count(h.channel.id) < count:
+            await asyncio.sleep(0.02)
+    return await h.bot.runtime.history.recent(h.channel.id, 50)
+
+
+async def test_an_attached_image_reaches_the_model_as_an_image_url(server, start):
+    h = await start()
+    image = solid_png(4, 3)
+    await final(await h.ask("robot, what is in this picture?", files=[("cat.png", image)]))
+    (url,) = server.last_chat.image_urls
+    assert url == "data:image/png;base64," + base64.b64encode(image).decode()
+    text = server.last_chat.messages[-1]["content"][0]
+    assert text["type"] == "text" and "what is in this picture?" in text["text"]
+
+    # Switched off in this server (a model without vision): a note names the image.
+    reply = await h.ask("!config llm_openrouter vision off", author=h.admin)
+    assert reply.content == "`llm_openrouter.vision` is now `off` in this server."
+    await final(await h.ask("robot, and this one?", files=[("dog.png", image)]))
+    assert server.last_chat.image_urls == []
+    assert "[image not shown: dog.png]" in server.last_chat.messages[-1]["content"]
+    status = await h.ask("!openrouter")
+    assert "Sends: images off, tools on, streaming on" in status.content.splitlines()
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "unstreamed"])
+async def test_a_tool_call_its_result_then_the_answer(server, start, weather, stream):
+    server.reply = call_then_answer("get_weather", "It is {results}.", city="Paris")
+    h = await start(stream=stream)
+    reply = await h.ask("robot, what's the weather in Paris?")
+    assert await final(reply) == "It is sunny in Paris."
+    assert weather.cities == ["Paris"]
+
+    asked, answered = server.chat_requests
+    assert [asked.stream, answered.stream] == [stream, stream]
+    assert asked.tool_names == answered.tool_names == ["get_weather"]
+    schema = asked.tools[0]["function"]["parameters"]
+    assert schema["properties"]["city"]["description"] == "the city's name"
+    call, result = answered.messages[-2:]
+    (sent,) = call["tool_calls"]
+    assert (call["role"], call["content"]) == ("assistant", None)
+    assert sent["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert result == {"role": "tool", "tool_call_id": sent["id"], "content": "sunny in Paris"}
+
+    # History keeps the question and the answer, no tool messages.
+    entries = await history(h, 2)
+    assert [(e.role, e.content) for e in entries] == [
+        ("user", "robot, what's the weather in Paris?"),
+        ("assistant", "It is sunny in Paris."),
+    ]
+
+
+async def test_a_call_with_broken_arguments_becomes_a_result_the_model_reads(
+    server, start, weather
+):
+    def reply(request):
+        if tool_results(request):
+            return f"Sorry: {tool_results(request)[0]}"
+        return [FakeToolCall("get_weather", '{"city": "Par')]
+
+    server.reply = reply
+    h = await start()
+    text = await final(await h.ask("robot, weather in Paris?"))
+    assert text.startswith("Sorry: error: the arguments are not valid JSON")
+    assert weather.cities == []  # it never ran
+    assert len(server.chat_requests) == 2  # and the second round was a valid request
+
+
+async def test_a_model_that_keeps_calling_stops_at_the_round_limit(server, start, weather):
+    server.reply = always_calls("get_weather", answer="Sunny everywhere.", city="Oslo")
+    h = await start()
+    await h.ask("!config chat tool_rounds 2", author=h.admin)
+    text = await final(await h.ask("robot, weather?"))
+    assert text == "Sunny everywhere.\n-# (stopped after 2 rounds of tool calls)"
+    assert weather.cities == ["Oslo", "Oslo"]
+    assert [r.tool_names for r in server.chat_requests] == [["get_weather"], ["get_weather"], []]
+    # The last round (no tools) carries the calls as text, no tool messages.
+    assert {m["role"] for m in server.last_chat.messages} <= {"system", "user", "assistant"}
+
+
+async def test_a_model_without_tool_use_tells_the_admin_what_to_switch_off(server, start):
+    server.supports_tools = False
+    h = await start()
+    notice = await final(await h.ask("robot, weather in Paris?"))
+    assert notice.startswith("Sorry, the model `openai/gpt-4o-mini`")
+    assert "does not take tool calls" in notice
+    assert "`!config llm_openrouter tools off`" in notice
+    assert KEY not in notice
+    assert len(server.chat_requests) == 1  # not retried
+
+    reply = await h.ask("!config llm_openrouter tools off", author=h.admin)
+    assert reply.content == "`llm_openrouter.tools` is now `off` in this server."
+    assert await final(await h.ask("robot, weather in Paris?")) == server.reply
+    assert "tools" not in server.last_chat.body
+    assert json.dumps(server.last_chat.body).count("get_weather") == 0
