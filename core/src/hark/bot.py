@@ -36,6 +36,8 @@ from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
 from hark.store.database import DatabaseBusy
+from hark.store.status import PUBLISH_INTERVAL as STATUS_INTERVAL
+from hark.tools import toolbox_problems
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ class HarkBot(commands.Bot):
         # Work that must finish before the database closes (replies being written).
         self._inflight: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
         # Services the built-ins offer each other and plugins, set by their Cogs.
         self.chat: ChatService | None = None
         self.voice_sessions: VoiceService | None = None
@@ -176,11 +179,30 @@ class HarkBot(commands.Bot):
         await self.runtime.open()
         # REST works from here on; this needs no gateway, and start-up need not wait.
         self._recovery = asyncio.create_task(self._mark_unfinished_replies())
+        self._status_task = asyncio.create_task(self._publish_status())
         # Built-ins first: on a name clash the plugin that came later is the one refused.
         for info in sorted(self.runtime.manager.loaded(), key=lambda i: not i.builtin):
             await self._add_plugin_cogs(info)
         if self.config.sync_commands:
             await self._sync_if_changed(None)
+
+    def plugin_problems(self) -> dict[str, str]:
+        """What loaded plugins' toolboxes report as wrong now (an MCP server down)."""
+        problems = {}
+        for info in self.runtime.manager.loaded():
+            lines = toolbox_problems(info.tools)
+            if lines:
+                problems[info.id] = "; ".join(lines)
+        return problems
+
+    async def _publish_status(self) -> None:
+        """Keep this process's report for `bot plugins` fresh (hark.store.status)."""
+        while True:
+            try:
+                await self.runtime.status.publish(self.plugin_problems())
+            except Exception:
+                log.warning("could not record the plugins' status", exc_info=True)
+            await asyncio.sleep(STATUS_INTERVAL)
 
     async def _mark_unfinished_replies(self) -> None:
         try:
@@ -475,5 +497,13 @@ class HarkBot(commands.Bot):
             # restart does not fetch the same message again; a long one is cut short.
             await asyncio.wait({self._recovery}, timeout=2.0)
             self._recovery.cancel()
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._status_task
+            try:
+                await self.runtime.status.clear()
+            except Exception:  # a stale report ages out by itself
+                log.debug("could not clear the plugins' status", exc_info=True)
         await super().close()
         await self.runtime.close()

@@ -199,9 +199,35 @@ def _manager(config: Config):
     return Runtime(config).manager
 
 
+async def _running_reports(config: Config) -> list[Any]:
+    """What running bot processes on this database report (none if it doesn't exist:
+    `bot plugins` never creates one)."""
+    from hark.store import Database, RuntimeStatus
+
+    if not config.database_path.exists():
+        return []
+    db = Database(config.database_path, write_patience=2.0)
+    try:
+        await db.open()
+        return await RuntimeStatus(db).reports()
+    except Exception as exc:  # the listing is still useful without it
+        log.debug("could not read the running bot's status: %s", exc)
+        return []
+    finally:
+        await db.close()
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     config = _load(args)
     listing = _manager(config).listing()
+    reports = asyncio.run(_running_reports(config))
+    running: dict[str, list[str]] = {}
+    for report in reports:
+        for plugin_id, line in report.problems.items():
+            prefix = f"{report.process}: " if len(reports) > 1 else ""
+            running.setdefault(plugin_id, []).append(prefix + line)
+    for plugin in listing:
+        plugin["running"] = running.get(plugin["id"], [])
     if args.json:
         print(json.dumps(listing, indent=2))
         return EXIT_OK
@@ -215,10 +241,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             detail = ", ".join(plugin["provides"]) or "no providers"
             detail += "".join(f", needs {env}" for env in plugin.get("needs", ()))
             hooks = ", ".join(plugin["hooks"])
-            print(f"{plugin['id']:<{width}}  {version:<8}  {detail}  [{hooks}]")
+            warn = "".join(f"  ⚠ {line}" for line in plugin["running"])
+            print(f"{plugin['id']:<{width}}  {version:<8}  {detail}  [{hooks}]{warn}")
         else:
             problem = plugin["error"] or "not loaded"
             print(f"{plugin['id']:<{width}}  {version:<8}  {plugin['status'].upper()}: {problem}")
+    if reports:
+        ages = ", ".join(
+            f"{report.process} {max(0, time.time() - report.updated_at):.0f} s ago"
+            for report in reports
+        )
+        print(f"(running on this database: {ages}; ⚠ lines are what it reports)")
     return EXIT_OK
 
 

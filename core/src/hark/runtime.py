@@ -16,7 +16,7 @@ from hark.chat.pipeline import Conversation
 from hark.config import Config
 from hark.control import PluginControl
 from hark.plugins import PluginManager
-from hark.store import Database, PluginState, SettingsStore
+from hark.store import Database, PluginState, RuntimeStatus, SettingsStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Runtime:
         self.manager = manager
         self.control = PluginControl(manager, self.state, config)
         self.inflight = InflightReplies(self.db)
+        self.status = RuntimeStatus(self.db)
         # The bot gives it its host (for tools) once there is one.
         self.conversation = Conversation(self.control, self.inflight, settings=self.settings)
 

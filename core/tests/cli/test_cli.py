@@ -128,6 +128,39 @@ async def test_run_connects_and_stops_cleanly_on_sigterm(tmp_path, discord_serve
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+async def test_plugins_shows_what_the_running_bot_reports(tmp_path):
+    import time
+
+    from hark.store import Database, RuntimeStatus
+
+    db = Database(tmp_path / "data" / "hark.sqlite3")
+    await db.open()
+    await RuntimeStatus(db, "host:1").publish({"chat": "1 of 2 MCP servers up — search: down"})
+    await RuntimeStatus(db, "gone:2").publish({"history": "stale"})
+    await db.execute(
+        "UPDATE runtime_status SET updated_at = ? WHERE process = 'gone:2'", (time.time() - 3600,)
+    )
+    await db.close()
+    env = clean_env(HARK_DATA_DIR=str(tmp_path / "data"))
+    code, out, err = await run_bot("plugins", cwd=tmp_path, env=env)
+    assert code == 0, err
+    (chat,) = [line for line in out.splitlines() if line.startswith("chat ")]
+    assert chat.endswith("⚠ 1 of 2 MCP servers up — search: down")
+    assert "stale" not in out and "gone:2" not in out  # that process is long gone
+    assert "running on this database: host:1" in out
+    code, out, _ = await run_bot("plugins", "--json", cwd=tmp_path, env=env)
+    listing = {p["id"]: p for p in json.loads(out)}
+    assert listing["chat"]["running"] == ["1 of 2 MCP servers up — search: down"]
+    assert listing["history"]["running"] == []
+
+
+async def test_plugins_does_not_create_a_database(tmp_path):
+    env = clean_env(HARK_DATA_DIR=str(tmp_path / "data"))
+    code, out, err = await run_bot("plugins", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert not (tmp_path / "data" / "hark.sqlite3").exists() and "running on" not in out
+
+
 async def test_plugins_json_lists_installed_and_broken(tmp_path):
     site = tmp_path / "site"
     fake_distribution(

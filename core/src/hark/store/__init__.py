@@ -3,5 +3,6 @@
 from hark.store.database import Database
 from hark.store.plugin_state import GLOBAL, PluginState
 from hark.store.settings import PluginSettings, SettingsStore
+from hark.store.status import RuntimeStatus
 
-__all__ = ["GLOBAL", "Database", "PluginSettings", "PluginState", "SettingsStore"]
+__all__ = ["GLOBAL", "Database", "PluginSettings", "PluginState", "RuntimeStatus", "SettingsStore"]

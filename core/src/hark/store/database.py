@@ -74,6 +74,16 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 4: what each running process reports about its plugins (hark.store.status)
+    """
+    CREATE TABLE runtime_status (
+        process TEXT NOT NULL,
+        plugin_id TEXT NOT NULL,
+        line TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (process, plugin_id)
+    );
+    """,
 ]
 
 # SQLite waits this long for another connection's lock before SQLITE_BUSY. Short on
