@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_REPLY",
     "NO_IMAGES",
+    "NO_STREAMED_TOOLS",
     "NO_TOOLS",
     "FakeOpenAIServer",
     "FakeToolCall",
@@ -78,6 +79,9 @@ NO_TOOLS = (
     " about provider routing, visit: https://openrouter.ai/docs/provider-routing"
 )
 NO_IMAGES = "No endpoints found that support image input"
+# llama.cpp's answer (HTTP 500) to a streamed request with tools, in builds that run
+# tools only unstreamed (before mid-2025).
+NO_STREAMED_TOOLS = "Cannot use tools with stream"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -269,7 +273,9 @@ class FakeOpenAIServer(LoopbackServer):
     ``keepalive``: send OpenRouter's ``: OPENROUTER PROCESSING`` comment first.
     ``supports_tools`` / ``supports_vision``: False answers a request with tools /
     with an image as OpenRouter does for a model without them (404, "No endpoints
-    found that support tool use" / "... image input"). ``arguments_chunk_size``:
+    found that support tool use" / "... image input"). ``streams_tools=False``
+    answers a streamed request with tools as older llama.cpp builds do (500, "Cannot
+    use tools with stream"); unstreamed, the tools work. ``arguments_chunk_size``:
     characters per streamed fragment of a tool call's arguments.
     """
 
@@ -286,6 +292,7 @@ class FakeOpenAIServer(LoopbackServer):
         keepalive: bool = False,
         supports_tools: bool = True,
         supports_vision: bool = True,
+        streams_tools: bool = True,
         arguments_chunk_size: int = 6,
         host: str = "127.0.0.1",
     ) -> None:
@@ -300,6 +307,7 @@ class FakeOpenAIServer(LoopbackServer):
         self.keepalive = keepalive
         self.supports_tools = supports_tools
         self.supports_vision = supports_vision
+        self.streams_tools = streams_tools
         self.arguments_chunk_size = arguments_chunk_size
         self.requests: list[RecordedRequest] = []
         self._failures = FailureQueue()
@@ -480,6 +488,8 @@ class FakeOpenAIServer(LoopbackServer):
             return self._error(404, NO_TOOLS.format(name=record.tool_names[0]))
         if record.image_urls and not self.supports_vision:
             return self._error(404, NO_IMAGES)
+        if record.tools and record.stream and not self.streams_tools:
+            return self._error(500, NO_STREAMED_TOOLS)
         if self.delay:
             await asyncio.sleep(self.delay)
         pieces = await self._pieces(record)

@@ -152,18 +152,72 @@ async def test_a_model_that_keeps_calling_stops_at_the_round_limit(server, start
     assert {m["role"] for m in server.last_chat.messages} <= {"system", "user", "assistant"}
 
 
-async def test_a_model_without_tool_use_tells_the_admin_what_to_switch_off(server, start):
+async def test_a_model_without_tool_use_answers_without_tools(server, start, weather):
+    """Installing a tool plugin does not break chat on a model without tool use."""
     server.supports_tools = False
+    server.reply = "Paris is lovely, I cannot check the weather."
     h = await start()
-    notice = await final(await h.ask("robot, weather in Paris?"))
-    assert notice.startswith("Sorry, the model `openai/gpt-4o-mini`")
-    assert "does not take tool calls" in notice
-    assert "`!config llm_openrouter tools off`" in notice
-    assert KEY not in notice
-    assert len(server.chat_requests) == 1  # not retried
+    assert await final(await h.ask("robot, weather in Paris?")) == server.reply
+    refused, again = server.chat_requests
+    assert refused.tool_names == ["get_weather"]
+    assert "tools" not in again.body
+    assert json.dumps(again.body).count("get_weather") == 0
+    assert weather.cities == []
 
+    # The next turn asks once, without tools.
+    server.clear()
+    assert await final(await h.ask("robot, and in Oslo?")) == server.reply
+    (request,) = server.chat_requests
+    assert "tools" not in request.body
+
+    # `!openrouter` says why the tools are not offered.
+    lines = (await h.ask("!openrouter")).content.splitlines()
+    assert "Sends: images on, tools on, streaming on" in lines
+    assert "⚠ tools: on, but `openai/gpt-4o-mini` does not support them: not offered" in lines
+    # Switched off, the note goes (nothing is offered, so nothing is missed).
     reply = await h.ask("!config llm_openrouter tools off", author=h.admin)
     assert reply.content == "`llm_openrouter.tools` is now `off` in this server."
+    lines = (await h.ask("!openrouter")).content.splitlines()
+    assert "Sends: images on, tools off, streaming on" in lines
+    assert not any(line.startswith("⚠") for line in lines)
     assert await final(await h.ask("robot, weather in Paris?")) == server.reply
     assert "tools" not in server.last_chat.body
-    assert json.dumps(server.last_chat.body).count("get_weather") == 0
+
+
+async def test_a_model_without_vision_reads_a_note(server, start):
+    server.supports_vision = False
+    h = await start()
+    image = solid_png(4, 3)
+    assert await final(await h.ask("robot, what is this?", files=[("cat.png", image)])) == (
+        server.reply
+    )
+    refused, again = server.chat_requests
+    assert len(refused.image_urls) == 1 and again.image_urls == []
+    assert "[image not shown: cat.png]" in again.messages[-1]["content"]
+    server.clear()
+    await final(await h.ask("robot, and this?", files=[("dog.png", image)]))
+    (request,) = server.chat_requests
+    assert "[image not shown: dog.png]" in request.messages[-1]["content"]
+    lines = (await h.ask("!openrouter")).content.splitlines()
+    assert "⚠ images: on, but `openai/gpt-4o-mini` does not support them: sent as notes" in lines
+
+
+async def test_a_server_that_cannot_stream_tool_calls(server, start, weather):
+    """llama.cpp's "Cannot use tools with stream": asked again unstreamed, and the tool
+    round trip completes."""
+    server.streams_tools = False
+    server.reply = call_then_answer("get_weather", "It is {results}.", city="Paris")
+    h = await start()
+    assert await final(await h.ask("robot, what's the weather in Paris?")) == (
+        "It is sunny in Paris."
+    )
+    assert weather.cities == ["Paris"]
+    refused, asked, answered = server.chat_requests
+    assert [r.stream for r in (refused, asked, answered)] == [True, False, False]
+    assert asked.tool_names == answered.tool_names == ["get_weather"]
+    assert tool_results(answered) == ["sunny in Paris"]
+    lines = (await h.ask("!openrouter")).content.splitlines()
+    assert (
+        "⚠ streaming: on, but `openai/gpt-4o-mini` cannot stream tool calls:"
+        " replies with tools come whole"
+    ) in lines

@@ -389,6 +389,17 @@ async def test_a_model_without_tools_or_vision_answers_as_openrouter_does(server
     assert json.loads(text)["error"]["message"] == "No endpoints found that support image input"
 
 
+async def test_a_server_that_cannot_stream_tool_calls_answers_as_llama_cpp_does(server):
+    server.streams_tools = False
+    status, _, text = await post(server, {**BODY, "tools": TOOLS, "stream": True})
+    assert status == 500
+    assert json.loads(text)["error"]["message"] == "Cannot use tools with stream"
+    status, _, _ = await post(server, {**BODY, "tools": TOOLS})  # unstreamed: answered
+    assert status == 200
+    status, _, _ = await post(server, {**BODY, "stream": True})  # no tools: streamed
+    assert status == 200
+
+
 async def test_scripted_models_that_call_tools(server):
     server.reply = always_calls("get_weather", answer="Done.", city="Oslo")
     _, _, text = await post(server, {**BODY, "tools": TOOLS})

@@ -1,21 +1,26 @@
 """Images and tool calls through the real ``openai`` client against the loopback server:
 what the request carries (in the API's format, checked by the fake as the API checks
 it), tool calls read from streamed pieces and from whole responses, results sent
-back, the per-server switches, and models that take neither."""
+back, the per-server switches, and models that take neither (the request is sent
+again without them, and the model remembered as lacking them)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 
+import hark_llm_openrouter.generator as generator_module
 import pytest
 from fake_openai_chat import (
     NO_IMAGES,
+    NO_TOOLS,
     FakeToolCall,
     always_calls,
     call_then_answer,
     tool_call,
 )
+from hark_llm_openrouter.generator import Lack
 from openrouter_support import PLUGIN_ID
 
 from hark import ImagePart, PromptMessage, ToolCall, ToolSpec
@@ -43,6 +48,23 @@ async def failure(generator, messages=ASK, **kwargs) -> Exception:
     with pytest.raises(Exception) as caught:
         await items(generator, messages, **kwargs)
     return caught.value
+
+
+async def until_failure(generator, messages=ASK, **kwargs) -> tuple[list, Exception]:
+    """What was yielded before the reply failed, and the failure."""
+    got: list[str | ToolCall] = []
+    with pytest.raises(Exception) as caught:
+        async for item in generator.generate(messages, **kwargs):
+            got.append(item)
+    return got, caught.value
+
+
+def lack_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == f"hark.provider.{PLUGIN_ID}" and r.levelno == logging.WARNING
+    ]
 
 
 def decoded(url: str) -> tuple[str, bytes]:
@@ -112,27 +134,46 @@ async def test_vision_switched_off_in_one_server(server, make_generator, hark_se
     ],
     ids=["openrouter", "openai", "llama.cpp"],
 )
-async def test_a_model_without_vision_says_to_switch_it_off(
-    server, make_generator, status, message
-):
-    server.fail_next(status, message=message, times=3)
+async def test_a_refused_image_is_sent_again_as_a_note(server, make_generator, status, message):
+    server.fail_next(status, message=message)
     prompt = [PromptMessage("user", "what is this?", images=(CAT,))]
-    error = await failure(make_generator(), prompt)
-    assert isinstance(error, ConfigurationError), error
-    assert "does not take images" in error.message
-    assert "`!config llm_openrouter vision off`" in error.message
-    assert error.user_message.startswith("Sorry, the model `openai/gpt-4o-mini` at ")
-    assert len(server.chat_requests) == 1  # not retried
+    generator = make_generator()
+    assert await generator.complete(prompt) == server.reply
+    refused, again = server.chat_requests
+    assert len(refused.image_urls) == 1
+    assert again.image_urls == []
+    assert again.messages[-1]["content"] == "what is this?\n[image not shown: cat.png]"
+    assert generator.lacks("openai/gpt-4o-mini") == {Lack.IMAGES}
 
 
-async def test_the_fakes_model_without_vision(server, make_generator):
+async def test_a_model_without_vision_reads_notes_and_is_remembered(server, make_generator, caplog):
     server.supports_vision = False
-    prompt = [PromptMessage("user", "what is this?", images=(CAT,))]
-    error = await failure(make_generator(), prompt)
-    assert isinstance(error, ConfigurationError) and "vision off" in error.message
-    # Switched off, the same model answers (it reads a note naming the image).
+    prompt = [PromptMessage("user", "what is this?", name="alice", images=(CAT,))]
+    generator = make_generator()
+    # The first turn: refused once, then answered with the core's note for the image.
+    assert await generator.complete(prompt) == server.reply
+    refused, again = server.chat_requests
+    assert len(refused.image_urls) == 1 and again.image_urls == []
+    assert again.messages[-1]["content"] == "alice: what is this?\n[image not shown: cat.png]"
+    # The next turn skips the image at once: one request, no failed round trip.
+    server.clear()
+    assert await generator.complete(prompt) == server.reply
+    (request,) = server.chat_requests
+    assert request.image_urls == []
+    assert "[image not shown: cat.png]" in request.messages[-1]["content"]
+    (warning,) = lack_warnings(caplog)  # said once
+    assert warning.startswith("model openai/gpt-4o-mini at 127.0.0.1:")
+    assert "does not support images" in warning
+    assert "`!config llm_openrouter vision off`" in warning
+    # Another model at the same endpoint still gets the image.
+    server.supports_vision = True
+    await generator.complete(prompt, model="anthropic/claude-3.5-haiku")
+    assert len(server.last_chat.image_urls) == 1
+    # Switched off, the model reads the note without the refused request too.
+    server.supports_vision = False
+    server.clear()
     assert await make_generator(vision=False).complete(prompt) == server.reply
-    assert "[image not shown: cat.png]" in server.last_chat.messages[-1]["content"]
+    assert len(server.chat_requests) == 1
 
 
 # -- tools: the request ---------------------------------------------------------------
@@ -353,47 +394,181 @@ async def test_the_fake_refuses_a_result_without_its_call(server, make_generator
 # -- models that take no tools --------------------------------------------------------
 
 
-async def test_a_model_without_tool_use_says_to_switch_tools_off(server, make_generator):
+async def test_a_model_without_tool_use_answers_in_text_and_is_remembered(
+    server, make_generator, caplog
+):
     server.supports_tools = False
-    error = await failure(make_generator(), tools=[WEATHER])
-    assert isinstance(error, ConfigurationError), error
-    assert (
-        error.message.startswith("the model `openai/gpt-4o-mini` at 127.0.0.1:")
-        and "does not take tool calls" in error.message
-    )
-    assert "`!config llm_openrouter tools off`" in error.message
-    assert "No endpoints found that support tool use" in error.message
-    assert error.user_message.startswith("Sorry, the model")
-    assert len(server.chat_requests) == 1  # not retried
-    # Switched off, the same model answers.
-    assert await make_generator(tools=False).complete(ASK) == server.reply
+    server.reply = always_calls("get_weather", answer="No tools here.", city="Paris")
+    generator = make_generator()
+    # The first turn, tools offered: refused once, then answered in text without them.
+    assert "".join(await items(generator, tools=[WEATHER])) == "No tools here."
+    refused, again = server.chat_requests
+    assert refused.tool_names == ["get_weather"]
+    assert "tools" not in again.body and again.stream
+    assert again.messages == refused.messages
+    assert generator.lacks("openai/gpt-4o-mini") == {Lack.TOOLS}
+    assert generator.stats.retries == 0  # the core saw no failure
+    # The next turn sends one request, without tools.
+    server.clear()
+    assert "".join(await items(generator, tools=[WEATHER])) == "No tools here."
+    (request,) = server.chat_requests
+    assert "tools" not in request.body
+    (warning,) = lack_warnings(caplog)  # said once
+    assert warning.startswith("model openai/gpt-4o-mini at 127.0.0.1:")
+    assert "does not support tools; answering without them" in warning
+    assert "(`!config llm_openrouter tools off` stops offering them)" in warning
+    assert "No endpoints found that support tool use" in warning
+    # The memory is per model and endpoint: another model is offered the tools.
+    assert generator.lacks("anthropic/claude-3.5-haiku") == set()
+    assert generator.lacks("openai/gpt-4o-mini", base_url="http://elsewhere/v1") == set()
+    server.supports_tools = True
+    (call,) = await items(generator, tools=[WEATHER], model="anthropic/claude-3.5-haiku")
+    assert isinstance(call, ToolCall) and server.last_chat.tool_names == ["get_weather"]
+    # Switched off, the same model answers without the refused request.
+    server.supports_tools = False
+    server.clear()
+    assert "".join(await items(make_generator(tools=False), tools=[WEATHER])) == "No tools here."
+    assert len(server.chat_requests) == 1
 
 
 @pytest.mark.parametrize(
-    ("status", "message", "fix"),
+    ("status", "message", "lack"),
     [
-        (400, "registry.ollama.ai/library/gemma:2b does not support tools", "tools off"),
-        (400, "'tools' is not supported with this model.", "tools off"),
-        (400, '"auto" tool choice requires --enable-auto-tool-choice', "tools off"),
-        (400, "tools param requires --jinja flag", "tools off"),
-        (400, "Cannot use tools with stream", "stream off"),
+        (400, "registry.ollama.ai/library/gemma:2b does not support tools", Lack.TOOLS),
+        (400, "'tools' is not supported with this model.", Lack.TOOLS),
+        (400, '"auto" tool choice requires --enable-auto-tool-choice', Lack.TOOLS),
+        (400, "tools param requires --jinja flag", Lack.TOOLS),
+        (400, "Cannot use tools with stream", Lack.STREAMED_TOOLS),
+        (500, "Cannot use tools with stream", Lack.STREAMED_TOOLS),
     ],
-    ids=["ollama", "openai", "vllm", "llama.cpp", "llama.cpp-stream"],
+    ids=["ollama", "openai", "vllm", "llama.cpp", "llama.cpp-stream", "llama.cpp-stream-500"],
 )
-async def test_other_servers_refusing_tools(server, make_generator, status, message, fix):
+async def test_other_servers_refusing_tools(server, make_generator, status, message, lack):
     server.fail_next(status, message=message)
-    error = await failure(make_generator(), tools=[WEATHER])
-    assert isinstance(error, ConfigurationError), error
-    assert f"`!config llm_openrouter {fix}`" in error.message
+    generator = make_generator()
+    assert "".join(await items(generator, tools=[WEATHER])) == server.reply
+    refused, again = server.chat_requests
+    assert refused.stream and refused.tool_names == ["get_weather"]
+    if lack is Lack.TOOLS:
+        assert again.stream and "tools" not in again.body
+    else:  # the same tools, unstreamed
+        assert not again.stream and again.tool_names == ["get_weather"]
+    assert generator.lacks("openai/gpt-4o-mini") == {lack}
+    assert generator.stats.retries == 0
+
+
+async def test_a_server_that_cannot_stream_tool_calls_gets_them_unstreamed(
+    server, make_generator, caplog
+):
+    server.streams_tools = False
+    server.reply = call_then_answer("get_weather", "It is {results}.", city="Paris")
+    generator = make_generator()
+    (call,) = await items(generator, tools=[WEATHER])
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    refused, again = server.chat_requests
+    assert (refused.stream, again.stream) == (True, False)
+    assert again.tool_names == ["get_weather"]
+    # The round with the result goes unstreamed at once, and the tool round trip ends.
+    server.clear()
+    followed = [
+        *ASK,
+        PromptMessage("assistant", "", tool_calls=(call,)),
+        PromptMessage("tool", "sunny", name="get_weather", tool_call_id=call.id),
+    ]
+    assert await items(generator, followed, tools=[WEATHER]) == ["It is sunny."]
+    (request,) = server.chat_requests
+    assert not request.stream and request.tool_names == ["get_weather"]
+    # Without tools the reply streams as before.
+    server.reply = "Streamed again."
+    assert await items(generator) == ["Streamed ", "again."]
+    assert server.last_chat.stream
+    (warning,) = lack_warnings(caplog)
+    assert "cannot stream tool calls; asking for whole replies when tools are offered" in warning
+    assert "`!config llm_openrouter stream off`" in warning
+
+
+async def test_a_model_with_neither_tools_nor_vision(server, make_generator, caplog):
+    """Each refusal is dropped in turn, in one call: tools, then the image."""
+    server.supports_tools = False
+    server.supports_vision = False
+    prompt = [PromptMessage("user", "what is this?", images=(CAT,))]
+    generator = make_generator()
+    assert "".join(await items(generator, prompt, tools=[WEATHER])) == server.reply
+    first, second, third = server.chat_requests
+    assert first.tools and first.image_urls
+    assert not second.tools and second.image_urls
+    assert not third.tools and not third.image_urls
+    assert generator.lacks("openai/gpt-4o-mini") == {Lack.TOOLS, Lack.IMAGES}
+    server.clear()
+    await items(generator, prompt, tools=[WEATHER])
+    (request,) = server.chat_requests
+    assert not request.tools and not request.image_urls
+    assert len(lack_warnings(caplog)) == 2
 
 
 async def test_a_tool_named_after_images_is_not_a_vision_refusal(server, make_generator):
     server.supports_tools = False
     spec = ToolSpec("image-search", "Find images.", {"type": "object", "properties": {}})
     prompt = [PromptMessage("user", "find a cat like this", images=(CAT,))]
-    error = await failure(make_generator(), prompt, tools=[spec])
-    assert isinstance(error, ConfigurationError)
-    assert "does not take tool calls." in error.message and "vision" not in error.message
+    generator = make_generator()
+    assert "".join(await items(generator, prompt, tools=[spec])) == server.reply
+    refused, again = server.chat_requests
+    assert refused.tool_names == ["image-search"]
+    assert "tools" not in again.body and len(again.image_urls) == 1  # the image stays
+    assert generator.lacks("openai/gpt-4o-mini") == {Lack.TOOLS}
+
+
+async def test_a_refusal_after_text_was_posted_is_the_notice(server, make_generator):
+    """OpenRouter's mid-stream error chunk, when the provider it routed to refuses the
+    tools after the stream began: too late to ask again once text was yielded."""
+    message = NO_TOOLS.format(name="get_weather")
+    server.error_next(after=2, code=404, message=message)
+    generator = make_generator()
+    got, error = await until_failure(generator, tools=[WEATHER])
+    assert got == ["Hello! ", "I "]
+    assert isinstance(error, ConfigurationError), error
+    assert "does not take tool calls" in error.message
+    assert "`!config llm_openrouter tools off`" in error.message
+    assert error.user_message.startswith("Sorry, the model `openai/gpt-4o-mini` at ")
+    assert len(server.chat_requests) == 1
+    # Remembered all the same: the next turn goes without tools at once.
+    server.clear()
+    assert "".join(await items(generator, tools=[WEATHER])) == server.reply
+    (request,) = server.chat_requests
+    assert "tools" not in request.body
+
+
+async def test_a_refusal_in_the_stream_before_any_text_is_asked_again(server, make_generator):
+    server.error_next(after=0, code=404, message=NO_TOOLS.format(name="get_weather"))
+    generator = make_generator()
+    assert "".join(await items(generator, tools=[WEATHER])) == server.reply
+    refused, again = server.chat_requests
+    assert refused.tools and "tools" not in again.body
+    assert generator.lacks("openai/gpt-4o-mini") == {Lack.TOOLS}
+    # An upstream failure (OpenRouter's 502) mentioning tools is not a refusal: the
+    # core retries it with the same tools.
+    server.clear()
+    server.error_next(after=0, code=502, message="tool support is not available right now")
+    fresh = make_generator()
+    assert "".join(await items(fresh, tools=[WEATHER])) == server.reply
+    assert [r.tool_names for r in server.chat_requests] == [["get_weather"], ["get_weather"]]
+    assert fresh.lacks("openai/gpt-4o-mini") == set() and fresh.stats.retries == 1
+
+
+async def test_the_memory_is_bounded(server, make_generator, monkeypatch):
+    monkeypatch.setattr(generator_module, "MAX_REMEMBERED", 2)
+    server.supports_tools = False
+    generator = make_generator()
+    models = list(server.models[:3])
+    for model in models:
+        await items(generator, tools=[WEATHER], model=model)
+    assert [generator.lacks(m) for m in models] == [set(), {Lack.TOOLS}, {Lack.TOOLS}]
+    # The forgotten model is found out again, with one refused request.
+    server.clear()
+    await items(generator, tools=[WEATHER], model=models[0])
+    assert len(server.chat_requests) == 2
+    assert generator.lacks(models[0]) == {Lack.TOOLS}
+    assert generator.lacks(models[1]) == set()
 
 
 async def test_other_errors_are_not_read_as_refusals(server, make_generator):

@@ -9,7 +9,7 @@ from typing import Any
 from discord.ext import commands
 
 from hark import PluginCog, ProviderError, split_message
-from hark_llm_openrouter.generator import OpenRouterGenerator
+from hark_llm_openrouter.generator import Lack, OpenRouterGenerator
 
 # Longest model list shown in one answer; a filter narrows longer ones.
 MAX_LISTED = 40
@@ -17,6 +17,19 @@ MAX_LISTED = 40
 SAMPLING = ("temperature", "max_tokens", "top_p")
 # What the model is sent, as `!openrouter` shows it: (setting, label).
 SWITCHES = (("vision", "images"), ("tools", "tools"), ("stream", "streaming"))
+# A switch that is on while the endpoint refused it for the model: (setting, label,
+# the lack, what the model does not do, what is done instead).
+LACKING = (
+    ("tools", "tools", Lack.TOOLS, "does not support them", "not offered"),
+    ("vision", "images", Lack.IMAGES, "does not support them", "sent as notes"),
+    (
+        "stream",
+        "streaming",
+        Lack.STREAMED_TOOLS,
+        "cannot stream tool calls",
+        "replies with tools come whole",
+    ),
+)
 
 
 class OpenRouterCog(PluginCog, name="OpenRouter"):
@@ -57,6 +70,12 @@ class OpenRouterCog(PluginCog, name="OpenRouter"):
                 f"{label} {'on' if getattr(settings, name) else 'off'}" for name, label in SWITCHES
             )
         )
+        lacks = generator.lacks(settings.model)
+        for name, label, lack, fault, instead in LACKING:
+            if lack in lacks and getattr(settings, name):
+                if lack is Lack.STREAMED_TOOLS and (Lack.TOOLS in lacks or not settings.tools):
+                    continue  # no tools are sent, so replies stream
+                lines.append(f"⚠ {label}: on, but `{settings.model}` {fault}: {instead}")
         reason = generator.unavailable_reason()
         if reason:
             lines.append(f"⚠ Not usable: {reason}.")

@@ -8,8 +8,11 @@ two would multiply.
 
 The model sees images (``image_url`` parts) and may call tools; both, and
 streaming itself, are per-server settings (:mod:`hark_llm_openrouter.wire` has
-the wire format). When the server says its model takes no tools or images, the
-reply is a notice naming the setting to switch off.
+the wire format). When the server says its model takes no tools or images (or
+cannot stream tool calls), the request is sent again at once without them (or
+unstreamed), and the endpoint's model is remembered as lacking them, so later
+requests leave them out from the start. Only a refusal that arrives after part
+of the reply was posted is a notice naming the setting to switch off.
 
 Every client error is translated into the core's hierarchy by the core's
 :class:`hark.api.ErrorTranslator`; this module adds only what OpenRouter says more
@@ -23,8 +26,9 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +46,7 @@ from hark import (
     ToolCall,
     register_secret,
 )
-from hark.api import ErrorTranslator, HttpFailure, without_images
+from hark.api import ErrorTranslator, HttpFailure, body_message, without_images
 from hark_llm_openrouter.settings import (
     API_KEY,
     DEFAULT_MODEL,
@@ -52,7 +56,7 @@ from hark_llm_openrouter.settings import (
 )
 from hark_llm_openrouter.wire import ToolCallDeltas, has_images, messages_payload, tools_payload
 
-__all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "OpenRouterGenerator"]
+__all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "Lack", "OpenRouterGenerator"]
 
 #: Seconds warm() waits for its connection-opening request.
 WARM_TIMEOUT = 10.0
@@ -80,6 +84,38 @@ REFUSAL_WORDS = re.compile(
     r"support|requires?\b|enable|jinja|mmproj|not allowed|only allowed|not available|cannot use"
 )
 
+# How many (endpoint, model) pairs the generator remembers the lacks of; the oldest
+# is forgotten first (and found out again, with one refused request, if still used).
+MAX_REMEMBERED = 256
+
+
+class Lack(StrEnum):
+    """What a model was found not to take (the server refused a request with it)."""
+
+    TOOLS = "tools"  # the tools parameter: it is left out, the model answers in text
+    IMAGES = "images"  # image parts: each image becomes the core's note naming it
+    STREAMED_TOOLS = "streamed_tools"  # tools in a streamed request: sent unstreamed
+
+
+# The WARNING logged once when a lack is found: (what, what is done instead, the setting).
+LACK_LOG = {
+    Lack.TOOLS: (
+        "does not support tools",
+        "answering without them",
+        "`!config llm_openrouter tools off` stops offering them",
+    ),
+    Lack.IMAGES: (
+        "does not support images",
+        "sending a note in place of each",
+        "`!config llm_openrouter vision off` stops sending them",
+    ),
+    Lack.STREAMED_TOOLS: (
+        "cannot stream tool calls",
+        "asking for whole replies when tools are offered",
+        "`!config llm_openrouter stream off` asks for whole replies always",
+    ),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
@@ -90,12 +126,24 @@ class _Sent:
     stream: bool = True
 
 
+class _Refused(ConfigurationError):
+    """The model refused what the request carried (``lacks``); the message names the
+    settings to switch off. ``_impl`` sends the request again without them while
+    nothing has been yielded, so this reaches the core only after part of a reply."""
+
+    def __init__(self, message: str, lacks: frozenset[Lack], detail: str = "") -> None:
+        super().__init__(message)
+        self.lacks = lacks
+        self.detail = detail
+
+
 class OpenRouterGenerator(Generator):
     """Replies from OpenRouter or any OpenAI-compatible chat-completions endpoint."""
 
     supports_model_listing = True
     # Both hold for the class; a server whose model has neither switches them off
-    # with its `vision` / `tools` settings, applied in _impl.
+    # with its `vision` / `tools` settings, applied in _impl (which also leaves them
+    # out by itself for a model the endpoint refused them for).
     supports_vision = True
     supports_tools = True
     # Used outside a bot (tests, scripts); in the bot, the plugin's declaration.
@@ -136,6 +184,9 @@ class OpenRouterGenerator(Generator):
         # change, closed by aclose().
         self._client: tuple[openai.AsyncOpenAI, tuple[Any, ...]] | None = None
         self._stale: list[openai.AsyncOpenAI] = []
+        # (base_url, model) -> what the endpoint refused for that model; at most
+        # MAX_REMEMBERED pairs, in the order they were found.
+        self._lacks: dict[tuple[str, str], frozenset[Lack]] = {}
 
     # -- configuration ---------------------------------------------------
 
@@ -275,6 +326,33 @@ class OpenRouterGenerator(Generator):
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.id} {self.public_base_url}>"
 
+    # -- what models were found not to take ------------------------------
+
+    def lacks(self, model: str, base_url: str | None = None) -> frozenset[Lack]:
+        """What ``model`` at ``base_url`` (default: this endpoint) was found not to take:
+        requests for it leave those out (tools, images) or go unstreamed (tools
+        with a stream) from the start. Forgotten when the bot restarts."""
+        key = ((base_url or self.base_url).rstrip("/"), model)
+        return self._lacks.get(key, frozenset())
+
+    def _learn(self, key: tuple[str, str], lacks: Iterable[Lack], detail: str = "") -> None:
+        """Remember that the model ``key`` names lacks ``lacks``, logging each one the
+        first time it is found."""
+        known = self._lacks.get(key, frozenset())
+        new = [lack for lack in Lack if lack in lacks and lack not in known]
+        if not new:
+            return
+        self._lacks.pop(key, None)  # re-inserted last: the newest entry
+        self._lacks[key] = known | frozenset(new)
+        while len(self._lacks) > MAX_REMEMBERED:
+            del self._lacks[next(iter(self._lacks))]
+        said = f"; {self.host} said: {detail}" if detail else ""
+        for lack in new:
+            what, instead, fix = LACK_LOG[lack]
+            self.log.warning(
+                "model %s at %s %s; %s (%s)%s", key[1], self.host, what, instead, fix, said
+            )
+
     # -- generation ------------------------------------------------------
 
     def build_params(self, request: GenerationRequest) -> dict[str, Any]:
@@ -333,24 +411,41 @@ class OpenRouterGenerator(Generator):
         params = self.build_params(request)
         messages = self._messages(request)
         tools = self.build_tools(request)
-        sent = _Sent(tools=bool(tools), images=has_images(messages), stream=settings.stream)
-        self.log.debug(
-            "POST %s/chat/completions model=%s %s tools=%s images=%s stream=%s",
-            self.public_base_url,
-            model,
-            params,
-            [t["function"]["name"] for t in tools],
-            sent.images,
-            sent.stream,
-        )
-        if tools:  # an empty list is refused ("[] is too short"): left out instead
-            params["tools"] = tools
-        call = {"model": model, "messages": messages_payload(messages), **params}
-        read = self._streamed if sent.stream else self._whole
-        replies = read(client, call, sent)
-        async with contextlib.aclosing(replies) as items:
-            async for item in items:
-                yield item
+        key = (settings.base_url, model)
+        yielded = False
+        dropped: set[Lack] = set()  # refused in this call (so each is dropped once)
+        while True:
+            lacks = self._lacks.get(key, frozenset()) | dropped
+            offered = [] if Lack.TOOLS in lacks else tools
+            shown = without_images(messages) if Lack.IMAGES in lacks else messages
+            stream = settings.stream and not (offered and Lack.STREAMED_TOOLS in lacks)
+            sent = _Sent(tools=bool(offered), images=has_images(shown), stream=stream)
+            self.log.debug(
+                "POST %s/chat/completions model=%s %s tools=%s images=%s stream=%s",
+                self.public_base_url,
+                model,
+                params,
+                [t["function"]["name"] for t in offered],
+                sent.images,
+                sent.stream,
+            )
+            # An empty tools list is refused ("[] is too short"): left out instead.
+            extra = {"tools": offered} if offered else {}
+            call = {"model": model, "messages": messages_payload(shown), **params, **extra}
+            read = self._streamed if sent.stream else self._whole
+            try:
+                async with contextlib.aclosing(read(client, call, sent)) as items:
+                    async for item in items:
+                        yielded = True
+                        yield item
+                return
+            except _Refused as refused:
+                # Remembered even when it is too late to ask again: the next turn
+                # leaves it out from the start.
+                self._learn(key, refused.lacks, refused.detail)
+                if yielded or refused.lacks <= dropped:
+                    raise
+                dropped |= refused.lacks
 
     async def _streamed(
         self, client: openai.AsyncOpenAI, call: dict[str, Any], sent: _Sent
@@ -397,6 +492,9 @@ class OpenRouterGenerator(Generator):
         except UnicodeDecodeError:
             raise BadOutputError(f"{self.host} sent a malformed stream (not UTF-8)") from None
         except Exception as exc:  # openai 1.x/2.x let httpx's own errors out of a stream
+            refused = self._refused_mid_stream(exc, model, sent)
+            if refused is not None:
+                raise refused from None
             raise self.translate(
                 exc, model=model, produced=produced, streaming=True, sent=sent
             ) from None
@@ -591,21 +689,38 @@ class OpenRouterGenerator(Generator):
 
     def _refused(
         self, failure: HttpFailure, model: str | None, sent: _Sent | None
-    ) -> ConfigurationError | None:
-        """The model refused the tools or images the request carried: say which
-        setting to switch off. Servers say it in words only (OpenRouter: "No endpoints
-        found that support tool use" / "... image input"; OpenAI: "image_url is only
-        supported by certain models"; Ollama: "... does not support tools"; llama.cpp:
-        "tools param requires --jinja flag", "Cannot use tools with stream")."""
+    ) -> _Refused | None:
+        """The model refused the tools or images the request carried (or tools in a
+        streamed request): what it lacks, and the settings that stop sending them.
+        Servers say it in words only (OpenRouter: "No endpoints found that support
+        tool use" / "... image input"; OpenAI: "image_url is only supported by certain
+        models"; Ollama: "... does not support tools"; llama.cpp: "tools param requires
+        --jinja flag", "Cannot use tools with stream")."""
         if sent is None or failure.status not in REFUSAL_STATUSES:
             return None
+        return self._refusal(f"{failure.detail} {failure.code}", failure.detail, model, sent)
+
+    def _refused_mid_stream(self, exc: BaseException, model: str, sent: _Sent) -> _Refused | None:
+        """An error event inside a 200 stream that says the same (OpenRouter sends one
+        when the provider it routed to refuses after the stream began)."""
+        if not isinstance(exc, openai.APIError) or isinstance(exc, openai.APIStatusError):
+            return None
+        code, message = body_message(exc.body)
+        if code.isdigit() and int(code) not in REFUSAL_STATUSES:
+            return None  # e.g. OpenRouter's 502: the upstream model failed
+        detail = self.errors.scrub(message)
+        return self._refusal(f"{detail} {self.errors.scrub(code)}", detail, model, sent)
+
+    def _refusal(self, words: str, detail: str, model: str | None, sent: _Sent) -> _Refused | None:
         # Quoted words are left out: OpenRouter quotes the tool names ('Try disabling
         # "image_search"'), which must not read as words about images.
-        said = re.sub(r'"[^"]*"', '""', f"{failure.detail} {failure.code}".lower())
+        said = re.sub(r'"[^"]*"', '""', words.lower())
+        lacks: set[Lack] = set()
         refusals: list[tuple[str, str]] = []  # (what the model does not take, the fix)
         if sent.tools and TOOL_WORDS.search(said) and REFUSAL_WORDS.search(said):
             if sent.stream and "stream" in said:
                 # A server that runs tools only unstreamed (llama.cpp before mid-2025).
+                lacks.add(Lack.STREAMED_TOOLS)
                 refusals.append(
                     (
                         "streamed tool calls",
@@ -613,16 +728,20 @@ class OpenRouterGenerator(Generator):
                     )
                 )
             else:
+                lacks.add(Lack.TOOLS)
                 refusals.append(("tool calls", "`!config llm_openrouter tools off`"))
         if sent.images and IMAGE_WORDS.search(said) and REFUSAL_WORDS.search(said):
+            lacks.add(Lack.IMAGES)
             refusals.append(("images", "`!config llm_openrouter vision off`"))
         if not refusals:
             return None
         what = " or ".join(what for what, _ in refusals)
         fixes = " and ".join(fix for _, fix in refusals)
-        said_so = f" ({self.host} said: {failure.detail})" if failure.detail else ""
-        return ConfigurationError(
+        said_so = f" ({self.host} said: {detail})" if detail else ""
+        return _Refused(
             f"the model `{model}` at {self.host} does not take {what}. A server admin can"
             f" switch that off with {fixes}, or choose another model with `!model NAME`."
-            f"{said_so}"
+            f"{said_so}",
+            frozenset(lacks),
+            detail,
         )

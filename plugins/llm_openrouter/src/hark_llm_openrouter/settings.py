@@ -83,19 +83,20 @@ class OpenRouterSettings(hark.Settings):
     vision: bool = hark.setting(
         True,
         scopes=PER_SERVER,
-        description="send images to the model (off for a model without vision: it reads"
-        " a note naming each image instead)",
+        description="send images to the model (off: it reads a note naming each image;"
+        " a model without vision gets the notes anyway once its endpoint refuses one)",
     )
     tools: bool = hark.setting(
         True,
         scopes=PER_SERVER,
-        description="let the model call the bot's tools (off for a model without tool use)",
+        description="let the model call the bot's tools (a model without tool use is"
+        " answered without them once its endpoint refuses them; off stops offering them)",
     )
     stream: bool = hark.setting(
         True,
         scopes=PER_SERVER,
-        description="stream the reply as it is written (off for a server that cannot"
-        " stream tool calls: the reply then comes in one piece)",
+        description="stream the reply as it is written (off: it comes in one piece; a"
+        " server that cannot stream tool calls gets whole replies when tools are offered)",
     )
     base_url: BaseUrl = hark.setting(
         OPENROUTER_BASE_URL,
