@@ -28,8 +28,8 @@ Scripting:
 - :meth:`FakeOllama.bad_body_next`: a 200 with an HTML page (a proxy's or captive
   portal's) for the next N requests;
 - :meth:`FakeOllama.break_stream`: the next streamed replies break after some
-  deltas (``"disconnect"``, ``"invalid_json"``, ``"error_line"``, ``"no_done"``,
-  ``"stall"``);
+  deltas (``"disconnect"``, ``"invalid_json"``, ``"error_line"`` with ``error=`` its
+  text, ``"no_done"``, ``"stall"``);
 - :meth:`FakeOllama.hold`: pause the next stream after some deltas until an
   :class:`asyncio.Event` is set (to see deltas arrive one by one);
 - :attr:`FakeOllama.requests`: every request received, in order
@@ -159,6 +159,7 @@ class _Break:
     mode: str
     after: int
     remaining: int
+    error: str = "an error was encountered while running the model"
 
 
 @dataclass(slots=True)
@@ -276,16 +277,21 @@ class FakeOllama(LoopbackServer):
         order with :meth:`fail`'s failures."""
         self._failures.add(200, times=times, keys=paths, body="html")
 
-    def break_stream(self, mode: str, *, after: int = 1, times: int = 1) -> None:
+    def break_stream(
+        self, mode: str, *, after: int = 1, times: int = 1, error: str | None = None
+    ) -> None:
         """Break the next ``times`` streamed chat replies after ``after`` deltas.
 
         ``disconnect``: the connection is dropped mid-body; ``invalid_json``: a line
         that is not JSON; ``error_line``: ``{"error": ...}`` as Ollama sends for
-        mid-stream failures; ``no_done``: the body ends without ``done: true``;
-        ``stall``: no more bytes until the server closes (for timeouts)."""
+        mid-stream failures (``error`` its text); ``no_done``: the body ends without
+        ``done: true``; ``stall``: no more bytes until the server closes (for timeouts)."""
         if mode not in STREAM_BREAKS:
             raise ValueError(f"unknown stream break {mode!r}; one of {STREAM_BREAKS}")
-        self._breaks.append(_Break(mode, after, times))
+        brk = _Break(mode, after, times)
+        if error is not None:
+            brk.error = error
+        self._breaks.append(brk)
 
     def hold(self, after: int = 1) -> asyncio.Event:
         """Pause the next streamed reply after ``after`` lines (text pieces or tool calls)
@@ -610,7 +616,7 @@ class FakeOllama(LoopbackServer):
         try:
             for index, piece in enumerate(pieces):
                 if brk is not None and index == brk.after:
-                    return await self._break(request, response, brk.mode)
+                    return await self._break(request, response, brk)
                 if hold is not None and index == hold.after:
                     await hold.event.wait()
                 if index and self.delay:
@@ -618,7 +624,7 @@ class FakeOllama(LoopbackServer):
                 line = self._line(model, piece)
                 await response.write(json.dumps(line).encode() + b"\n")
             if brk is not None:
-                return await self._break(request, response, brk.mode)
+                return await self._break(request, response, brk)
             if hold is not None and hold.after >= len(pieces):
                 await hold.event.wait()  # everything said, the `done` line held back
             await response.write(json.dumps(final).encode() + b"\n")
@@ -631,12 +637,13 @@ class FakeOllama(LoopbackServer):
         return response
 
     async def _break(
-        self, request: web.Request, response: web.StreamResponse, mode: str
+        self, request: web.Request, response: web.StreamResponse, brk: _Break
     ) -> web.StreamResponse:
+        mode = brk.mode
         if mode == "invalid_json":
             await response.write(b'{"model": "oops", "message": {"content": \n')
         elif mode == "error_line":
-            await response.write(b'{"error": "an error was encountered while running the model"}\n')
+            await response.write(json.dumps({"error": brk.error}).encode() + b"\n")
         elif mode == "stall":
             event = asyncio.Event()
             self._stalled.add(event)

@@ -106,17 +106,52 @@ async def test_with_vision_off_the_model_reads_a_note(chat, fake_ollama):
     assert last["content"].endswith("robot, what is this?\n[image not shown: red.png]")
 
 
-async def test_a_model_that_cannot_see_tells_the_admin_what_to_switch_off(chat, fake_ollama):
+async def test_a_model_that_cannot_see_reads_a_note_and_status_says_so(chat, fake_ollama):
     fake_ollama.add_model("gemma2", capabilities=("completion", "tools"))
+    fake_ollama.reply = "I can't see it."
     await chat.ask("!config llm_ollama model gemma2", author=chat.admin)
-    notice = await chat.ask("robot, what is this?", files=[("red.png", PNG)])
-    assert notice.content == (
-        "Sorry, model `gemma2:latest` cannot read images; choose another with `!model`, or"
-        " switch images off here with `!config llm_ollama vision off`"
+    fake_ollama.reset()
+    reply = await chat.ask("robot, what is this?", files=[("red.png", PNG)])
+    assert await final_text(reply) == "I can't see it."
+    refused, again = fake_ollama.chat_requests
+    assert refused["messages"][-1]["images"] == [base64.b64encode(PNG).decode()]
+    assert "images" not in again["messages"][-1]
+    assert again["messages"][-1]["content"].endswith("[image not shown: red.png]")
+
+    fake_ollama.reset()
+    await final_text(await chat.ask("robot, and this?", files=[("blue.png", PNG)]))
+    assert fake_ollama.count() == 1
+    assert "[image not shown: blue.png]" in fake_ollama.last_chat["messages"][-1]["content"]
+    status = (await chat.ask("!ollama")).content
+    assert (
+        "Images sent: on, but `gemma2:latest` cannot read them: notes sent instead"
+        " · tools offered: on" in status
     )
     await chat.ask("!config llm_ollama vision off", author=chat.admin)
-    assert await final_text(await chat.ask("robot, and now?", files=[("red.png", PNG)]))
-    assert "[image not shown: red.png]" in fake_ollama.last_chat["messages"][-1]["content"]
+    status = (await chat.ask("!ollama")).content
+    assert "Images sent: off · tools offered: on" in status
+
+
+async def test_a_model_that_fails_on_an_image_mid_reply_says_what_to_switch_off(chat, fake_ollama):
+    """Part of the reply was posted: asking again would post it twice, so the admin is
+    told what to switch off, as before."""
+    fake_ollama.reply = "It looks like a red square."
+    fake_ollama.delay = 0.1  # slower than the bot's edit interval: it posts as words come
+    release = fake_ollama.hold(after=2)
+    fake_ollama.break_stream(
+        "error_line", after=3, error="this model is missing data required for image input"
+    )
+    first = await chat.ask("robot, what is this?", files=[("red.png", PNG)])
+    assert first.content.startswith("It ")
+    waiter = asyncio.create_task(chat.next_reply())
+    release.set()
+    notice = await waiter
+    assert first.content == "It looks like [cut off]"
+    assert notice.content == (
+        "Sorry, model `llama3.2` cannot read images; choose another with `!model`, or"
+        " switch images off here with `!config llm_ollama vision off`"
+    )
+    assert fake_ollama.count() == 1  # the partial reply was not replayed
 
 
 # -- tools -------------------------------------------------------------------------
@@ -188,21 +223,32 @@ async def test_a_model_that_keeps_calling_tools_stops_at_the_round_limit(chat, f
     assert not any("tool_calls" in m for m in last)
 
 
-async def test_a_model_without_tools_tells_the_admin_what_to_switch_off(chat, fake_ollama, dice):
+async def test_a_model_without_tools_answers_in_text(chat, fake_ollama, dice):
+    """A tool plugin installed does not break chat with a model that takes no tools:
+    the first turn is asked again without them, later turns offer none."""
     fake_ollama.add_model("gemma2", capabilities=("completion", "vision"))
     fake_ollama.reply = dice_model
     await chat.ask("!config llm_ollama model gemma2", author=chat.admin)
-    notice = await chat.ask("robot, roll a die")
-    assert notice.content == (
-        "Sorry, model `gemma2:latest` does not support tools; choose another with `!model`,"
-        " or switch tools off here with `!config llm_ollama tools off`"
+    fake_ollama.reset()
+    assert await final_text(await chat.ask("robot, roll a die")) == "I can't roll here."
+    refused, again = fake_ollama.chat_requests
+    assert refused["tools"][0]["function"]["name"] == "roll_die"
+    assert again["tools"] == []
+
+    fake_ollama.reset()
+    assert await final_text(await chat.ask("robot, roll again")) == "I can't roll here."
+    assert fake_ollama.count() == 1
+    assert fake_ollama.last_chat["tools"] == []
+    assert dice.rolled == []
+    status = (await chat.ask("!ollama")).content
+    assert (
+        "Images sent: on · tools offered: on, but `gemma2:latest` does not support them:"
+        " not offered" in status
     )
-    assert fake_ollama.count() == 1  # not retried
 
     reply = await chat.ask("!config llm_ollama tools off", author=chat.admin)
     assert reply.content == "`llm_ollama.tools` is now `off` in this server."
     assert await final_text(await chat.ask("robot, roll a die")) == "I can't roll here."
     assert fake_ollama.last_chat["tools"] == []
-    assert dice.rolled == []
     status = (await chat.ask("!ollama")).content
     assert "Images sent: on · tools offered: off" in status

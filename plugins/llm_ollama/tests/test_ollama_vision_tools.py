@@ -1,7 +1,7 @@
 """Images and tools through the real ``ollama`` client against the loopback fake:
 what reaches Ollama's request body, tool calls coming back (streamed or not),
 results going out on the next round, the per-server switches, and the models that
-can do neither."""
+cannot take them (asked again without them, and remembered)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import asyncio
 import base64
 import enum
 import json
+import logging
 from typing import Literal
 
 import httpx
 import pytest
-from fake_ollama import tool_call
+from fake_ollama import FakeOllama, tool_call
+from hark_llm_ollama import generator as generator_module
 from hark_llm_ollama.wire import ollama_tool
 from pydantic import BaseModel, Field
 
@@ -108,22 +110,109 @@ async def test_vision_switched_off_in_a_server_sends_the_note(
     assert fake_ollama.last_images == [PNG]
 
 
+NO_IMAGES = (
+    "Failed to create new sequence: failed to process inputs: this model is missing data"
+    " required for image input"
+)
+NOTE = "alice: what is this?\n[image not shown: cat.png]"
+
+
 @pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "not-streamed"])
-async def test_a_model_that_cannot_see_says_to_switch_vision_off(
-    fake_ollama, make_generator, streamed
+async def test_a_model_that_cannot_see_reads_the_notes_instead(
+    fake_ollama, make_generator, streamed, caplog
 ):
     """Ollama does not refuse images up front: the runner fails on them (an error line
-    in the stream, or a 500 for a reply that is not streamed)."""
-    fake_ollama.add_model("gemma2", capabilities=("completion",))
+    in the stream, or a 500 for a reply that is not streamed). Nothing was said yet, so
+    the same request goes again with the core's notes, and the model is remembered."""
+    fake_ollama.add_model("gemma2", capabilities=("completion", "tools"))
     fake_ollama.ignore_stream = not streamed
-    error = await failure(make_generator(model="gemma2").generate(LOOK))
-    assert isinstance(error, ConfigurationError)
-    assert error.message == (
-        "model `gemma2` cannot read images; choose another with `!model`, or switch images"
-        " off here with `!config llm_ollama vision off`"
-    )
-    assert error.user_message.startswith("Sorry, model `gemma2` cannot read images")
-    assert fake_ollama.count() == 1  # a setting to change, not worth a retry
+    fake_ollama.reply = "I can't see it, but you sent cat.png."
+    generator = make_generator(model="gemma2")
+    with caplog.at_level(logging.WARNING):
+        assert await generator.complete(LOOK) == fake_ollama.reply
+        refused, again = fake_ollama.chat_requests
+        assert refused["messages"][-1]["images"] == [base64.b64encode(PNG).decode()]
+        assert "images" not in again["messages"][-1]
+        assert again["messages"][-1]["content"] == NOTE
+        assert generator.lacks("gemma2:latest") == {"vision"}
+
+        # Later turns send the notes at once: one request each.
+        fake_ollama.reset()
+        for _ in range(2):
+            assert await generator.complete(LOOK) == fake_ollama.reply
+        assert fake_ollama.count() == 2
+        assert [body["messages"][-1]["content"] for body in fake_ollama.chat_requests] == [
+            NOTE,
+            NOTE,
+        ]
+    warned = [r.getMessage() for r in caplog.records if "cannot read images" in r.getMessage()]
+    assert warned == [
+        f"model `gemma2` at {fake_ollama.url} cannot read images; sending notes in their place"
+        " (set `!config llm_ollama vision off` to stop sending them)"
+    ]
+    # Another model on the same server still gets the images.
+    await generator.complete(LOOK, model="llama3.2")
+    assert fake_ollama.last_images == [PNG]
+
+
+async def test_a_model_that_can_do_neither_gets_both_left_out(fake_ollama, make_generator):
+    """Ollama refuses the tools first, the runner then the images: each is left out
+    once, and the third request answers."""
+    fake_ollama.add_model("gemma2", capabilities=("completion",))
+    fake_ollama.reply = "Just text."
+    generator = make_generator(model="gemma2")
+    assert text_of(await items(generator.generate(LOOK, tools=[WEATHER]))) == "Just text."
+    bodies = fake_ollama.chat_requests
+    assert [(bool(b["tools"]), "images" in b["messages"][-1]) for b in bodies] == [
+        (True, True),
+        (False, True),
+        (False, False),
+    ]
+    assert generator.lacks("gemma2") == {"tools", "vision"}
+    fake_ollama.reset()
+    await items(generator.generate(LOOK, tools=[WEATHER]))
+    assert fake_ollama.count() == 1
+    assert fake_ollama.last_chat["tools"] == []
+    assert fake_ollama.last_chat["messages"][-1]["content"] == NOTE
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tools", "error", "expected"),
+    [
+        (
+            LOOK,
+            [],
+            NO_IMAGES,
+            "model `llama3.2` cannot read images; choose another with `!model`, or switch"
+            " images off here with `!config llm_ollama vision off`",
+        ),
+        (
+            ASK,
+            [WEATHER],
+            "registry.ollama.ai/library/llama3.2:latest does not support tools",
+            "model `llama3.2` does not support tools; choose another with `!model`, or switch"
+            " tools off here with `!config llm_ollama tools off`",
+        ),
+    ],
+    ids=["images", "tools"],
+)
+async def test_a_refusal_after_part_of_the_reply_is_still_an_error(
+    fake_ollama, make_generator, prompt, tools, error, expected
+):
+    """Once text was handed on, asking again would post it twice: the error says what
+    to switch off, as before. The model is remembered all the same."""
+    fake_ollama.reply = "It looks like a"
+    fake_ollama.break_stream("error_line", after=2, error=error)
+    generator = make_generator()
+    got: list = []
+    with pytest.raises(ConfigurationError) as caught:
+        async for item in generator.generate(prompt, tools=tools):
+            got.append(item)
+    assert got == ["It", " looks"]
+    assert caught.value.message == expected
+    assert caught.value.user_message.startswith("Sorry, model `llama3.2`")
+    assert fake_ollama.count() == 1  # never replayed
+    assert generator.lacks("llama3.2") == {"tools" if tools else "vision"}
 
 
 # -- tools: what is offered ------------------------------------------------------
@@ -375,18 +464,59 @@ async def test_tools_switched_off_in_a_server_are_not_offered(
     assert isinstance(error, BadOutputError) and "no tools were offered" in error.message
 
 
-async def test_a_model_without_tools_says_to_switch_them_off(fake_ollama, make_generator):
+async def test_a_model_without_tools_answers_in_text(fake_ollama, make_generator, caplog):
+    """Ollama's 400 "does not support tools": the same request again without them, and
+    the model is remembered, so later turns offer none (no refused request each turn)."""
     fake_ollama.add_model("gemma2", capabilities=("completion", "vision"))
+    fake_ollama.reply = "Paris is sunny, I think."
     generator = make_generator(model="gemma2")
-    error = await failure(generator.generate(ASK, tools=[WEATHER]))
-    assert isinstance(error, ConfigurationError)
-    assert error.message == (
-        "model `gemma2` does not support tools; choose another with `!model`, or switch"
-        " tools off here with `!config llm_ollama tools off`"
-    )
-    assert fake_ollama.count() == 1
-    # without tools the same model answers
-    assert await generator.complete(ASK) == fake_ollama.reply
+    with caplog.at_level(logging.WARNING):
+        got = await items(generator.generate(ASK, tools=[WEATHER]))
+        assert got and text_of(got) == "Paris is sunny, I think."
+        refused, again = fake_ollama.chat_requests
+        assert refused["tools"][0]["function"]["name"] == "get_weather"
+        assert again["tools"] == []
+        assert again["messages"] == refused["messages"]
+        assert generator.lacks("gemma2") == {"tools"}
+
+        fake_ollama.reset()
+        for _ in range(2):
+            await items(generator.generate(ASK, tools=[WEATHER]))
+        assert [body["tools"] for body in fake_ollama.chat_requests] == [[], []]
+    warned = [r.getMessage() for r in caplog.records if "support tools" in r.getMessage()]
+    assert warned == [
+        f"model `gemma2` at {fake_ollama.url} does not support tools; answering without them"
+        " (set `!config llm_ollama tools off` to stop offering them)"
+    ]
+    # The memory is per server and model: another model still gets the tools...
+    await items(generator.generate(ASK, tools=[WEATHER], model="llama3.2"))
+    assert fake_ollama.last_chat["tools"][0]["function"]["name"] == "get_weather"
+    # ...and the same model on another server is asked afresh.
+    async with FakeOllama(models=("gemma2",)) as other:
+        await items(make_generator(host=other.url, model="gemma2").generate(ASK, tools=[WEATHER]))
+        assert other.last_chat["tools"]
+
+
+async def test_what_a_model_lacks_is_bounded_and_forgotten_once_it_is_gone(
+    fake_ollama, make_generator, monkeypatch
+):
+    fake_ollama.add_model("gemma2", capabilities=("completion",))
+    generator = make_generator(model="gemma2")
+    await items(generator.generate(ASK, tools=[WEATHER]))
+    assert generator.lacks("gemma2") == {"tools"}
+    await generator.fetch_models()  # still pulled: still known
+    assert generator.lacks("gemma2") == {"tools"}
+    fake_ollama.remove_model("gemma2")
+    await generator.fetch_models()  # removed: checked afresh once pulled again
+    assert generator.lacks("gemma2") == frozenset()
+
+    monkeypatch.setattr(generator_module, "LACKING_SIZE", 3)
+    for n in range(5):
+        generator._learn(fake_ollama.url, f"model{n}", "tools")
+    remembered = [bool(generator.lacks(f"model{n}")) for n in range(5)]
+    assert remembered == [False, False, True, True, True]
+    generator.forget_lacking()
+    assert not generator.lacks("model4")
 
 
 async def test_the_fake_answers_as_ollamas_server_does(fake_ollama):

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from hark import Capability, PluginCog, ProviderError, split_message
-from hark_llm_ollama.generator import OllamaGenerator, OllamaModel, same_model
+from hark_llm_ollama.generator import TOOLS, VISION, OllamaGenerator, OllamaModel, same_model
 
 # How long the status command waits for the Ollama server before calling it unreachable.
 STATUS_TIMEOUT = 5.0
@@ -57,9 +57,8 @@ class OllamaCog(PluginCog, name="Ollama"):
         lines.append(f"Model here: `{model}` ({resolved.origin('model')})")
         options = " · ".join(f"{key} {_show(getattr(resolved.values, key))}" for key in OPTIONS)
         lines.append(f"Options: {options}")
-        values = resolved.values
-        lines.append(f"Images sent: {_show(values.vision)} · tools offered: {_show(values.tools)}")
         models, error = await self._models_or_error(quick=True)
+        lines.append(self._capabilities(resolved.values))
         if models is None:
             lines.append(f"Server: not reachable ({error})")
         else:
@@ -75,6 +74,18 @@ class OllamaCog(PluginCog, name="Ollama"):
             )
         lines.append(f"`{prefix}config llm_ollama` shows and changes the model and options.")
         return "\n".join(lines)
+
+    def _capabilities(self, values: Any) -> str:
+        """Whether images and tools are sent, and whether the model was found to lack
+        them (then they are not, whatever the setting says)."""
+        lacks = self.generator.lacks(values.model)
+        images = _show(values.vision)
+        if values.vision and VISION in lacks:
+            images += f", but `{values.model}` cannot read them: notes sent instead"
+        tools = _show(values.tools)
+        if values.tools and TOOLS in lacks:
+            tools += f", but `{values.model}` does not support them: not offered"
+        return f"Images sent: {images} · tools offered: {tools}"
 
     async def render_models(self, guild_id: int | None, prefix: str) -> str:
         generator = self.generator

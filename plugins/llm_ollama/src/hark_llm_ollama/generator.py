@@ -7,8 +7,11 @@ a model that is not pulled, a model that takes no tools or no images).
 
 Images and tools (the formats are in :mod:`hark_llm_ollama.wire`): the class says it
 supports both, so the core hands them on; each server can switch either off
-(``!config llm_ollama vision off`` / ``tools off``) for a model without them, and
-``_impl`` then replaces the images with the core's notes or offers no tools.
+(``!config llm_ollama vision off`` / ``tools off``), and ``_impl`` then replaces the
+images with the core's notes or offers no tools. A model that turns out not to take
+them (Ollama refuses the request) gets the same request again without them, once,
+before anything was handed on; the generator remembers that per Ollama server and
+model (:meth:`OllamaGenerator.lacks`), so later requests leave them out at once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -48,6 +51,8 @@ from hark_llm_ollama.wire import ollama_messages, ollama_tool, tool_call_of
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MODEL",
+    "TOOLS",
+    "VISION",
     "OllamaGenerator",
     "OllamaModel",
     "public_url",
@@ -70,18 +75,33 @@ _NO_IMAGES = re.compile(
     r"|missing data required for image input|vision model not found",
     re.IGNORECASE,
 )
+#: What a model can lack, as Ollama's ``/api/show`` names the capabilities.
+TOOLS, VISION = "tools", "vision"
+#: How many (server, model) pairs the generator remembers a missing capability for.
+LACKING_SIZE = 256
+# What the log says once per server and model, and what the request does instead.
+_DEGRADED = {
+    TOOLS: (
+        "does not support tools; answering without them (set `!config llm_ollama tools off`"
+        " to stop offering them)"
+    ),
+    VISION: (
+        "cannot read images; sending notes in their place (set `!config llm_ollama vision"
+        " off` to stop sending them)"
+    ),
+}
+
+
+def _model_name(name: str) -> str:
+    name = name.strip().lower()
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def same_model(a: str | None, b: str | None) -> bool:
     """Ollama names: ``llama3.2`` and ``llama3.2:latest`` are the same model."""
     if not a or not b:
         return False
-
-    def norm(name: str) -> str:
-        name = name.strip().lower()
-        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-    return norm(a) == norm(b)
+    return _model_name(a) == _model_name(b)
 
 
 def public_url(host: str) -> str:
@@ -170,6 +190,9 @@ class OllamaGenerator(Generator):
         self.connect_timeout = connect_timeout
         self._cached: tuple[asyncio.AbstractEventLoop, str, ollama.AsyncClient] | None = None
         self._errors: tuple[str, ErrorTranslator] | None = None
+        # (server, model) -> what Ollama refused for that model ("tools", "vision"),
+        # oldest first, at most LACKING_SIZE pairs.
+        self._lacking: dict[tuple[str, str], frozenset[str]] = {}
 
     # -- configuration ---------------------------------------------------
 
@@ -240,6 +263,37 @@ class OllamaGenerator(Generator):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return f"OLLAMA_HOST `{public_url(self.host)}` is not an http(s) address"
         return None
+
+    # -- what a model was found to lack -----------------------------------
+
+    def lacks(self, model: str | None, host: str | None = None) -> frozenset[str]:
+        """What ``model`` on the Ollama server at ``host`` (default :attr:`host`) was
+        found not to take since the bot started: ``"tools"``, ``"vision"``, or neither.
+        Requests to it leave those out, whatever the server's settings say."""
+        if not model:
+            return frozenset()
+        return self._lacking.get(_lacking_key(host or self.host, model), frozenset())
+
+    def _learn(self, host: str, model: str, capability: str) -> None:
+        """Remember that ``model`` on ``host`` lacks ``capability`` (logged once)."""
+        key = _lacking_key(host, model)
+        known = self._lacking.pop(key, frozenset())
+        self._lacking[key] = known | {capability}
+        while len(self._lacking) > LACKING_SIZE:
+            del self._lacking[next(iter(self._lacking))]
+        if capability not in known:
+            self.log.warning("model `%s` at %s %s", model, public_url(host), _DEGRADED[capability])
+
+    def forget_lacking(self, host: str | None = None, keep: Iterable[str] | None = None) -> None:
+        """Forget what models on ``host`` (default: every server) were found to lack;
+        with ``keep``, only for the models not named in it (those no longer pulled)."""
+        server = None if host is None else public_url(host)
+        kept = None if keep is None else {_model_name(name) for name in keep}
+        for key in list(self._lacking):
+            if server is not None and key[0] != server:
+                continue
+            if kept is None or key[1] not in kept:
+                del self._lacking[key]
 
     # -- the client --------------------------------------------------------
 
@@ -312,11 +366,13 @@ class OllamaGenerator(Generator):
             raise ConfigurationError(
                 "no Ollama model is configured; set OLLAMA_MODEL or `!config llm_ollama model`"
             )
+        lacks = self.lacks(model, settings.host)
         # A server whose model cannot see: the same notes the core writes for a
         # generator without vision.
-        messages = request.messages if settings.vision else without_images(request.messages)
+        vision = settings.vision and VISION not in lacks
+        messages = request.messages if vision else without_images(request.messages)
         arguments: dict[str, Any] = {"model": model, "messages": self.convert_messages(messages)}
-        if request.tools and settings.tools:
+        if request.tools and settings.tools and TOOLS not in lacks:
             arguments["tools"] = [ollama_tool(spec) for spec in request.tools]
         options = self.options_for(request)
         if options:
@@ -334,41 +390,52 @@ class OllamaGenerator(Generator):
         return arguments
 
     async def _impl(self, request: GenerationRequest) -> AsyncIterator[str | ToolCall]:
-        arguments = self.chat_arguments(request)
-        offered = "tools" in arguments
         host = self._with_fixed(request.settings).host
-        sent = calls = 0  # characters and tool calls handed on
-        try:
-            stream = await self._client(host).chat(stream=True, **arguments)
-            finished = False
-            async with contextlib.aclosing(stream):
-                async for part in stream:
-                    message = part.message
-                    content = message.content if message is not None else None
-                    if content:
-                        sent += len(content)
-                        yield content
-                    # Ollama sends each call whole (arguments parsed), in whichever
-                    # piece it finished: usually one before the last, with done=false;
-                    # in the one object of a reply that was not streamed.
-                    for call in (message.tool_calls or ()) if message is not None else ():
-                        if not offered:
-                            raise BadOutputError(
-                                f"Ollama sent a tool call ({call.function.name!r}) but no"
-                                " tools were offered"
-                            )
-                        calls += 1
-                        yield tool_call_of(call.function.name, call.function.arguments)
-                    if part.done:
-                        finished = True
-                        self._log_done(part)
-                        break
-            if not finished:
-                raise BadOutputError("Ollama's reply stream ended before it was done")
-        except Exception as exc:
-            raise self.translate(
-                exc, host=host, model=arguments["model"], produced=_produced(sent, calls)
-            ) from None
+        retried: set[str] = set()  # capabilities already left out after a refusal
+        while True:
+            arguments = self.chat_arguments(request)
+            offered = "tools" in arguments
+            sent = calls = 0  # characters and tool calls handed on
+            try:
+                stream = await self._client(host).chat(stream=True, **arguments)
+                finished = False
+                async with contextlib.aclosing(stream):
+                    async for part in stream:
+                        message = part.message
+                        content = message.content if message is not None else None
+                        if content:
+                            sent += len(content)
+                            yield content
+                        # Ollama sends each call whole (arguments parsed), in whichever
+                        # piece it finished: usually one before the last, with done=false;
+                        # in the one object of a reply that was not streamed.
+                        for call in (message.tool_calls or ()) if message is not None else ():
+                            if not offered:
+                                raise BadOutputError(
+                                    f"Ollama sent a tool call ({call.function.name!r}) but no"
+                                    " tools were offered"
+                                )
+                            calls += 1
+                            yield tool_call_of(call.function.name, call.function.arguments)
+                        if part.done:
+                            finished = True
+                            self._log_done(part)
+                            break
+                if not finished:
+                    raise BadOutputError("Ollama's reply stream ended before it was done")
+                return
+            except Exception as exc:
+                lacking = _refused(exc, arguments)
+                if lacking is not None:
+                    self._learn(host, arguments["model"], lacking)
+                    if not sent and not calls and lacking not in retried:
+                        # Nothing was handed on: the same request without what the
+                        # model cannot take (next time it is left out at once).
+                        retried.add(lacking)
+                        continue
+                raise self.translate(
+                    exc, host=host, model=arguments["model"], produced=_produced(sent, calls)
+                ) from None
 
     def _log_done(self, part: ollama.ChatResponse) -> None:
         seconds = (part.eval_duration or 0) / 1e9
@@ -404,6 +471,8 @@ class OllamaGenerator(Generator):
                     family=details.family if details else None,
                 )
             )
+        # A model removed from the server is checked afresh once it is pulled again.
+        self.forget_lacking(self.host, keep=[m.name for m in found])
         return sorted(found, key=lambda m: m.name)
 
     async def models_info(self) -> list[OllamaModel]:
@@ -469,7 +538,8 @@ class OllamaGenerator(Generator):
 
     @staticmethod
     def _unsupported(detail: str, model: str | None) -> ProviderError | None:
-        """A model without tools or vision, told what a server admin can switch off."""
+        """A model without tools or vision, told what a server admin can switch off (once
+        part of the reply was handed on; before that, ``_impl`` asks again without them)."""
         name = f"model `{model}`" if model else "this Ollama model"
         if _NO_TOOLS.search(detail):
             return ConfigurationError(
@@ -493,6 +563,25 @@ class OllamaGenerator(Generator):
             f"model `{name}` is not on the Ollama server; pull it with "
             f"`ollama pull {name}` or choose another with `!model`"
         )
+
+
+def _lacking_key(host: str, model: str) -> tuple[str, str]:
+    return public_url(host), _model_name(model)
+
+
+def _refused(exc: BaseException, arguments: Mapping[str, Any]) -> str | None:
+    """``"tools"`` or ``"vision"`` when ``exc`` is Ollama refusing what the request
+    sent to a model that cannot take it (the 400 for tools; for images the runner's
+    error line in the stream, or its 500), else None."""
+    if not isinstance(exc, ollama.ResponseError):
+        return None
+    detail = str(exc.error)
+    if "tools" in arguments and _NO_TOOLS.search(detail):
+        return TOOLS
+    images = any(m.get("images") for m in arguments.get("messages") or ())
+    if images and _NO_IMAGES.search(detail):
+        return VISION
+    return None
 
 
 def _produced(characters: int, calls: int) -> str:
