@@ -22,6 +22,8 @@ What it gives:
   server's voice session; :meth:`Host.names` is what the bot answers to;
 - **events**: :class:`Events` — in-process notifications (``reply``,
   ``plugins_changed``, and any a plugin emits);
+- **storage**: :meth:`Host.database` — the plugin's tables in the bot's database
+  (:class:`PluginDatabase`; the plugin declares them with ``hark.Plugin(migrations=...)``);
 - **logging** with secret redaction: :meth:`Host.logger`, :func:`register_secret`;
 - **error translation**: :class:`ErrorTranslator` turns aiohttp, httpx and openai
   exceptions into the provider error hierarchy.
@@ -33,7 +35,8 @@ import asyncio
 import inspect
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hark.logs import redact, register_secret
@@ -97,6 +100,56 @@ class Events:
         """Wait (bounded) for listeners still running; used at shutdown and in tests."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
+
+
+Row = tuple[Any, ...]
+
+
+@runtime_checkable
+class PluginQueries(Protocol):
+    """Statements on the bot's database. Parameters are ``?`` placeholders, always
+    (never format values into SQL); the PostgreSQL store will translate them."""
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+        ...
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Every row a query returns, as tuples."""
+        ...
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """The first row a query returns, or None."""
+        ...
+
+
+@runtime_checkable
+class PluginDatabase(PluginQueries, Protocol):
+    """A plugin's access to the bot's database (:meth:`Host.database`).
+
+    Outside :meth:`transaction`, each ``execute``/``executemany`` is committed on its
+    own and reads see committed data. Name tables ``<plugin_id>_*``. Write SQL for
+    :attr:`dialect` where the dialects differ (full-text search: FTS5 in SQLite,
+    ``tsvector`` in PostgreSQL).
+    """
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` (the default store) or ``"postgresql"``."""
+        ...
+
+    @property
+    def plugin_id(self) -> str: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[PluginQueries]:
+        """``async with db.transaction() as tx:``: statements committed together, or
+        rolled back together if the block raises. Keep it short: it holds the write
+        lock, and no other statement of the bot runs meanwhile."""
+        ...
 
 
 @runtime_checkable
@@ -165,6 +218,10 @@ class Host(Protocol):
         """The plugin's logger (``hark.plugin.<id>``); registered secrets are redacted."""
         ...
 
+    def database(self, plugin_id: str) -> PluginDatabase:
+        """The bot's database for ``plugin_id``'s tables (created by its migrations)."""
+        ...
+
 
 def plugin_logger(plugin_id: str) -> logging.Logger:
     return logging.getLogger(f"hark.plugin.{plugin_id}")
@@ -175,6 +232,9 @@ __all__ = [
     "Events",
     "Host",
     "HttpFailure",
+    "PluginDatabase",
+    "PluginQueries",
+    "Row",
     "body_message",
     "plugin_logger",
     "redact",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from hark.api import Events, plugin_logger
+from hark.api import Events, PluginDatabase, plugin_logger
 from hark.chat.streaming import NO_PINGS, ChannelTarget
 from hark.providers import Capability, ContextRequest, Provider
 from hark.settings import Resolved
@@ -103,3 +103,6 @@ class BotHost:
 
     def logger(self, plugin_id: str) -> logging.Logger:
         return plugin_logger(plugin_id)
+
+    def database(self, plugin_id: str) -> PluginDatabase:
+        return self._bot.runtime.plugin_database(plugin_id)

@@ -46,6 +46,13 @@ DEFAULT_SCOPES = (GLOBAL, SERVER, CHANNEL)
 #: The words that return a setting to the value it inherits, everywhere in Hark.
 RESET_WORDS = frozenset({"reset", "default", "clear", "unset"})
 
+#: The SQL dialects a plugin's migrations and queries may be written for
+#: (``host.database(...).dialect``); PostgreSQL comes with issue 16.
+DIALECTS = ("sqlite", "postgresql")
+
+#: One schema step of a plugin: SQL for every dialect, or ``{dialect: SQL}``.
+MigrationStep = str | Mapping[str, str]
+
 _META = "hark"  # key of a field's json_schema_extra holding Hark's metadata
 
 
@@ -261,6 +268,20 @@ class Secret:
         return f"Secret({self.env!r})"
 
 
+def _check_step(number: int, step: Any) -> None:
+    if isinstance(step, str):
+        return
+    if not isinstance(step, Mapping) or not step:
+        raise TypeError(f"migration {number} must be SQL text or a {{dialect: SQL}} mapping")
+    for dialect, sql in step.items():
+        if dialect not in DIALECTS:
+            raise TypeError(
+                f"migration {number}: unknown dialect {dialect!r}; use {', '.join(DIALECTS)}"
+            )
+        if not isinstance(sql, str):
+            raise TypeError(f"migration {number}: the {dialect} SQL must be text")
+
+
 @dataclass(kw_only=True, eq=False)
 class Plugin:
     """A plugin, declared once. Point the ``hark`` entry point at this object.
@@ -278,6 +299,10 @@ class Plugin:
       :class:`hark.Toolbox` objects whose tools are known only at run time.
     - ``hooks``: an object or module with further ``@hookimpl`` functions.
     - ``prepare``: ``bot prepare``'s step (sync or async, may take ``progress``).
+    - ``migrations``: the plugin's own schema, as ordered steps applied once each
+      when the bot opens its database (see :meth:`hark.api.Host.database`). A step
+      is SQL (one or more statements) or ``{"sqlite": ..., "postgresql": ...}``.
+      Append new steps; never edit one that was released.
     """
 
     description: str
@@ -290,6 +315,7 @@ class Plugin:
     hooks: Any = None
     default_enabled: bool = True
     prepare: Callable[..., Any] | None = None
+    migrations: Sequence[MigrationStep] = ()
     _fields: list[SettingField] = dataclass_field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -309,6 +335,11 @@ class Plugin:
         for secret in self.secrets:
             if not isinstance(secret, Secret):
                 raise TypeError(f"Plugin(secrets=...) takes hark.Secret, got {secret!r}")
+        if isinstance(self.migrations, str | Mapping):
+            raise TypeError("Plugin(migrations=...) takes a list of steps, not one step")
+        self.migrations = tuple(self.migrations)
+        for number, step in enumerate(self.migrations, start=1):
+            _check_step(number, step)
 
     @property
     def fields(self) -> list[SettingField]:

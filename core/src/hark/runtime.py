@@ -17,6 +17,7 @@ from hark.config import Config
 from hark.control import PluginControl
 from hark.plugins import PluginManager
 from hark.store import Database, PluginState, RuntimeStatus, SettingsStore
+from hark.store.plugin_db import PluginMigrationError, SQLitePluginDatabase, apply_plugin_migrations
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Runtime:
 
     async def open(self) -> None:
         await self.db.open()
+        await self.migrate_plugins()
         await self.history.open()
         for plugin_id, values in self.config.plugin_settings.items():
             self.settings.seed_globals(plugin_id, values)
@@ -64,6 +66,27 @@ class Runtime:
             for provider in info.providers:
                 provider.bind(self.settings.for_plugin(info.id))
                 provider.deadline = deadline
+
+    async def migrate_plugins(self) -> None:
+        """Apply each loaded plugin's own migrations. One that fails takes its plugin
+        out (listed with the error, like a failed import); the bot and the other
+        plugins go on."""
+        for info in self.manager.loaded():
+            steps = info.plugin.migrations if info.plugin is not None else ()
+            if not steps:
+                continue
+            try:
+                applied = await apply_plugin_migrations(self.db, info.id, steps)
+            except PluginMigrationError as exc:
+                log.error("plugin %s failed to load: %s", info.id, exc)
+                info.status, info.error = "error", str(exc)
+                continue
+            if applied:
+                log.info("plugin %s: applied %d database migration(s)", info.id, applied)
+
+    def plugin_database(self, plugin_id: str) -> SQLitePluginDatabase:
+        """``plugin_id``'s access to the bot's database (``host.database``)."""
+        return SQLitePluginDatabase(self.db, plugin_id)
 
     async def close(self) -> None:
         for info in self.manager.loaded():

@@ -84,6 +84,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (process, plugin_id)
     );
     """,
+    # 5: how many of each plugin's own migrations (hark.Plugin(migrations=...)) ran
+    """
+    CREATE TABLE plugin_schema (
+        plugin_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    );
+    """,
 ]
 
 # SQLite waits this long for another connection's lock before SQLITE_BUSY. Short on
