@@ -76,27 +76,14 @@ async def bot(llm: LLM, tmp_path) -> AsyncIterator[BotHarness]:
         await harness.close()
 
 
-async def final(h: BotHarness, message) -> str:
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
-async def history_count(h: BotHarness, expected: int) -> None:
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(h.channel.id) != expected:
-            await asyncio.sleep(0.02)
-
-
 async def test_callsign_reply_and_history_across_restart(llm: LLM, bot: BotHarness):
     reply = await bot.ask("robot, my favourite colour is teal")
-    assert await final(bot, reply) == "Hello from the model."
-    await history_count(bot, 2)
+    assert await bot.final(reply) == "Hello from the model."
+    await bot.history(2, exact=True)
     await bot.restart()
     llm.script["reply"] = "Teal, you said."
     answer = await bot.ask("robot, what is my favourite colour?")
-    assert await final(bot, answer) == "Teal, you said."
+    assert await bot.final(answer) == "Teal, you said."
     contents = [m["content"] for m in llm.last_messages()]
     assert any("my favourite colour is teal" in c for c in contents)
     assert "Hello from the model." in contents

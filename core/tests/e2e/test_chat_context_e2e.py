@@ -71,13 +71,6 @@ async def blind(tmp_path):
         await h.close()
 
 
-async def final(message) -> str:
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
 async def configure(h: BotHarness, key: str, value: str) -> None:
     reply = await h.ask(f"!config chat {key} {value}", author=h.admin)
     assert key in reply.content, reply.content
@@ -96,29 +89,22 @@ def answer_parts(h: BotHarness, channel, after) -> list:
     ]
 
 
-async def history(h: BotHarness, channel_id: int, count: int) -> list:
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(channel_id) != count:
-            await asyncio.sleep(0.02)
-    return await h.bot.runtime.history.recent(channel_id, 50)
-
-
 # -- attachments ---------------------------------------------------------------
 
 
 async def test_an_image_attachment_reaches_a_vision_model(vision: BotHarness):
     image = png(3, 2)
-    await final(await vision.ask("robot, what is this?", files=[("cat.png", image)]))
+    await vision.final(await vision.ask("robot, what is this?", files=[("cat.png", image)]))
     sent = last_user(vision)
     assert sent.images == (ImagePart(image, "image/png", "cat.png"),)
     assert sent.content.endswith("robot, what is this?")
     # History keeps the words, never the image.
-    entries = await history(vision, vision.channel.id, 2)
+    entries = await vision.history(2, exact=True)
     assert entries[0].content == "robot, what is this?"
 
 
 async def test_a_model_without_vision_gets_a_note(blind: BotHarness):
-    await final(await blind.ask("robot, look", files=[("cat.png", png())]))
+    await blind.final(await blind.ask("robot, look", files=[("cat.png", png())]))
     sent = last_user(blind)
     assert sent.images == ()
     assert "[image not shown: cat.png]" in sent.content
@@ -126,11 +112,11 @@ async def test_a_model_without_vision_gets_a_note(blind: BotHarness):
 
 async def test_an_image_and_a_mention_without_words_is_answered(vision: BotHarness):
     me = vision.server.bot_user
-    await final(await vision.ask(f"<@{me.id}>", files=[("a.png", png())]))
+    await vision.final(await vision.ask(f"<@{me.id}>", files=[("a.png", png())]))
     assert len(last_user(vision).images) == 1
     # A DM with only an image: no words at all, still answered.
     dm = vision.server.create_dm(vision.member.user)
-    await final(await vision.ask("", channel=dm, files=[("b.png", png())]))
+    await vision.final(await vision.ask("", channel=dm, files=[("b.png", png())]))
     sent = last_user(vision)
     assert [i.name for i in sent.images] == ["b.png"] and "[b.png]" in sent.content
 
@@ -140,11 +126,11 @@ async def test_a_text_file_is_included_and_a_binary_one_only_named(blind: BotHar
         ("notes.md", b"# Plan\nship it ```now```\n"),
         ("data.zip", b"PK\x03\x04" + bytes(12_284)),
     ]
-    await final(await blind.ask("robot, read these", files=files))
+    await blind.final(await blind.ask("robot, read these", files=files))
     content = last_user(blind).content
     assert "File notes.md:\n````md\n# Plan\nship it ```now```\n````" in content
     assert "[file data.zip: 12 KB, not read]" in content
-    entries = await history(blind, blind.channel.id, 2)
+    entries = await blind.history(2, exact=True)
     assert entries[0].content == "robot, read these"  # the file is not in history
 
 
@@ -157,7 +143,7 @@ async def test_slash_ask_reads_its_file_option(vision: BotHarness):
         "ask",
         options={"question": "what is this?", "file": ("dog.png", image)},
     )
-    await final(await inter.wait_response())
+    await vision.final(await inter.wait_response())
     sent = last_user(vision)
     assert sent.images == (ImagePart(image, "image/png", "dog.png"),)
     assert sent.content == "what is this?"
@@ -168,7 +154,7 @@ async def test_slash_ask_reads_its_file_option(vision: BotHarness):
         "ask",
         options={"question": "summarise", "file": ("log.txt", b"disk full at 03:00")},
     )
-    await final(await inter.wait_response())
+    await vision.final(await inter.wait_response())
     assert "disk full at 03:00" in last_user(vision).content
 
 
@@ -181,7 +167,7 @@ async def test_caps_on_images_and_text_give_notes(vision: BotHarness):
         ("long.txt", b"abcdefghijKLMNOP"),
         ("more.txt", b"never read"),
     ]
-    await final(await vision.ask("robot, all of it", files=files))
+    await vision.final(await vision.ask("robot, all of it", files=files))
     sent = last_user(vision)
     assert [i.name for i in sent.images] == ["one.png"]
     assert "[image two.png: not shown, over the limit of 1 images per message]" in sent.content
@@ -190,7 +176,7 @@ async def test_caps_on_images_and_text_give_notes(vision: BotHarness):
     assert "[file more.txt: not read, over the limit of 10 characters of files]" in sent.content
 
     await configure(vision, "max_image_mb", "0.001")  # 1 KB
-    await final(await vision.ask("robot, big one", files=[("big.png", png(noise=4000))]))
+    await vision.final(await vision.ask("robot, big one", files=[("big.png", png(noise=4000))]))
     sent = last_user(vision)
     assert sent.images == ()
     assert "[image big.png: 4 KB, over the 0.001 MB limit, not shown]" in sent.content
@@ -198,7 +184,7 @@ async def test_caps_on_images_and_text_give_notes(vision: BotHarness):
 
 async def test_unsupported_images_and_failed_downloads_are_notes(vision: BotHarness):
     files = [("pic.bmp", b"BM" + bytes(100)), ("fake.png", b"not really a png")]
-    await final(await vision.ask("robot, these?", files=files))
+    await vision.final(await vision.ask("robot, these?", files=files))
     content = last_user(vision).content
     assert "[image pic.bmp: image/bmp is not supported (PNG, JPEG, WebP, GIF), not shown]" in (
         content
@@ -209,27 +195,27 @@ async def test_unsupported_images_and_failed_downloads_are_notes(vision: BotHarn
     # The CDN loses the file before the bot downloads it: a note, and still an answer.
     del vision.server._attachments[record.attachments[0].id]
     reply = await vision.next_reply()
-    await final(reply)
+    await vision.final(reply)
     assert "[image gone.png: could not be downloaded]" in last_user(vision).content
 
 
 async def test_an_image_link_discord_embeds_reaches_the_model(vision: BotHarness):
     image = png(4, 4)
     published = vision.server.publish_image("https://images.example/cats/tabby.png", image)
-    await final(await vision.ask("robot, see https://images.example/cats/tabby.png"))
+    await vision.final(await vision.ask("robot, see https://images.example/cats/tabby.png"))
     sent = last_user(vision)
     assert sent.images == (ImagePart(image, "image/png", "tabby.png"),)
     # It came through the media proxy's copy (the link itself is not reachable).
     assert any(p.startswith(f"/external/{published.key}/") for p in vision.server.cdn_requests)
     # "<url>" is not embedded by Discord: nothing to wait for, nothing shown.
-    await final(await vision.ask("robot, not <https://images.example/cats/tabby.png>"))
+    await vision.final(await vision.ask("robot, not <https://images.example/cats/tabby.png>"))
     assert last_user(vision).images == ()
 
 
 async def test_a_page_embed_image_is_shown_too(vision: BotHarness):
     thumb = vision.server.publish_image("https://news.example/t.png", png(5, 5))
     vision.server.publish_page("https://news.example/story", title="Story", image=thumb)
-    await final(await vision.ask("robot, summary of https://news.example/story please"))
+    await vision.final(await vision.ask("robot, summary of https://news.example/story please"))
     assert [i.name for i in last_user(vision).images] == ["t.png"]
 
 
@@ -240,7 +226,7 @@ async def test_a_reply_chain_is_in_the_prompt(vision: BotHarness):
     h = vision
     first = await h.say("the secret word is plum", author=h.admin, files=[("p.png", png())])
     second = await h.say("and the colour is green", reference=first)
-    await final(await h.ask("robot, what did they say?", author=h.admin, reference=second))
+    await h.final(await h.ask("robot, what did they say?", author=h.admin, reference=second))
     messages = h.generator.requests[-1].messages
     chain = [(m.role, m.name, m.content) for m in messages[-3:-1]]
     assert chain == [
@@ -256,29 +242,29 @@ async def test_the_chain_is_bounded_and_ends_at_a_deleted_message(blind: BotHarn
     a = await h.say("one")
     b = await h.say("two", reference=a)
     c = await h.say("three", reference=b)
-    await final(await h.ask("robot, go", reference=c))
+    await h.final(await h.ask("robot, go", reference=c))
     contents = [m.content for m in h.generator.requests[-1].messages]
     assert "two" in contents and "three" in contents and "one" not in contents
 
     await configure(h, "reply_chain_depth", "8")
     h.server._delete_message(b)
-    await final(await h.ask("robot, again", reference=c))
+    await h.final(await h.ask("robot, again", reference=c))
     contents = [m.content for m in h.generator.requests[-1].messages]
     assert "three" in contents and "two" not in contents and "one" not in contents
 
     await configure(h, "reply_chain_tokens", "2")  # 8 characters
     long = await h.say("a message far longer than eight characters")
-    await final(await h.ask("robot, cut", reference=long))
+    await h.final(await h.ask("robot, cut", reference=long))
     assert h.generator.requests[-1].messages[-2].content == "a messag [cut]"
 
 
 async def test_a_reply_to_the_bot_works_and_is_not_repeated(blind: BotHarness):
     h = blind
     answer = await h.ask("robot, hello there")
-    await final(answer)
-    await history(h, h.channel.id, 2)
+    await h.final(answer)
+    await h.history(2, exact=True)
     follow = await h.ask("and then?", reference=answer)
-    assert await final(follow) == "and then?"
+    assert await h.final(follow) == "and then?"
     contents = [m.content for m in h.generator.requests[-1].messages]
     # The answer and its question are in the history window: not again as a chain.
     assert contents.count("robot, hello there") == 2  # the question, the echoed answer
@@ -286,7 +272,7 @@ async def test_a_reply_to_the_bot_works_and_is_not_repeated(blind: BotHarness):
     # Out of the history window (cleared), the chain brings them back.
     h.bot.runtime.history._pending.clear()
     await h.bot.runtime.history.clear(h.channel.id)
-    await final(await h.ask("more?", reference=answer))
+    await h.final(await h.ask("more?", reference=answer))
     roles = [(m.role, m.content) for m in h.generator.requests[-1].messages[1:]]
     assert roles == [
         ("user", "robot, hello there"),
@@ -300,19 +286,19 @@ async def test_a_reply_to_the_bot_works_and_is_not_repeated(blind: BotHarness):
 
 async def test_a_thread_has_its_own_history(blind: BotHarness):
     h = blind
-    await final(await h.ask("robot, in the channel"))
+    await h.final(await h.ask("robot, in the channel"))
     start = await h.say("let's talk about boats")
     thread = await h.server.create_thread(h.channel, h.member, "boats", message=start)
     reply = await h.ask("robot, in the thread", channel=thread)
     assert reply.channel_id == thread.id
-    await final(reply)
+    await h.final(reply)
     sent = [m.content for m in h.generator.requests[-1].messages]
     assert "robot, in the channel" not in sent
     # The message the thread grew from is its context.
     assert "let's talk about boats" in sent
-    await history(h, thread.id, 2)
+    await h.history(2, channel=thread, exact=True)
     assert await h.bot.runtime.history.count(h.channel.id) == 2
-    await final(await h.ask("robot, channel again"))
+    await h.final(await h.ask("robot, channel again"))
     sent = [m.content for m in h.generator.requests[-1].messages]
     assert "robot, in the thread" not in sent and "robot, in the channel" in sent
 
@@ -321,7 +307,7 @@ async def test_ask_in_a_thread_answers_there(blind: BotHarness):
     h = blind
     thread = await h.server.create_thread(h.channel, h.member, "questions")
     reply = await h.ask("!ask what is up?", channel=thread)
-    assert reply.channel_id == thread.id and await final(reply) == "what is up?"
+    assert reply.channel_id == thread.id and await h.final(reply) == "what is up?"
     # The "thread created" system message in #general, naming the thread, is no trigger.
     await h.server.create_thread(h.channel, h.member, "robot talk")
     await h.expect_silence(within=0.5)
@@ -338,12 +324,12 @@ async def test_a_forum_post_is_a_conversation(blind: BotHarness):
     )
     reply = await waiter
     assert reply.channel_id == post.id and first.id == post.id
-    assert await final(reply) == "robot, it's on fire"
+    assert await h.final(reply) == "robot, it's on fire"
     second = await h.ask("robot, still burning", channel=post)
-    await final(second)
+    await h.final(second)
     sent = [m.content for m in h.generator.requests[-1].messages]
     assert sent.count("robot, it's on fire") == 2  # history: question and echo
-    await history(h, post.id, 4)
+    await h.history(4, channel=post, exact=True)
 
 
 async def test_a_long_answer_continues_in_a_thread(tmp_path):
@@ -370,7 +356,7 @@ async def test_a_long_answer_continues_in_a_thread(tmp_path):
         assert len(first.content) <= 200 and first.content.startswith("word000")
         joined = " ".join([first.content] + [p.content for p in parts])
         assert joined.split() == text.split()
-        entries = await history(h, h.channel.id, 2)
+        entries = await h.history(2, exact=True)
         assert entries[1].content == text  # recorded once, whole
         assert await h.bot.runtime.history.count(thread.id) == 0
     finally:
@@ -398,6 +384,6 @@ async def test_without_thread_permission_the_answer_stays_in_the_channel(tmp_pat
         assert not h.server.threads(h.channel)
         assert " ".join(p.content for p in parts).split() == text.split()
         assert len(parts) == 1  # as today: one message holds it
-        await history(h, h.channel.id, 2)
+        await h.history(2, exact=True)
     finally:
         await h.close()

@@ -44,21 +44,6 @@ async def start(tmp_path, generator, **config) -> BotHarness:
     return h
 
 
-async def final_text(h: BotHarness, message) -> str:
-    """Wait until a streamed reply stops changing (no trailing '…'), then return it."""
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
-async def history_reaches(h: BotHarness, count: int) -> None:
-    """The exchange is written just after the reply is delivered: wait for it."""
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(h.channel.id) != count:
-            await asyncio.sleep(0.02)
-
-
 def bot_messages(h: BotHarness, channel=None) -> list:
     return [
         m for m in h.server.messages(channel or h.channel) if m.author.id == h.server.bot_user.id
@@ -75,7 +60,7 @@ async def test_callsign_gets_a_reply_that_references_the_message(chat: BotHarnes
     waiter = asyncio.create_task(chat.next_reply())
     await post()
     reply = await waiter
-    assert await final_text(chat, reply) == "hey Robot, what's the capital of France?"
+    assert await chat.final(reply) == "hey Robot, what's the capital of France?"
     assert reply.reference_id == question.id
     assert chat.server.typing_events, "typing indicator while waiting"
 
@@ -90,17 +75,15 @@ async def test_non_trigger_messages_get_nothing(chat: BotHarness, text: str):
 async def test_mention_reply_dm_and_multiword_callsign_trigger(chat: BotHarness):
     me = chat.server.bot_user
     reply = await chat.ask(f"<@{me.id}> hi")
-    assert (await final_text(chat, reply)).endswith(" hi")
+    assert (await chat.final(reply)).endswith(" hi")
     # a reply to the bot's message, with no callsign
     follow = await chat.ask("and then?", reference=reply)
-    assert await final_text(chat, follow) == "and then?"
+    assert await chat.final(follow) == "and then?"
     # "mr robot" across a space, any case
-    assert "MR   ROBOT" in await final_text(chat, await chat.ask("ok MR   ROBOT listen"))
+    assert "MR   ROBOT" in await chat.final(await chat.ask("ok MR   ROBOT listen"))
     # DMs
     dm = chat.server.create_dm(chat.member.user)
-    assert (
-        await final_text(chat, await chat.ask("hello in private", channel=dm)) == "hello in private"
-    )
+    assert await chat.final(await chat.ask("hello in private", channel=dm)) == "hello in private"
 
 
 async def test_bots_are_ignored(chat: BotHarness):
@@ -118,9 +101,9 @@ async def test_commands_are_processed_exactly_once(chat: BotHarness):
 
 
 async def test_history_reaches_the_model_and_survives_restart(chat: BotHarness):
-    await final_text(chat, await chat.ask("robot, my name is Alice"))
-    await history_reaches(chat, 2)
-    await final_text(chat, await chat.ask("robot, I like tea", author=chat.admin))
+    await chat.final(await chat.ask("robot, my name is Alice"))
+    await chat.history(2, exact=True)
+    await chat.final(await chat.ask("robot, I like tea", author=chat.admin))
     last = chat.generator.requests[-1].messages
     assert last[0].role == "system" and "friendly" in last[0].content
     bot_name = chat.bot.get_guild(chat.guild.id).me.display_name
@@ -130,9 +113,9 @@ async def test_history_reaches_the_model_and_survives_restart(chat: BotHarness):
     ]
     assert last[-1].role == "user" and last[-1].name == "boss"
 
-    await history_reaches(chat, 4)
+    await chat.history(4, exact=True)
     await chat.restart()
-    await final_text(chat, await chat.ask("robot, what's my name?"))
+    await chat.final(await chat.ask("robot, what's my name?"))
     after = chat.generator.requests[-1].messages
     contents = [m.content for m in after]
     assert "robot, my name is Alice" in contents and "robot, I like tea" in contents
@@ -142,8 +125,8 @@ async def test_history_is_bounded_by_depth(tmp_path):
     h = await start(tmp_path, EchoGenerator(), history_depth=4)
     try:
         for i in range(4):
-            await final_text(h, await h.ask(f"robot {i}"))
-            await history_reaches(h, 2 * (i + 1))
+            await h.final(await h.ask(f"robot {i}"))
+            await h.history(2 * (i + 1), exact=True)
         messages = h.generator.requests[-1].messages
         history = [m for m in messages[1:-1]]
         assert len(history) == 4  # two exchanges of (user, assistant)
@@ -190,7 +173,7 @@ async def test_model_output_pings_nobody(tmp_path):
         admin, role = h.admin.user.id, h.guild.everyone_role.id
         script["reply"] = f"@everyone @here <@{admin}> <@&{role}> look!"
         reply = await h.ask("robot, ping everyone")
-        await final_text(h, reply)
+        await h.final(reply)
         assert "@everyone" in reply.content
         assert not reply.mention_everyone and reply.mentions == [] and reply.mention_roles == []
         assert reply.allowed_mentions is not None and reply.allowed_mentions.get("parse") == []
@@ -209,9 +192,9 @@ async def test_provider_failure_gives_one_notice_and_no_history(tmp_path):
         assert await h.bot.runtime.history.count(h.channel.id) == 0
         # the next turn works and carries no trace of the failed one
         reply = await h.ask("robot, and now?")
-        assert await final_text(h, reply) == "fine now"
+        assert await h.final(reply) == "fine now"
         assert [m.content for m in h.generator.requests[-1].messages[1:]] == ["robot, and now?"]
-        await history_reaches(h, 2)
+        await h.history(2, exact=True)
     finally:
         await h.close()
 
@@ -236,14 +219,14 @@ async def test_rate_limit_holds(tmp_path):
     h = await start(tmp_path, EchoGenerator(), rate_limit="2/60")
     try:
         for i in range(2):
-            await final_text(h, await h.ask(f"robot {i}"))
+            await h.final(await h.ask(f"robot {i}"))
         notice = await h.ask("robot 2")
         assert "faster than I can think" in notice.content
         await h.say("robot 3")
         await h.expect_silence(within=0.5)
         assert len(h.generator.requests) == 2
         # other users are not affected
-        assert await final_text(h, await h.ask("robot hi", author=h.admin)) == "robot hi"
+        assert await h.final(await h.ask("robot hi", author=h.admin)) == "robot hi"
     finally:
         await h.close()
 
@@ -254,17 +237,17 @@ async def test_streaming_edits_the_reply_as_it_grows(tmp_path):
     )
     try:
         reply = await h.ask("robot, count")
-        assert await final_text(h, reply) == "one two three four five six seven"
+        assert await h.final(reply) == "one two three four five six seven"
         assert len(reply.edits) >= 2  # it grew in place
     finally:
         await h.close()
 
 
 async def test_ask_without_history_and_slash_ask(chat: BotHarness):
-    await final_text(chat, await chat.ask("robot, remember pineapples"))
-    await history_reaches(chat, 2)
+    await chat.final(await chat.ask("robot, remember pineapples"))
+    await chat.history(2, exact=True)
     reply = await chat.ask("!ask what fruit?")
-    assert await final_text(chat, reply) == "what fruit?"
+    assert await chat.final(reply) == "what fruit?"
     sent = chat.generator.requests[-1].messages
     assert [m.role for m in sent] == ["system", "user"]
     assert await chat.bot.runtime.history.count(chat.channel.id) == 2  # !ask wrote nothing
@@ -273,12 +256,12 @@ async def test_ask_without_history_and_slash_ask(chat: BotHarness):
         chat.guild, chat.channel, chat.member, "ask", options={"question": "2+2?"}
     )
     response = await inter.wait_response()
-    assert (await final_text(chat, response)) == "2+2?"
+    assert (await chat.final(response)) == "2+2?"
 
 
 async def test_reset_needs_manage_messages(chat: BotHarness):
-    await final_text(chat, await chat.ask("robot hello"))
-    await history_reaches(chat, 2)
+    await chat.final(await chat.ask("robot hello"))
+    await chat.history(2, exact=True)
     refused = await chat.ask("!reset")
     assert "Manage Messages" in refused.content
     assert await chat.bot.runtime.history.count(chat.channel.id) == 2
@@ -294,19 +277,19 @@ async def test_persona_per_server_and_channel(chat: BotHarness):
     refused = await chat.ask("!persona You are a pirate.")
     assert "Manage Server" in refused.content
     await chat.ask("!persona You are a pirate named {bot_name}.", author=chat.admin)
-    await final_text(chat, await chat.ask("robot ahoy"))
+    await chat.final(await chat.ask("robot ahoy"))
     bot_name = chat.bot.get_guild(chat.guild.id).me.display_name
     assert chat.generator.requests[-1].messages[0].content == f"You are a pirate named {bot_name}."
     await chat.ask("!persona channel You are a librarian.", author=chat.admin)
-    await final_text(chat, await chat.ask("robot shh"))
+    await chat.final(await chat.ask("robot shh"))
     assert chat.generator.requests[-1].messages[0].content == "You are a librarian."
     await chat.ask("!persona channel reset", author=chat.admin)
-    await final_text(chat, await chat.ask("robot again"))
+    await chat.final(await chat.ask("robot again"))
     assert chat.generator.requests[-1].messages[0].content.startswith("You are a pirate")
     # Every reset word of hark.RESET_WORDS resets, here as in !config.
     await chat.ask("!persona channel You are a librarian.", author=chat.admin)
     await chat.ask("!persona channel unset", author=chat.admin)
-    await final_text(chat, await chat.ask("robot once more"))
+    await chat.final(await chat.ask("robot once more"))
     assert chat.generator.requests[-1].messages[0].content.startswith("You are a pirate")
 
 
@@ -321,10 +304,10 @@ async def test_model_show_and_set(tmp_path):
         assert "no model `huge`" in unknown.content and "`small`" in unknown.content
         done = await h.ask("!model large", author=h.admin)
         assert "now uses model `large`" in done.content
-        await final_text(h, await h.ask("robot hi"))
+        await h.final(await h.ask("robot hi"))
         assert h.generator.requests[-1].model == "large"
         await h.restart()
-        await final_text(h, await h.ask("robot hi again"))
+        await h.final(await h.ask("robot hi again"))
         assert h.generator.requests[-1].model == "large"
     finally:
         await h.close()
@@ -340,7 +323,7 @@ async def test_messages_during_a_gateway_drop_are_answered_after_resume(chat: Bo
     await chat.server.drop_gateway(resumable=True)
     # Posted while the bot is disconnected: replayed on RESUME, then answered.
     reply = await chat.ask("robot, are you back?", timeout=30)
-    assert await final_text(chat, reply) == "robot, are you back?"
+    assert await chat.final(reply) == "robot, are you back?"
     await chat.server.wait_for_resume(1)
     assert chat.server.identify_count == 1 and chat.server.resume_count >= 1
 
@@ -368,7 +351,7 @@ def tracebacks():
 async def test_a_channel_the_bot_cannot_post_in_gives_no_tracebacks(tmp_path, tracebacks):
     h = await start(tmp_path, EchoGenerator(), rate_limit="1/60")
     try:
-        await final_text(h, await h.ask("robot hi"))
+        await h.final(await h.ask("robot hi"))
         h.server.set_overwrite(h.channel, h.server.bot_member(h.guild), deny=SEND_MESSAGES)
         await asyncio.sleep(0.2)
         await h.say("robot again")  # over the rate limit: the notice is refused by Discord

@@ -38,14 +38,6 @@ async def chat(tmp_path):
         await h.close()
 
 
-async def final_text(message: Any) -> str:
-    """Wait until a streamed reply stops changing (no trailing '…'), then return it."""
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
 def message_data(h: BotHarness, content: str, **overrides: Any) -> dict[str, Any]:
     """A MESSAGE_CREATE payload from the ordinary member in #general."""
     data: dict[str, Any] = {
@@ -104,7 +96,7 @@ def warnings_naming(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 async def assert_still_answers(h: BotHarness, channel: Any = None) -> None:
     reply = await h.ask("robot, still there?", channel=channel)
     # The echo of this message, not of the dropped one.
-    assert await final_text(reply) == "robot, still there?"
+    assert await h.final(reply) == "robot, still there?"
 
 
 # -- malformed events --------------------------------------------------------------

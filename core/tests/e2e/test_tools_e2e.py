@@ -81,21 +81,6 @@ async def start(tmp_path, generator, tools: Tools, **config) -> BotHarness:
     return h
 
 
-async def final_text(message) -> str:
-    """Wait until a streamed reply stops changing (no trailing '…'), then return it."""
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
-async def history(h: BotHarness, count: int):
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(h.channel.id) < count:
-            await asyncio.sleep(0.02)
-    return await h.bot.runtime.history.recent(h.channel.id, 50)
-
-
 @pytest.mark.parametrize("streams", [True, False], ids=["streamed", "not-streamed"])
 async def test_a_tool_call_its_result_then_the_answer(tmp_path, streams):
     tools = Tools()
@@ -110,7 +95,7 @@ async def test_a_tool_call_its_result_then_the_answer(tmp_path, streams):
     h = await start(tmp_path, gen, tools)
     try:
         reply = await h.ask("robot, roll a die")
-        assert await final_text(reply) == "Let me roll. \n\nYou rolled a 4."
+        assert await h.final(reply) == "Let me roll. \n\nYou rolled a 4."
         # The model was offered the plugin's tools with their schema, then read the result.
         assert set(gen.offered_tools[0]) == {"roll_die", "pin_notice", "hang", "lookup"}
         spec = next(s for s in gen.requests[0].tools if s.name == "roll_die")
@@ -129,12 +114,12 @@ async def test_a_tool_call_its_result_then_the_answer(tmp_path, streams):
         assert isinstance(ctx.host, hark.api.Host)
 
         # History keeps the question and the final answer, once; no tool messages.
-        entries = await history(h, 2)
+        entries = await h.history(2)
         assert [(e.role, e.content) for e in entries] == [
             ("user", "robot, roll a die"),
             ("assistant", "Let me roll. \n\nYou rolled a 4."),
         ]
-        await final_text(await h.ask("robot, again"))
+        await h.final(await h.ask("robot, again"))
         later = gen.requests[-1].messages
         answers = [m for m in later if m.content == "Let me roll. \n\nYou rolled a 4."]
         assert len(answers) == 1 and answers[0].role == "assistant"
@@ -147,14 +132,14 @@ async def test_a_tool_needing_a_permission_is_refused_to_a_member_without_it(tmp
     gen = FakeGenerator(calls("pin_notice"), supports_tools=True)
     h = await start(tmp_path, gen, tools)
     try:
-        refused = await final_text(await h.ask("robot, pin the notice"))
+        refused = await h.final(await h.ask("robot, pin the notice"))
         assert "refused" in refused and "manage guild permission" in refused
         assert tools.contexts == []  # it never ran
         # The refusal is what the model read as the tool's result.
         assert gen.requests[1].messages[-1].role == "tool"
         assert "refused" in gen.requests[1].messages[-1].content
 
-        allowed = await final_text(await h.ask("robot, pin the notice", author=h.admin))
+        allowed = await h.final(await h.ask("robot, pin the notice", author=h.admin))
         assert allowed == "Result: pinned"
         assert "manage_guild" in tools.contexts[0].request.permissions
     finally:
@@ -166,7 +151,7 @@ async def test_a_hanging_tool_times_out_into_a_result_the_model_reads(tmp_path):
     gen = FakeGenerator(calls("hang"), supports_tools=True)
     h = await start(tmp_path, gen, tools)
     try:
-        text = await final_text(await h.ask("robot, wait for it", timeout=10))
+        text = await h.final(await h.ask("robot, wait for it", timeout=10))
         assert text == "Result: error: hang did not finish within 0.3s"
     finally:
         await h.close()
@@ -185,12 +170,12 @@ async def test_a_model_that_keeps_calling_tools_stops_at_the_round_limit(tmp_pat
     try:
         await h.ask("!config chat tool_rounds 3", author=h.admin)
         reply = await h.ask("robot, roll for ever")
-        text = await final_text(reply)
+        text = await h.final(reply)
         assert text == "I rolled a lot: 4.\n-# (stopped after 3 rounds of tool calls)"
         assert len(tools.contexts) == 3
         assert [bool(o) for o in gen.offered_tools] == [True, True, True, False]
         # The note is for the user, not the model: history has the answer alone.
-        entries = await history(h, 2)
+        entries = await h.history(2)
         assert entries[-1].content == "I rolled a lot: 4."
     finally:
         await h.close()
@@ -203,7 +188,7 @@ async def test_the_status_line_shows_while_a_tool_runs_then_goes(tmp_path):
     try:
         reply = await h.ask("robot, look it up")
         assert reply.content == "-# using lookup…"
-        text = await final_text(reply)
+        text = await h.final(reply)
         assert text == "Result: found <@everyone> @here"
         assert "-# using lookup…" in reply.edits
         # Neither the status line nor the tool's text pinged anyone.
@@ -218,7 +203,7 @@ async def test_a_generator_without_tool_support_is_offered_none(tmp_path):
     gen = FakeGenerator("Plain answer.")
     h = await start(tmp_path, gen, tools)
     try:
-        assert await final_text(await h.ask("robot, roll a die")) == "Plain answer."
+        assert await h.final(await h.ask("robot, roll a die")) == "Plain answer."
         assert gen.offered_tools == [[]]
     finally:
         await h.close()
@@ -230,7 +215,7 @@ async def test_a_plugin_switched_off_in_a_server_offers_no_tools_there(tmp_path)
     h = await start(tmp_path, gen, tools)
     try:
         await h.ask("!plugins disable tools", author=h.admin)
-        await final_text(await h.ask("robot, roll a die"))
+        await h.final(await h.ask("robot, roll a die"))
         assert gen.offered_tools[-1] == []
         listing = await h.ask("!plugins")
         assert "`tools` — **off** — tools" in listing.content

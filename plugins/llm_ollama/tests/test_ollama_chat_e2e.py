@@ -24,17 +24,10 @@ async def chat(tmp_path, fake_ollama, monkeypatch):
         yield h
 
 
-async def final_text(h: BotHarness, message) -> str:
-    """Wait until a streamed reply stops growing (no trailing '…'), then return it."""
-    if message.content.endswith("…"):
-        await h.server.wait_for_edit(message, lambda m: not m.content.endswith("…"))
-    return message.content
-
-
 async def test_a_member_gets_the_models_reply(chat, fake_ollama):
     fake_ollama.reply = "Paris is the capital of France."
     reply = await chat.ask("robot, what's the capital of France?")
-    assert await final_text(chat, reply) == "Paris is the capital of France."
+    assert await chat.final(reply) == "Paris is the capital of France."
 
     body = fake_ollama.last_chat
     assert body["model"] == "llama3.2"
@@ -50,7 +43,7 @@ async def test_a_member_gets_the_models_reply(chat, fake_ollama):
 async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
     await chat.ask("!config llm_ollama model qwen2.5:7b", author=chat.admin)
     await chat.ask("!config llm_ollama num_ctx 8192", author=chat.admin)
-    await final_text(chat, await chat.ask("robot, hello"))
+    await chat.final(await chat.ask("robot, hello"))
     assert fake_ollama.last_chat["model"] == "qwen2.5:7b"
     assert fake_ollama.last_chat["options"]["num_ctx"] == 8192
 
@@ -58,7 +51,7 @@ async def test_the_servers_model_and_options_are_used(chat, fake_ollama):
     shown = await chat.ask("!model")
     assert shown.content == "`llm_ollama` uses model `qwen2.5:7b` here."
     await chat.ask("!model llama3.2:latest", author=chat.admin)
-    await final_text(chat, await chat.ask("robot, hello again"))
+    await chat.final(await chat.ask("robot, hello again"))
     assert fake_ollama.last_chat["model"] == "llama3.2:latest"
     # ...as `!config` shows; `llama3.2` means `llama3.2:latest` there too
     shown = await chat.ask("!config llm_ollama model")

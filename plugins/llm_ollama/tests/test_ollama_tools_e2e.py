@@ -56,21 +56,6 @@ async def chat(tmp_path, fake_ollama, dice, monkeypatch):
         yield h
 
 
-async def final_text(message) -> str:
-    """Wait until a streamed reply stops changing (no trailing '…'), then return it."""
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
-async def history(h: BotHarness, count: int):
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(h.channel.id) < count:
-            await asyncio.sleep(0.02)
-    return await h.bot.runtime.history.recent(h.channel.id, 50)
-
-
 def dice_model(body):
     """A model that rolls when it may, and then says what came up."""
     results = tool_results(body)
@@ -87,20 +72,20 @@ def dice_model(body):
 async def test_an_attached_image_reaches_ollama_in_its_images_field(chat, fake_ollama):
     fake_ollama.reply = "A red square."
     reply = await chat.ask("robot, what is this?", files=[("red.png", PNG)])
-    assert await final_text(reply) == "A red square."
+    assert await chat.final(reply) == "A red square."
     last = fake_ollama.last_chat["messages"][-1]
     assert last["role"] == "user" and last["content"].endswith("robot, what is this?")
     assert last["images"] == [base64.b64encode(PNG).decode()]
     # History keeps the words; the next turn does not send the image again.
-    await history(chat, 2)
-    await final_text(await chat.ask("robot, thanks"))
+    await chat.history(2)
+    await chat.final(await chat.ask("robot, thanks"))
     assert fake_ollama.last_images == []
 
 
 async def test_with_vision_off_the_model_reads_a_note(chat, fake_ollama):
     reply = await chat.ask("!config llm_ollama vision off", author=chat.admin)
     assert reply.content == "`llm_ollama.vision` is now `off` in this server."
-    await final_text(await chat.ask("robot, what is this?", files=[("red.png", PNG)]))
+    await chat.final(await chat.ask("robot, what is this?", files=[("red.png", PNG)]))
     last = fake_ollama.last_chat["messages"][-1]
     assert "images" not in last
     assert last["content"].endswith("robot, what is this?\n[image not shown: red.png]")
@@ -112,14 +97,14 @@ async def test_a_model_that_cannot_see_reads_a_note_and_status_says_so(chat, fak
     await chat.ask("!config llm_ollama model gemma2", author=chat.admin)
     fake_ollama.reset()
     reply = await chat.ask("robot, what is this?", files=[("red.png", PNG)])
-    assert await final_text(reply) == "I can't see it."
+    assert await chat.final(reply) == "I can't see it."
     refused, again = fake_ollama.chat_requests
     assert refused["messages"][-1]["images"] == [base64.b64encode(PNG).decode()]
     assert "images" not in again["messages"][-1]
     assert again["messages"][-1]["content"].endswith("[image not shown: red.png]")
 
     fake_ollama.reset()
-    await final_text(await chat.ask("robot, and this?", files=[("blue.png", PNG)]))
+    await chat.final(await chat.ask("robot, and this?", files=[("blue.png", PNG)]))
     assert fake_ollama.count() == 1
     assert "[image not shown: blue.png]" in fake_ollama.last_chat["messages"][-1]["content"]
     status = (await chat.ask("!ollama")).content
@@ -162,7 +147,7 @@ async def test_a_tool_call_its_result_then_the_answer(chat, fake_ollama, dice, s
     fake_ollama.reply = dice_model
     fake_ollama.ignore_stream = not streamed
     reply = await chat.ask("robot, roll a die")
-    assert await final_text(reply) == "Let me roll.\n\nYou rolled a 4."
+    assert await chat.final(reply) == "Let me roll.\n\nYou rolled a 4."
     assert dice.rolled == [6]
 
     first, second = fake_ollama.chat_requests
@@ -183,7 +168,7 @@ async def test_a_tool_call_its_result_then_the_answer(chat, fake_ollama, dice, s
     ]
     assert second["tools"] == first["tools"]
     # History has the question and the final answer, once; no tool messages.
-    entries = await history(chat, 2)
+    entries = await chat.history(2)
     assert [(e.role, e.content) for e in entries] == [
         ("user", "robot, roll a die"),
         ("assistant", "Let me roll.\n\nYou rolled a 4."),
@@ -200,7 +185,7 @@ async def test_a_call_of_no_known_tool_is_answered_with_an_error_the_model_reads
         return [{"function": {"name": "", "arguments": {}}}]
 
     fake_ollama.reply = confused
-    text = await final_text(await chat.ask("robot, roll"))
+    text = await chat.final(await chat.ask("robot, roll"))
     assert text == "Oops: error: there is no tool called '' (tools: roll_die)"
     assert dice.rolled == []
 
@@ -213,7 +198,7 @@ async def test_a_model_that_keeps_calling_tools_stops_at_the_round_limit(chat, f
 
     fake_ollama.reply = roller
     await chat.ask("!config chat tool_rounds 2", author=chat.admin)
-    text = await final_text(await chat.ask("robot, roll for ever"))
+    text = await chat.final(await chat.ask("robot, roll for ever"))
     assert text == "I rolled a lot.\n-# (stopped after 2 rounds of tool calls)"
     assert dice.rolled == [20, 20]
     assert [bool(body["tools"]) for body in fake_ollama.chat_requests] == [True, True, False]
@@ -230,13 +215,13 @@ async def test_a_model_without_tools_answers_in_text(chat, fake_ollama, dice):
     fake_ollama.reply = dice_model
     await chat.ask("!config llm_ollama model gemma2", author=chat.admin)
     fake_ollama.reset()
-    assert await final_text(await chat.ask("robot, roll a die")) == "I can't roll here."
+    assert await chat.final(await chat.ask("robot, roll a die")) == "I can't roll here."
     refused, again = fake_ollama.chat_requests
     assert refused["tools"][0]["function"]["name"] == "roll_die"
     assert again["tools"] == []
 
     fake_ollama.reset()
-    assert await final_text(await chat.ask("robot, roll again")) == "I can't roll here."
+    assert await chat.final(await chat.ask("robot, roll again")) == "I can't roll here."
     assert fake_ollama.count() == 1
     assert fake_ollama.last_chat["tools"] == []
     assert dice.rolled == []
@@ -248,7 +233,7 @@ async def test_a_model_without_tools_answers_in_text(chat, fake_ollama, dice):
 
     reply = await chat.ask("!config llm_ollama tools off", author=chat.admin)
     assert reply.content == "`llm_ollama.tools` is now `off` in this server."
-    assert await final_text(await chat.ask("robot, roll a die")) == "I can't roll here."
+    assert await chat.final(await chat.ask("robot, roll a die")) == "I can't roll here."
     assert fake_ollama.last_chat["tools"] == []
     status = (await chat.ask("!ollama")).content
     assert "Images sent: on · tools offered: off" in status

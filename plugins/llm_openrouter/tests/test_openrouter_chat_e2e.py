@@ -4,7 +4,6 @@ OpenAI-compatible server, and a plugin whose ``@hark.tool`` the model calls."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -63,25 +62,10 @@ def start(server, monkeypatch, weather, hark_harness_factory):
     return start
 
 
-async def final(message) -> str:
-    """The reply once it stops changing (no trailing '…': streaming or a status line)."""
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
-async def history(h: BotHarness, count: int):
-    async with asyncio.timeout(5):
-        while await h.bot.runtime.history.count(h.channel.id) < count:
-            await asyncio.sleep(0.02)
-    return await h.bot.runtime.history.recent(h.channel.id, 50)
-
-
 async def test_an_attached_image_reaches_the_model_as_an_image_url(server, start):
     h = await start()
     image = solid_png(4, 3)
-    await final(await h.ask("robot, what is in this picture?", files=[("cat.png", image)]))
+    await h.final(await h.ask("robot, what is in this picture?", files=[("cat.png", image)]))
     (url,) = server.last_chat.image_urls
     assert url == "data:image/png;base64," + base64.b64encode(image).decode()
     text = server.last_chat.messages[-1]["content"][0]
@@ -90,7 +74,7 @@ async def test_an_attached_image_reaches_the_model_as_an_image_url(server, start
     # Switched off in this server (a model without vision): a note names the image.
     reply = await h.ask("!config llm_openrouter vision off", author=h.admin)
     assert reply.content == "`llm_openrouter.vision` is now `off` in this server."
-    await final(await h.ask("robot, and this one?", files=[("dog.png", image)]))
+    await h.final(await h.ask("robot, and this one?", files=[("dog.png", image)]))
     assert server.last_chat.image_urls == []
     assert "[image not shown: dog.png]" in server.last_chat.messages[-1]["content"]
     status = await h.ask("!openrouter")
@@ -102,7 +86,7 @@ async def test_a_tool_call_its_result_then_the_answer(server, start, weather, st
     server.reply = call_then_answer("get_weather", "It is {results}.", city="Paris")
     h = await start(stream=stream)
     reply = await h.ask("robot, what's the weather in Paris?")
-    assert await final(reply) == "It is sunny in Paris."
+    assert await h.final(reply) == "It is sunny in Paris."
     assert weather.cities == ["Paris"]
 
     asked, answered = server.chat_requests
@@ -117,7 +101,7 @@ async def test_a_tool_call_its_result_then_the_answer(server, start, weather, st
     assert result == {"role": "tool", "tool_call_id": sent["id"], "content": "sunny in Paris"}
 
     # History keeps the question and the answer, no tool messages.
-    entries = await history(h, 2)
+    entries = await h.history(2)
     assert [(e.role, e.content) for e in entries] == [
         ("user", "robot, what's the weather in Paris?"),
         ("assistant", "It is sunny in Paris."),
@@ -134,7 +118,7 @@ async def test_a_call_with_broken_arguments_becomes_a_result_the_model_reads(
 
     server.reply = reply
     h = await start()
-    text = await final(await h.ask("robot, weather in Paris?"))
+    text = await h.final(await h.ask("robot, weather in Paris?"))
     assert text.startswith("Sorry: error: the arguments are not valid JSON")
     assert weather.cities == []  # it never ran
     assert len(server.chat_requests) == 2  # and the second round was a valid request
@@ -144,7 +128,7 @@ async def test_a_model_that_keeps_calling_stops_at_the_round_limit(server, start
     server.reply = always_calls("get_weather", answer="Sunny everywhere.", city="Oslo")
     h = await start()
     await h.ask("!config chat tool_rounds 2", author=h.admin)
-    text = await final(await h.ask("robot, weather?"))
+    text = await h.final(await h.ask("robot, weather?"))
     assert text == "Sunny everywhere.\n-# (stopped after 2 rounds of tool calls)"
     assert weather.cities == ["Oslo", "Oslo"]
     assert [r.tool_names for r in server.chat_requests] == [["get_weather"], ["get_weather"], []]
@@ -157,7 +141,7 @@ async def test_a_model_without_tool_use_answers_without_tools(server, start, wea
     server.supports_tools = False
     server.reply = "Paris is lovely, I cannot check the weather."
     h = await start()
-    assert await final(await h.ask("robot, weather in Paris?")) == server.reply
+    assert await h.final(await h.ask("robot, weather in Paris?")) == server.reply
     refused, again = server.chat_requests
     assert refused.tool_names == ["get_weather"]
     assert "tools" not in again.body
@@ -166,7 +150,7 @@ async def test_a_model_without_tool_use_answers_without_tools(server, start, wea
 
     # The next turn asks once, without tools.
     server.clear()
-    assert await final(await h.ask("robot, and in Oslo?")) == server.reply
+    assert await h.final(await h.ask("robot, and in Oslo?")) == server.reply
     (request,) = server.chat_requests
     assert "tools" not in request.body
 
@@ -180,7 +164,7 @@ async def test_a_model_without_tool_use_answers_without_tools(server, start, wea
     lines = (await h.ask("!openrouter")).content.splitlines()
     assert "Sends: images on, tools off, streaming on" in lines
     assert not any(line.startswith("⚠") for line in lines)
-    assert await final(await h.ask("robot, weather in Paris?")) == server.reply
+    assert await h.final(await h.ask("robot, weather in Paris?")) == server.reply
     assert "tools" not in server.last_chat.body
 
 
@@ -188,14 +172,14 @@ async def test_a_model_without_vision_reads_a_note(server, start):
     server.supports_vision = False
     h = await start()
     image = solid_png(4, 3)
-    assert await final(await h.ask("robot, what is this?", files=[("cat.png", image)])) == (
+    assert await h.final(await h.ask("robot, what is this?", files=[("cat.png", image)])) == (
         server.reply
     )
     refused, again = server.chat_requests
     assert len(refused.image_urls) == 1 and again.image_urls == []
     assert "[image not shown: cat.png]" in again.messages[-1]["content"]
     server.clear()
-    await final(await h.ask("robot, and this?", files=[("dog.png", image)]))
+    await h.final(await h.ask("robot, and this?", files=[("dog.png", image)]))
     (request,) = server.chat_requests
     assert "[image not shown: dog.png]" in request.messages[-1]["content"]
     lines = (await h.ask("!openrouter")).content.splitlines()
@@ -208,7 +192,7 @@ async def test_a_server_that_cannot_stream_tool_calls(server, start, weather):
     server.streams_tools = False
     server.reply = call_then_answer("get_weather", "It is {results}.", city="Paris")
     h = await start()
-    assert await final(await h.ask("robot, what's the weather in Paris?")) == (
+    assert await h.final(await h.ask("robot, what's the weather in Paris?")) == (
         "It is sunny in Paris."
     )
     assert weather.cities == ["Paris"]

@@ -4,7 +4,6 @@ stdio by the bot), `!mcp`, `!mcp reconnect`, per-server enabling, shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import hark_mcp
@@ -45,20 +44,13 @@ async def connected(name: str = "files") -> None:
     )
 
 
-async def final_text(message) -> str:
-    async with asyncio.timeout(15):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
 async def test_the_model_calls_a_tool_of_an_mcp_server_over_stdio(tmp_path, pidfile):
     gen = FakeGenerator(adds, supports_tools=True)
     h = await start(tmp_path, gen, {"files": stdio_server(allow=["add"], env=pid_env(pidfile))})
     try:
         await connected()
         reply = await h.ask("robot, what is 2 + 40?", timeout=20)
-        assert await final_text(reply) == "Adding. \n\nResult: 42"
+        assert await h.final(reply, timeout=15) == "Adding. \n\nResult: 42"
         assert gen.offered_tools[0] == ["files__add"]
         spec = gen.requests[0].tools[0]
         assert spec.parameters["required"] == ["a", "b"]
@@ -126,20 +118,22 @@ async def test_a_discord_server_chooses_its_mcp_servers(tmp_path):
         listing = (await h.ask("!mcp")).content
         assert "— off here" in listing
 
-        text = await final_text(await h.ask("robot, what is 2 + 40?", timeout=20))
+        text = await h.final(await h.ask("robot, what is 2 + 40?", timeout=20), timeout=15)
         assert gen.offered_tools[-1] == []
         assert "42" not in text
         # The other server keeps the default (every configured server).
-        await final_text(await h.ask("robot, what is 2 + 40?", channel=lobby, author=carol))
+        await h.final(
+            await h.ask("robot, what is 2 + 40?", channel=lobby, author=carol), timeout=15
+        )
         assert gen.offered_tools[-2] == ["files__add"]
 
         await h.ask("!config mcp enabled files", author=h.admin)
-        await final_text(await h.ask("robot, what is 2 + 40?", timeout=20))
+        await h.final(await h.ask("robot, what is 2 + 40?", timeout=20), timeout=15)
         assert gen.offered_tools[-2] == ["files__add"]
 
         # Switching the plugin off in a server takes its tools away there too.
         await h.ask("!plugins disable mcp", author=h.admin)
-        await final_text(await h.ask("robot, what is 2 + 40?", timeout=20))
+        await h.final(await h.ask("robot, what is 2 + 40?", timeout=20), timeout=15)
         assert gen.offered_tools[-1] == []
     finally:
         await h.close()
@@ -164,7 +158,7 @@ async def test_secrets_are_never_shown_in_discord(tmp_path, monkeypatch):
     h = await start(tmp_path, gen, servers)
     try:
         await connected()
-        answer = await final_text(await h.ask("robot, what is the key?", timeout=20))
+        answer = await h.final(await h.ask("robot, what is the key?", timeout=20), timeout=15)
         assert answer == "The key is ***"
         shown = [
             (await h.ask("!mcp")).content,

@@ -4,7 +4,6 @@ the real bot on the loopback Discord and a scripted model that calls them."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import time
@@ -311,19 +310,12 @@ async def tool_bot(tmp_path, monkeypatch, twitch: FakeTwitch) -> AsyncIterator[B
         await h.close()
 
 
-async def final_text(message) -> str:
-    async with asyncio.timeout(10):
-        while message.content.endswith("…"):
-            await asyncio.sleep(0.02)
-    return message.content
-
-
 async def test_the_model_asks_twitch_status_and_the_answer_posts(
     tool_bot: BotHarness, twitch: FakeTwitch
 ):
     twitch.go_live(CHANNEL, title="Speedruns <@&123456789012345678>", game="Celeste", viewers=42)
     reply = await tool_bot.ask("robot, is the stream live right now?")
-    text = await final_text(reply)
+    text = await tool_bot.final(reply)
     assert text.startswith("Let me check. \n\nHere is what Twitch says: StreamerName")
     assert "is live now." in text and "Category: Celeste" in text and "Viewers: 42" in text
     assert "<@\u200b&123456789012345678>" in text  # defused in the tool's result
@@ -340,7 +332,7 @@ async def test_the_model_asks_twitch_status_and_the_answer_posts(
     # Where the plugin is off, its tools are not offered.
     await tool_bot.ask("!plugins disable twitch", author=tool_bot.admin)
     generator.replies = "Nothing to look up."
-    await final_text(await tool_bot.ask("robot, is the stream live?"))
+    await tool_bot.final(await tool_bot.ask("robot, is the stream live?"))
     assert "twitch_status" not in generator.offered_tools[-1]
 
 
@@ -357,7 +349,7 @@ async def test_the_model_reads_the_events_this_server_saw(
         await twitch.send_event("channel.raid", raid_event(streamer, name, viewers))
     await eventually(lambda: len(cog.recent.latest(h.guild.id, 5)) == 2)
     h.generator.replies = answers_with("twitch_recent_events", count=5)
-    text = await final_text(await h.ask("robot, who raided us lately?"))
+    text = await h.final(await h.ask("robot, who raided us lately?"))
     lines = text.split("Here is what Twitch says: ", 1)[1].splitlines()
     assert lines == [
         "The last 2 events on twitch.tv/streamer seen in this server, newest first:",

@@ -23,10 +23,12 @@ import discord
 import yarl
 
 from hark.bot import HarkBot, point_discord_at
+from hark.chat.streaming import PLACEHOLDER
 from hark.config import Config, Secret
 from hark.plugins import PluginManager
 from hark.runtime import Runtime
 from hark.testing.discord import FakeDiscord
+from hark.testing.discord.waiters import WaitTimeout
 
 
 def isolated_manager(
@@ -217,6 +219,49 @@ class BotHarness:
         await asyncio.sleep(0)  # let the waiter register before the message goes out
         await self.say(content, author=author, channel=channel, **kwargs)
         return await waiter
+
+    async def final(self, message: Any, *, timeout: float = 10) -> str:
+        """The content of a streamed reply once it stops growing.
+
+        While the bot streams (or a tool runs) the message ends with the "still
+        writing" marker ``…``; this waits for the edit that drops it, then returns
+        the text. A message that does not end with the marker is returned as is.
+        """
+        if message.content.endswith(PLACEHOLDER):
+            message = await self.server.wait_for_edit(
+                message, lambda m: not m.content.endswith(PLACEHOLDER), timeout=timeout
+            )
+        return message.content
+
+    async def history(
+        self, count: int, *, channel: Any = None, timeout: float = 5, exact: bool = False
+    ) -> list[Any]:
+        """Wait until ``channel``'s chat history (default ``#general``; a channel or
+        its id) holds at least ``count`` entries (exactly ``count`` with
+        ``exact=True``), then return its recent entries, oldest first.
+
+        The bot writes an exchange just after the reply is delivered, so a test
+        reads the history through this rather than straight after ``final()``.
+        """
+        if self.bot is None:
+            raise RuntimeError("the bot is not running")
+        channel = channel if channel is not None else self.channel
+        channel_id = channel if isinstance(channel, int) else channel.id
+        history = self.bot.runtime.history
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            have = await history.count(channel_id)
+            if have == count if exact else have >= count:
+                break
+            if loop.time() > deadline:
+                wanted = f"{'exactly' if exact else 'at least'} {count}"
+                raise WaitTimeout(
+                    f"timed out after {timeout}s waiting for {wanted} history entries "
+                    f"in channel {channel_id}; it has {have}"
+                )
+            await asyncio.sleep(0.02)
+        return await history.recent(channel_id, max(count, 50))
 
     async def expect_silence(self, *, channel: Any = None, within: float = 1.0) -> None:
         """Assert the bot sends nothing in ``channel`` for ``within`` seconds."""
