@@ -82,6 +82,7 @@ async def test_discord_audio_reaches_the_model_as_16k_mono_float32(stand_in, mak
     assert options["language"] == "en"  # the bundled model is English-only
     assert options["initial_prompt"] is None
     assert options["condition_on_previous_text"] is False
+    assert options["without_timestamps"] is True
     assert options["temperature"] == 0.0  # one decode per turn: no fallback re-sampling
 
 

@@ -212,6 +212,9 @@ class LocalWhisperTranscriber(WhisperTranscriber):
             # Utterances are short and independent: conditioning on earlier windows
             # only invites repetition loops.
             "condition_on_previous_text": False,
+            # Nothing reads segment times: decoding no timestamp tokens is ~10% faster
+            # on a voice turn's critical path.
+            "without_timestamps": True,
             **({} if settings.temperature_fallback else {"temperature": 0.0}),
         }
 
