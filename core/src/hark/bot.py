@@ -153,6 +153,10 @@ class HarkBot(commands.Bot):
         self._inflight: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
+        # The core's record of recent turns and events (hark.metrics): the dashboard's data.
+        self.metrics = runtime.conversation.metrics
+        self.metrics.keep_text = config.dashboard_show_text
+        self.dashboard: Any = None  # hark.dashboard.Dashboard, when one is configured
         # Services the built-ins offer each other and plugins, set by their Cogs.
         self.chat: ChatService | None = None
         self.voice_sessions: VoiceService | None = None
@@ -176,7 +180,19 @@ class HarkBot(commands.Bot):
     # -- start-up --------------------------------------------------------
 
     async def setup_hook(self) -> None:
+        # WARNING+ log lines become events (and so do plugins that failed before now).
+        self.metrics.attach_logging()
+        for info in self.runtime.manager.plugins.values():
+            if info.status == "error":
+                self.metrics.event(
+                    "plugin_error",
+                    f"plugin {info.id} failed to load: {info.error}",
+                    level="ERROR",
+                    source=info.id,
+                )
         await self.runtime.open()
+        if self.config.dashboard:
+            await self._start_dashboard(self.config.dashboard)
         # REST works from here on; this needs no gateway, and start-up need not wait.
         self._recovery = asyncio.create_task(self._mark_unfinished_replies())
         self._status_task = asyncio.create_task(self._publish_status())
@@ -185,6 +201,23 @@ class HarkBot(commands.Bot):
             await self._add_plugin_cogs(info)
         if self.config.sync_commands:
             await self._sync_if_changed(None)
+
+    async def _start_dashboard(self, bind: str) -> None:
+        from hark.dashboard import Dashboard
+
+        dashboard = Dashboard(self, bind=bind, token=self.config.dashboard_token.get().strip())
+        try:
+            await dashboard.start()
+        except OSError as exc:  # the port is taken: the bot itself still runs
+            log.error("could not serve the dashboard on %s: %s", bind, exc)
+            return
+        self.dashboard = dashboard
+
+    async def on_disconnect(self) -> None:
+        self.metrics.event("reconnect", "gateway connection lost")
+
+    async def on_resumed(self) -> None:
+        self.metrics.event("reconnect", "gateway session resumed")
 
     def plugin_problems(self) -> dict[str, str]:
         """What loaded plugins' toolboxes report as wrong now (an MCP server down)."""
@@ -505,5 +538,9 @@ class HarkBot(commands.Bot):
                 await self.runtime.status.clear()
             except Exception:  # a stale report ages out by itself
                 log.debug("could not clear the plugins' status", exc_info=True)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
+            self.dashboard = None
         await super().close()
         await self.runtime.close()
+        self.metrics.detach_logging()

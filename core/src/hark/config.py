@@ -92,7 +92,13 @@ FIELDS: dict[str, _Field] = {
     "answer_dms": _Field("CHAT_ANSWER_DMS", "chat.answer_dms", "bool"),
     "edit_interval": _Field("CHAT_EDIT_INTERVAL", "chat.edit_interval", "float"),
     "rate_limit": _Field("CHAT_RATE_LIMIT", "chat.rate_limit"),
+    # the operator dashboard (hark.dashboard; docs/dashboard.md)
+    "dashboard": _Field("HARK_DASHBOARD", "dashboard.bind"),
+    "dashboard_token": _Field("HARK_DASHBOARD_TOKEN", "dashboard.token", "secret"),
+    "dashboard_show_text": _Field("HARK_DASHBOARD_SHOW_TEXT", "dashboard.show_text", "bool"),
 }
+
+DASHBOARD_DEFAULT_BIND = "127.0.0.1:8765"
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are {bot_name}, a friendly and helpful companion in a Discord server. "
@@ -125,6 +131,12 @@ class Config:
     edit_interval: float = 1.0
     # "N/SECONDS" per user; "0" or "" turns the limit off
     rate_limit: str = "8/60"
+    # "host:port" the dashboard serves on; None: no dashboard (the default).
+    dashboard: str | None = None
+    # The dashboard's login token; empty: one is generated and printed at start-up.
+    dashboard_token: Secret = field(default_factory=lambda: Secret(""))
+    # Keep and show message text in the dashboard's turns (off: times and counts only).
+    dashboard_show_text: bool = False
     # [providers] capability = "plugin id": the default provider per capability.
     default_providers: dict[str, str] = field(default_factory=dict)
     # [plugin.<id>] tables: global defaults for that plugin's settings.
@@ -226,6 +238,10 @@ def load_config(
         str(k): dict(v) for k, v in plugin_tables.items() if isinstance(v, dict)
     }
     config.api_base = config.api_base.rstrip("/")
+    if config.dashboard is None and isinstance(table.get("dashboard"), dict):
+        config.dashboard = DASHBOARD_DEFAULT_BIND  # a [dashboard] table turns it on
+    if config.dashboard is not None and config.dashboard.strip().lower() in ("", "off", "0"):
+        config.dashboard = None
     _validate(config)
     return config
 
@@ -246,6 +262,23 @@ def _validate(config: Config) -> None:
         raise ConfigError("HARK_PROVIDER_DEADLINE must be 0 (no cap) or more seconds")
     if not config.prefix.strip():
         raise ConfigError("BOT_PREFIX must not be blank")
+    if config.dashboard is not None:
+        try:
+            parse_bind(config.dashboard)
+        except ValueError as exc:
+            raise ConfigError(f"HARK_DASHBOARD: {exc}") from None
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:8765"`` for IPv6; a bare port binds to 127.0.0.1)."""
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, e.g. {DASHBOARD_DEFAULT_BIND}, got {value!r}")
+    return host, int(port)
 
 
 def describe(config: Config) -> dict[str, Any]:

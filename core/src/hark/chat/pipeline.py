@@ -22,6 +22,7 @@ from hark.chat.streaming import ReplyTarget, ReplyTracker, StreamingReply
 from hark.chat.toolloop import StatusCallback, ToolLimits, ToolLoop
 from hark.context import Prompt, assemble
 from hark.control import PluginControl
+from hark.metrics import TurnClock, TurnMetrics
 from hark.providers import Capability, ContextRequest, Generator, PromptMessage
 from hark.providers.errors import BadOutputError, ConfigurationError, ProviderError
 from hark.store import SettingsStore
@@ -152,8 +153,11 @@ class Conversation:
         *,
         settings: SettingsStore | None = None,
         host: Any = None,
+        metrics: TurnMetrics | None = None,
     ) -> None:
         self.control = control
+        # Every turn's timings and outcome (hark.metrics): the dashboard and /stats read it.
+        self.metrics = metrics if metrics is not None else TurnMetrics()
         # Remembers replies being streamed, so a crash cannot leave them unfinished.
         self.inflight = inflight
         # The chat plugin's settings (tool limits) and the tools' plugins' settings.
@@ -201,10 +205,13 @@ class Conversation:
         nothing is recorded and, if ``notify_errors``, one short notice is posted."""
         reply = StreamingReply(target, interval=interval, tracker=self.inflight)
         typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
+        clock, generator = TurnClock(), None
         try:
             turn = await self.prepare(request)
+            generator = turn.generator.id
             async with typing_cm:
                 async for delta in turn.stream(on_status=reply.status):
+                    clock.first()
                     await reply.feed(delta)
             if not reply.text.strip():
                 raise BadOutputError(
@@ -215,6 +222,7 @@ class Conversation:
             text = await reply.finish()
         except ProviderError as exc:
             log.warning("reply in channel %s failed: %s", request.channel_id, exc)
+            self.metrics.text_turn(request, clock, "failed", provider=generator, error=str(exc))
             with contextlib.suppress(discord.HTTPException):
                 if notify_errors:
                     await reply.abandon(exc.user_message)
@@ -226,10 +234,12 @@ class Conversation:
             # reply is lost, so it is not recorded; there is nowhere to say so.
             reply.cancel()
             log.warning("could not post a reply in channel %s: %s", request.channel_id, exc)
+            self.metrics.text_turn(request, clock, "failed", provider=generator, error=str(exc))
             return None
         except BaseException:
             reply.cancel()  # cancelled (shutdown): no late edit from the timer
             raise
+        self.metrics.text_turn(request, clock, "delivered", provider=generator, reply=text)
         await self.record(turn, text)
         return Delivery(text, list(reply.handles))
 

@@ -564,6 +564,13 @@ class VoiceSession:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def encryption(self) -> Any:
+        """This call's end-to-end encryption (hark.voice.dave.Encryption), for `!voice`
+        and the dashboard."""
+        from hark.voice.dave import encryption_of
+
+        return encryption_of(getattr(self.vc, "_connection", None))
+
     # -- speaking and barge-in ------------------------------------------------------
 
     @property
@@ -774,13 +781,24 @@ class VoiceSession:
                 self.counts["preemptive_used"] += 1
                 turn, reply = preemptive.turn, preemptive
             else:
+                request = self._request(heard)
                 try:
-                    turn = await conversation.prepare(self._request(heard))
+                    turn = await conversation.prepare(request)
                 except ProviderError as exc:
+                    conversation.metrics.voice_turn(request, self.trace, "failed", error=str(exc))
                     self.post_later(exc.user_message)
                     return
                 reply = self.player.start(turn.stream(), self.trace)
             spoken, error = await self._finish_reply(reply)
+            outcome = "failed" if error is not None or not spoken.strip() else "delivered"
+            conversation.metrics.voice_turn(
+                turn.request,
+                reply.trace,
+                "interrupted" if "interrupted" in reply.trace else outcome,
+                provider=turn.generator.id,
+                reply=spoken,
+                error=None if error is None else str(error),
+            )
             # Like text, a failed turn is not recorded; a barge-in is not a failure.
             if spoken.strip() and error is None:
                 # Only what was actually said goes to history (a barge-in cuts it short).
