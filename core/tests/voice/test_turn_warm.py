@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import BaseModel
 from voice_support import CONFIG, in_voice, plugin, session, wait_for_post, wait_until
 
+import hark
 from hark.testing.fakes import EchoGenerator, FakeSynthesizer, FakeTranscriber
 from hark.testing.harness import BotHarness
 from hark.voice.turns import WebRTCTurnDetector
@@ -116,3 +118,41 @@ async def test_servers_that_had_a_voice_session_are_warmed_at_start_up(tmp_path)
         await h.restart()
         await asyncio.sleep(1.0)
         assert [p.warms for p in all_of] == warms
+
+
+class Nothing(BaseModel):
+    pass
+
+
+class PrimedGenerator(EchoGenerator):
+    """Records what Generator.prime was given."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(supports_tools=True, **kwargs)
+        self.primed: list[tuple[list, list[str]]] = []
+
+    async def prime(self, messages, *, tools=(), guild_id=None) -> None:
+        self.primed.append((list(messages), [spec.name for spec in tools]))
+
+
+async def test_the_generator_is_primed_with_how_the_servers_turns_begin(tmp_path, speech):
+    @hark.tool
+    async def lights(args: Nothing, ctx: hark.ToolContext) -> str:
+        """Turn the lights on."""
+        return "on"
+
+    generator = PrimedGenerator()
+    module = plugin(FakeTranscriber("what time is it"), FakeSynthesizer(), generator)
+    tools = hark.Plugin(description="Home", tools=[lights])
+    async with BotHarness(tmp_path, plugins={"v": module, "home": tools}, config=CONFIG) as h:
+        await h.ask("!persona You are Brassy, a robot butler.", author=h.server.owner)
+        await in_voice(h, h.member)
+        await wait_until(lambda: len(generator.primed) >= 2, 5)  # at join and at listen
+        messages, offered = generator.primed[-1]
+        assert offered == ["lights"]
+        assert any("Brassy" in m.content for m in messages if m.role == "system")
+        await h.server.speak(h.member, speech)
+        await wait_for_post(h, "🔊 what time is it")
+        # The first turn begins exactly as primed: a local server reuses what it evaluated.
+        sent = generator.requests[0].messages
+        assert list(sent[: len(messages)]) == messages

@@ -118,6 +118,20 @@ class Generator(Provider):
     supports_tools: bool = False
     default_model: str | None = None
 
+    async def prime(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        guild_id: int | None = None,
+    ) -> None:
+        """Have the backend evaluate this server's prompt before its first turn:
+        ``messages`` are how a turn here begins (persona, history), ``tools`` what it
+        would offer. A local server (llama.cpp, Ollama) caches what it evaluated, so
+        the first turn then starts as fast as later ones. Called after :meth:`warm`
+        when a voice session starts. The default does nothing (a hosted API would
+        bill for it); the core logs a failure and goes on."""
+
     def generate(
         self,
         messages: Sequence[PromptMessage],

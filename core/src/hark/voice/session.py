@@ -70,7 +70,15 @@ from hark.voice.posts import POST_FLUSH_TIMEOUT, PostQueue
 from hark.voice.reply import Player, Reply
 from hark.voice.speakers import PendingTurn, Speaker, TranscriptResult, UtteranceState
 from hark.voice.turns import TurnSettings, WebRTCTurnDetector
-from hark.voice.warmup import WARM_TIMEOUT, WARM_WAIT, WARMED, Warmup, warm_guild, warm_provider
+from hark.voice.warmup import (
+    WARM_TIMEOUT,
+    WARM_WAIT,
+    WARMED,
+    Priming,
+    Warmup,
+    warm_guild,
+    warm_provider,
+)
 
 if TYPE_CHECKING:
     from hark.bot import HarkBot
@@ -170,7 +178,7 @@ class VoiceSession:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.posts = PostQueue(self.guild_id)
-        self.warmup = Warmup(bot.control, self.guild_id)
+        self.warmup = Warmup(bot.control, self.guild_id, prompt=self._priming)
         self.player = Player(
             voice_client, self.guild_id, bot.control, self.warmup, setting=self.setting
         )
@@ -723,6 +731,21 @@ class VoiceSession:
             kind="voice",
             permissions=self._permissions(heard),
         )
+
+    async def _priming(self) -> Priming | None:
+        """How a turn here begins (persona, history, the tools offered), so the
+        generator can evaluate it before the first question (Generator.prime)."""
+        me = self.vc.guild.me
+        request = ContextRequest(
+            text="",
+            guild_id=self.guild_id,
+            channel_id=self.text_channel.id if self.text_channel else self.vc.channel.id,
+            bot_name=me.display_name if me else None,
+            kind="voice",
+        )
+        turn = await self.bot.runtime.conversation.prepare(request)
+        messages = turn.prompt.messages[:-1]  # without the (empty) question
+        return Priming(messages, tools=[tool.spec() for tool in turn.tools])
 
     def _permissions(self, heard: list[Heard]) -> frozenset[str] | None:
         """What every speaker of the turn holds in the voice channel (a tool acts for

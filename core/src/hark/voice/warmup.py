@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hark.providers import Capability, Provider
+from hark.providers import Capability, Generator, PromptMessage, Provider, ToolSpec
 
 if TYPE_CHECKING:
     from hark.control import PluginControl
@@ -29,6 +31,14 @@ WARM_TIMEOUT = 120.0
 WARM_WAIT = 30.0
 # What a session warms: everything on a voice turn's path.
 WARMED = (Capability.TURN, Capability.TRANSCRIBE, Capability.GENERATE, Capability.SYNTHESIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Priming:
+    """How a server's voice turns begin: what :meth:`Generator.prime` is given."""
+
+    messages: Sequence[PromptMessage]
+    tools: Sequence[ToolSpec] = ()
 
 
 async def warm_provider(provider: Provider) -> bool:
@@ -61,9 +71,17 @@ async def warm_guild(control: PluginControl, guild_id: int) -> None:
 class Warmup:
     """One server's warm-up: a task per provider, and when they had all finished."""
 
-    def __init__(self, control: PluginControl, guild_id: int) -> None:
+    def __init__(
+        self,
+        control: PluginControl,
+        guild_id: int,
+        *,
+        prompt: Callable[[], Awaitable[Priming | None]] | None = None,
+    ) -> None:
         self.control = control
         self.guild_id = guild_id
+        # How this server's turns begin, for Generator.prime (None: not primed).
+        self.prompt = prompt
         self._tasks: dict[Capability, asyncio.Task[bool]] = {}
         self._all: asyncio.Task[None] | None = None
         self.done_at: float | None = None  # monotonic; the latest warm-up's end
@@ -80,8 +98,13 @@ class Warmup:
         for capability, provider in providers_to_warm(self.control, self.guild_id).items():
             task = by_provider.get(id(provider))
             if task is None:
+                work = (
+                    self._warm_generator(provider)
+                    if isinstance(provider, Generator)
+                    else warm_provider(provider)
+                )
                 task = by_provider[id(provider)] = asyncio.create_task(
-                    warm_provider(provider), name=f"voice-warm-{provider.id}"
+                    work, name=f"voice-warm-{provider.id}"
                 )
             tasks[capability] = task
         self._tasks = tasks
@@ -97,6 +120,23 @@ class Warmup:
             )
 
         self._all = asyncio.create_task(finish(), name=f"voice-warm-{self.guild_id}")
+
+    async def _warm_generator(self, generator: Generator) -> bool:
+        """Warm the generator, then prime it with how this server's turns begin."""
+        ok = await warm_provider(generator)
+        if self.prompt is None:
+            return ok
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT):
+                priming = await self.prompt()
+                if priming is not None:
+                    await generator.prime(
+                        priming.messages, tools=priming.tools, guild_id=self.guild_id
+                    )
+        except Exception as exc:
+            log.warning("priming %s failed: %s", generator.id, exc)
+            return False
+        return ok
 
     async def wait_for(self, capability: Capability, stages: dict[str, float]) -> None:
         """A turn that comes while its provider still warms up waits for it (recorded)."""
