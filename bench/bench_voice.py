@@ -283,7 +283,12 @@ async def child(args: argparse.Namespace) -> dict:
                     before = session.interruptions
                     talk = await h.server.speak(h.member, interrupt)
                     start = talk.started_at + onset(interrupt)
-                    await asyncio.sleep(1.0)
+                    # Confirmation needs the overlap transcribed: with a local LLM busy
+                    # on both cores that can take a while, so wait for it (bounded).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(6.0):
+                            while session.interruptions <= before:
+                                await asyncio.sleep(0.02)
                     out["barge"].append(
                         {
                             "paused": (trace_ref.get("paused_at") or start) - start,
