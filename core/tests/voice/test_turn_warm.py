@@ -106,10 +106,17 @@ async def test_servers_that_had_a_voice_session_are_warmed_at_start_up(tmp_path)
     module = plugin(transcriber, synthesizer, generator, detectors=[detector])
     async with BotHarness(tmp_path, plugins={"v": module}, config=CONFIG) as h:
         await in_voice(h, h.member)
-        await wait_until(lambda: all(p.warms == 2 for p in all_of), 5)
+        # `listen` right after `join` may find the join's warm-up still under way (then
+        # it is not started twice): one or two warm-ups.
+        await wait_until(lambda: all(p.warms >= 1 for p in all_of), 5)
+        s = session(h)
+        await wait_until(lambda: s.warm_done_at is not None, 5)
+        before = [p.warms for p in all_of]
         await h.restart()  # shut down while in voice
         # Warmed again without anyone using `join` (the bot does not rejoin by itself).
-        await wait_until(lambda: all(p.warms == 3 for p in all_of), 10)
+        await wait_until(
+            lambda: all(p.warms == n + 1 for p, n in zip(all_of, before, strict=True)), 10
+        )
         assert h.guild.id not in h.bot.get_cog("Voice").sessions
         # After `leave`, the server is forgotten: no warm-up at the next start.
         await in_voice(h, h.member)
@@ -147,7 +154,7 @@ async def test_the_generator_is_primed_with_how_the_servers_turns_begin(tmp_path
     async with BotHarness(tmp_path, plugins={"v": module, "home": tools}, config=CONFIG) as h:
         await h.ask("!persona You are Brassy, a robot butler.", author=h.server.owner)
         await in_voice(h, h.member)
-        await wait_until(lambda: len(generator.primed) >= 2, 5)  # at join and at listen
+        await wait_until(lambda: generator.primed, 5)  # at join (and listen, if it was done)
         messages, offered = generator.primed[-1]
         assert offered == ["lights"]
         assert any("Brassy" in m.content for m in messages if m.role == "system")
