@@ -2,6 +2,10 @@
 
 Everything is signed 16-bit little-endian PCM, interleaved when stereo. Discord
 plays and sends 48 kHz stereo in 20 ms frames (3,840 bytes).
+
+numpy and soxr are imported by the functions that use them, not by this module:
+the constants and :func:`read_wav` are needed by plugins that never touch a sample
+(and by ``bot plugins``), and numpy alone is ~10 MB of RSS.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Iterable
-
-import numpy as np
-import soxr
+from typing import TYPE_CHECKING
 
 from hark.providers.types import AudioClip
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DISCORD_RATE = 48_000
 DISCORD_CHANNELS = 2
@@ -23,11 +28,15 @@ DISCORD_FRAME_BYTES = DISCORD_RATE * FRAME_MS // 1000 * DISCORD_CHANNELS * 2  # 
 
 def to_array(pcm: bytes, channels: int) -> np.ndarray:
     """PCM bytes -> int16 array shaped (frames, channels)."""
+    import numpy as np
+
     return np.frombuffer(pcm, dtype="<i2").reshape(-1, channels)
 
 
 def remix(samples: np.ndarray, channels: int) -> np.ndarray:
     """Change the channel count: mono is duplicated, more channels are averaged."""
+    import numpy as np
+
     have = samples.shape[1]
     if have == channels:
         return samples
@@ -41,6 +50,9 @@ def convert(clip: AudioClip, sample_rate: int, channels: int) -> AudioClip:
     """One-shot conversion of a whole clip (use :class:`StreamResampler` for streams)."""
     if clip.sample_rate == sample_rate and clip.channels == channels:
         return clip
+    import numpy as np
+    import soxr
+
     samples = remix(to_array(clip.pcm, clip.channels), channels)
     if clip.sample_rate != sample_rate and len(samples):
         samples = soxr.resample(samples, clip.sample_rate, sample_rate, quality="HQ")
@@ -61,13 +73,17 @@ class StreamResampler:
         self.in_rate, self.in_channels = in_rate, in_channels
         self.out_rate, self.out_channels = out_rate, out_channels
         self._leftover = b""
-        self._stream = (
-            soxr.ResampleStream(in_rate, out_rate, in_channels, dtype="int16", quality="HQ")
-            if in_rate != out_rate
-            else None
-        )
+        self._stream = None
+        if in_rate != out_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(
+                in_rate, out_rate, in_channels, dtype="int16", quality="HQ"
+            )
 
     def _out(self, samples: np.ndarray) -> AudioClip:
+        import numpy as np
+
         return AudioClip(
             np.ascontiguousarray(samples, dtype="<i2").tobytes(), self.out_rate, self.out_channels
         )
@@ -87,6 +103,8 @@ class StreamResampler:
 
     def flush(self) -> AudioClip:
         """End of stream: the resampler's tail. A dangling partial frame is dropped."""
+        import numpy as np
+
         self._leftover = b""
         if self._stream is None:
             return self._out(np.zeros((0, self.out_channels), dtype="<i2"))
@@ -120,5 +138,7 @@ def read_wav(data: bytes) -> AudioClip:
 
 def rms(clip: AudioClip) -> float:
     """Root-mean-square level (0..32767), e.g. to tell speech from silence in tests."""
+    import numpy as np
+
     samples = to_array(clip.pcm, clip.channels).astype(np.float64)
     return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0

@@ -344,3 +344,11 @@ async def test_transcription_errors_name_the_provider(make_local):
         await transcriber.transcribe(speechy())
     assert caught.value.provider == "stt_whisper:local"
     assert "/secret/path" not in caught.value.user_message
+
+
+def test_the_language_list_is_faster_whispers():
+    # The settings validator keeps a copy so that it does not import faster-whisper.
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from hark_stt_whisper.settings import LANGUAGE_CODES
+
+    assert frozenset(_LANGUAGE_CODES) == LANGUAGE_CODES

@@ -23,17 +23,19 @@ import os
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import anyio
-import httpx2
-from mcp import Client, MCPError, StdioServerParameters, stdio_client
-from mcp import types as mcp_types
-from mcp.client.streamable_http import streamable_http_client
+from typing import TYPE_CHECKING, Any
 
 import hark
 from hark.api import redact
 from hark_mcp.config import ServerConfig
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp import types as mcp_types
+
+# The MCP SDK (with anyio, httpx2, starlette and uvicorn: ~30 MB) is imported where a
+# session starts or one of its results or errors is read, not with the plugin: `bot
+# plugins` and a bot with no MCP server configured never load it.
 
 log = logging.getLogger("hark.plugin.mcp")
 
@@ -72,6 +74,10 @@ def describe_error(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, _Down):
         return str(exc)
+    import httpx2
+    from mcp import MCPError
+    from mcp import types as mcp_types
+
     if isinstance(exc, MCPError):
         if exc.code == mcp_types.CONNECTION_CLOSED:
             return "the server closed the connection"
@@ -107,6 +113,8 @@ def _http_reason(status: int) -> str:
 def result_text(result: mcp_types.CallToolResult) -> str:
     """A tool result as the text the model reads; an ``isError`` result raises
     :class:`MCPToolError` with the server's text."""
+    from mcp import types as mcp_types
+
     parts: list[str] = []
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
@@ -144,6 +152,8 @@ class _Watched:
         self._on_end = on_end
 
     async def receive(self) -> Any:
+        import anyio
+
         try:
             return await self._stream.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -294,6 +304,9 @@ class MCPConnection:
         client = self._client
         if client is None or self.state is not State.UP:
             raise MCPToolError(f"the MCP server {self.name} is not connected right now")
+        from mcp import MCPError
+        from mcp import types as mcp_types
+
         try:
             result = await client.call_tool(tool_name, arguments, read_timeout_seconds=timeout)
         except MCPError as exc:
@@ -398,6 +411,9 @@ class MCPConnection:
             self._reconnect = False
 
     async def _session(self, up_since: list[float]) -> None:
+        from mcp import Client
+        from mcp import types as mcp_types
+
         cfg = self.config
         self._lost, self._ended, self._refresh = None, False, False
         self._http_status = None
@@ -485,6 +501,8 @@ class MCPConnection:
         return tools
 
     async def _on_message(self, message: Any) -> None:
+        from mcp import types as mcp_types
+
         if isinstance(message, mcp_types.ToolListChangedNotification):
             self._check_soon()
         elif isinstance(message, Exception):
@@ -499,6 +517,8 @@ class MCPConnection:
 
     @contextlib.asynccontextmanager
     async def _stdio(self) -> AsyncIterator[tuple[Any, Any]]:
+        from mcp import StdioServerParameters, stdio_client
+
         cfg = self.config
         assert cfg.command is not None
         params = StdioServerParameters(
@@ -545,6 +565,9 @@ class MCPConnection:
 
     @contextlib.asynccontextmanager
     async def _http(self) -> AsyncIterator[tuple[Any, Any]]:
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
         cfg = self.config
         assert cfg.url is not None
         # The SDK's defaults: 30 s to connect or send, 5 min to read (streams stay open).

@@ -15,14 +15,16 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mcp import types as mcp_types
 from pydantic import BaseModel, ConfigDict
 
 import hark
 from hark_mcp.config import ALL, ServerEntry, parse_servers
 from hark_mcp.connection import MCPConnection, State
+
+if TYPE_CHECKING:
+    from mcp import types as mcp_types
 
 log = logging.getLogger("hark.plugin.mcp")
 

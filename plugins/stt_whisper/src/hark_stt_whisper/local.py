@@ -15,9 +15,7 @@ import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import hark
 from hark import AudioClip, RetryPolicy, Transcript
@@ -34,6 +32,9 @@ from hark_stt_whisper.models import (
     looks_like_path,
 )
 from hark_stt_whisper.settings import WhisperSettings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The rate Whisper's feature extractor expects.
 WHISPER_RATE = 16_000
@@ -61,6 +62,8 @@ def confidence_of(segments: list[tuple[float, float, int]]) -> float | None:
 
 def to_float32(clip: AudioClip) -> np.ndarray:
     """Any s16le clip -> 16 kHz mono float32 in [-1, 1), as faster-whisper wants it."""
+    import numpy as np
+
     mono = convert(clip, WHISPER_RATE, 1)
     return np.frombuffer(mono.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
@@ -297,6 +300,8 @@ class LocalWhisperTranscriber(WhisperTranscriber):
                 self.log.debug("warmed Whisper model %s", spec)
 
     def _warm_sync(self, spec: str) -> bool:
+        import numpy as np
+
         settings = self.bot_wide()
         frames = round(WHISPER_RATE * WARM_SECONDS)
         noise = np.random.default_rng(0).normal(0.0, WARM_NOISE * 32768, frames)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import openai
 
 from hark import (
     AudioClip,
@@ -33,6 +32,9 @@ from hark.api import ErrorTranslator, HttpFailure
 from hark.audio import convert, wav_bytes
 from hark_stt_whisper.base import WhisperTranscriber
 from hark_stt_whisper.settings import OPENAI_KEY, WhisperSettings
+
+if TYPE_CHECKING:
+    import openai
 
 #: Upload rate: Whisper works at 16 kHz whatever it is sent.
 UPLOAD_RATE = 16_000
@@ -128,6 +130,8 @@ class OpenAIWhisperTranscriber(WhisperTranscriber):
             return self._client[1]
         if self._client is not None:
             self._retired.append(self._client[1])  # calls may still use it: closed at aclose()
+        import openai  # on first use: the SDK is ~15 MB that a local-only bot never needs
+
         client = openai.AsyncOpenAI(
             api_key=endpoint.api_key or PLACEHOLDER_KEY,
             base_url=endpoint.base_url,

@@ -10,7 +10,6 @@ bot-wide.
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict
@@ -33,12 +32,22 @@ OPENAI_KEY = hark.Secret(
 )
 
 
-@functools.cache
+#: ISO 639-1 codes Whisper knows: faster-whisper's ``tokenizer._LANGUAGE_CODES`` (the
+#: same for OpenAI's API), copied so that validating a setting does not import
+#: faster-whisper (and ctranslate2, av and tokenizers with it: ~60 MB). A test checks
+#: the copy against the installed faster-whisper.
+_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu "
+    "ha haw he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml "
+    "mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw "
+    "ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue"
+)
+LANGUAGE_CODES = frozenset(_CODES.split())
+
+
 def language_codes() -> frozenset[str]:
     """ISO 639-1 codes Whisper knows (faster-whisper's list; the same for OpenAI's API)."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return frozenset(_LANGUAGE_CODES)
+    return LANGUAGE_CODES
 
 
 def normalize_language(value: str | None) -> str | None:

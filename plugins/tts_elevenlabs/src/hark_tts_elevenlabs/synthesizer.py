@@ -27,16 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
-from elevenlabs.client import AsyncElevenLabs
-from elevenlabs.core.api_error import ApiError
-from elevenlabs.types import VoiceSettings
 
 import hark
 from hark import (
@@ -57,10 +53,25 @@ from hark_tts_elevenlabs.settings import (
 )
 from hark_tts_elevenlabs.text import REQUEST_CHAR_LIMIT, split_for_requests
 
-try:  # newer clients raise this when a response does not fit the API's schema
-    from elevenlabs.core.parse_error import ParsingError as _ParsingError
-except ImportError:  # pragma: no cover - older 2.x clients
-    _ParsingError = None
+if TYPE_CHECKING:
+    import httpx
+    from elevenlabs.client import AsyncElevenLabs
+    from elevenlabs.types import VoiceSettings
+
+
+# The SDK (and httpx with it, ~25 MB) loads when the first client is made or the first
+# error is read, not with the plugin: `bot plugins` and a bot that never speaks skip it.
+@functools.cache
+def _sdk_errors() -> tuple[type[Exception], type[Exception] | None]:
+    """The client's ``ApiError``, and ``ParsingError`` where the client has one."""
+    from elevenlabs.core.api_error import ApiError
+
+    try:  # newer clients raise this when a response does not fit the API's schema
+        from elevenlabs.core.parse_error import ParsingError
+    except ImportError:  # pragma: no cover - older 2.x clients
+        return ApiError, None
+    return ApiError, ParsingError
+
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -132,6 +143,8 @@ class PcmAligner:
 
 def voice_settings(settings: ElevenLabsSettings) -> VoiceSettings:
     """The voice settings sent with each request (``speed`` only when one is set)."""
+    from elevenlabs.types import VoiceSettings
+
     values: dict[str, Any] = {
         "stability": settings.stability,
         "similarity_boost": settings.similarity_boost,
@@ -311,6 +324,9 @@ class ElevenLabsSynthesizer(Synthesizer):
             if self._http is not None:
                 self._retired.append(self._http)  # a stream may still be reading from it
             base_url, timeout = wanted
+            import httpx
+            from elevenlabs.client import AsyncElevenLabs
+
             # The plugin owns the httpx client, so aclose() can close its connections.
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -521,7 +537,8 @@ class ElevenLabsSynthesizer(Synthesizer):
         try:
             voice = await client.voices.get(voice_id, request_options=_REQUEST_OPTIONS)  # type: ignore[arg-type]
         except Exception as exc:
-            if isinstance(exc, ApiError) and exc.status_code in (400, 404, 422):
+            api_error, _ = _sdk_errors()
+            if isinstance(exc, api_error) and exc.status_code in (400, 404, 422):
                 return None
             raise self.translate(exc) from None
         return VoiceInfo.from_api(voice)
@@ -555,14 +572,15 @@ class ElevenLabsSynthesizer(Synthesizer):
         """The core's error for ``exc`` (``exc`` itself when it is none the plugin knows):
         the client's ``ApiError`` and ``ParsingError`` here, httpx's by the translator."""
         errors = self.errors
-        if isinstance(exc, ApiError):
+        api_error, parsing_error = _sdk_errors()
+        if isinstance(exc, api_error):
             failure = errors.failure(exc.status_code or 0, exc.body, exc.headers)
             return errors.status_error(
                 failure,
                 has_key=self.has_key,
                 on_status=lambda found: self._refused(found, voice_id, model),
             )
-        if _ParsingError is not None and isinstance(exc, _ParsingError):
+        if parsing_error is not None and isinstance(exc, parsing_error):
             return BadOutputError(f"{errors.service} sent a response that does not fit the API")
         return errors.translate(exc, produced=produced)
 

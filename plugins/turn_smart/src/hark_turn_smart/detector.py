@@ -32,10 +32,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import soxr
+from typing import TYPE_CHECKING, Any
 
 from hark import AudioClip, SpeakerTurns, TurnDetector, TurnUpdate, Utterance
 from hark.audio import DISCORD_FRAME_BYTES, DISCORD_RATE
@@ -49,6 +46,11 @@ from hark_turn_smart.models import (
     missing_files,
 )
 from hark_turn_smart.settings import FRAME_MS, SmartTurnSettings, TurnConfig, build
+
+if TYPE_CHECKING:
+    # numpy and soxr load with the first speaker (or at warm-up), not with the plugin.
+    import numpy as np
+    import soxr
 
 log = logging.getLogger("hark.provider.turn_smart")
 
@@ -76,6 +78,8 @@ _JUDGED_FRAMES = 8 * 1000 // FRAME_MS  # Smart Turn hears the last 8 s
 
 def downmix(stereo: bytes) -> np.ndarray:
     """48 kHz stereo s16le -> mono int16 (the average of both channels)."""
+    import numpy as np
+
     samples = np.frombuffer(stereo, dtype="<i2").reshape(-1, 2).astype(np.int32)
     return ((samples[:, 0] + samples[:, 1]) // 2).astype("<i2")
 
@@ -84,6 +88,8 @@ def _vad_resampler() -> soxr.ResampleStream:
     # LQ, not HQ: HQ's longer filter releases output in bursts (0 samples one frame, ~490
     # the next), a frame of extra lag before Silero hears a word end; LQ gives 300 every
     # frame, ~1 ms behind, and a VAD needs no more. Smart Turn gets HQ (one-shot, per pause).
+    import soxr
+
     return soxr.ResampleStream(DISCORD_RATE, VAD_RATE, 1, dtype="float32", quality="LQ")
 
 
@@ -171,6 +177,9 @@ class SmartTurnDetector(TurnDetector):
             return self._executor.submit(self._judge_sync, mono48k)
 
     def _judge_sync(self, mono48k: bytes) -> float:
+        import numpy as np
+        import soxr
+
         started = time.perf_counter()
         ok = False
         try:
@@ -196,6 +205,12 @@ class SmartTurnDetector(TurnDetector):
         return SmartSpeakerTurns(self, user_id, guild_id=guild_id, voice=settings)
 
 
+def _empty() -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(0, dtype=np.float32)
+
+
 class SmartSpeakerTurns:
     """One speaker's turns (see the module docstring). Thread-safe: ``feed`` runs on the
     router thread, ``poll`` and ``reset`` on the event loop."""
@@ -216,7 +231,7 @@ class SmartSpeakerTurns:
         self.config = detector.config(guild_id, self._voice)
         # Silero, per speaker: the resampler's filter state and the model's recurrent one.
         self._resampler = _vad_resampler()
-        self._vad_buffer = np.zeros(0, dtype=np.float32)
+        self._vad_buffer = _empty()
         self._vad_state = SileroState()
         self._probability = 0.0  # Silero's latest window
         self._in_speech = False  # Silero's hysteresis
@@ -286,7 +301,7 @@ class SmartSpeakerTurns:
     def _reset_vad(self) -> None:
         # What is left of the audio before a long gap belongs to another moment.
         self._resampler = _vad_resampler()
-        self._vad_buffer = np.zeros(0, dtype=np.float32)
+        self._vad_buffer = _empty()
         self._vad_state.reset()
         self._probability = 0.0
         self._in_speech = False
@@ -314,6 +329,8 @@ class SmartSpeakerTurns:
 
     def _score(self, mono: np.ndarray) -> float:
         """Silero on the 16 kHz windows this frame completes (0 or 1 of them, sometimes 2)."""
+        import numpy as np
+
         chunk = self._resampler.resample_chunk(mono.astype(np.float32) / 32768.0)
         buffer = np.concatenate([self._vad_buffer, chunk]) if self._vad_buffer.size else chunk
         models = self._detector.models()

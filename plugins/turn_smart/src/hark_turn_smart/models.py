@@ -22,11 +22,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from hark_turn_smart import features
+if TYPE_CHECKING:
+    # numpy (and the feature extraction, which builds its filters with it) loads with
+    # the first speaker or the models, not with the plugin.
+    import numpy as np
 
 MODEL_DIR = Path(__file__).with_name("model_files")
 SILERO_FILE = MODEL_DIR / "silero_vad.onnx"
@@ -53,16 +54,22 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def _zeros(*shape: int) -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(shape, dtype=np.float32)
+
+
 @dataclass(slots=True)
 class SileroState:
     """One speaker's recurrent state and the tail of their previous window."""
 
-    state: np.ndarray = field(default_factory=lambda: np.zeros((2, 1, 128), dtype=np.float32))
-    context: np.ndarray = field(default_factory=lambda: np.zeros(_VAD_CONTEXT, dtype=np.float32))
+    state: np.ndarray = field(default_factory=lambda: _zeros(2, 1, 128))
+    context: np.ndarray = field(default_factory=lambda: _zeros(_VAD_CONTEXT))
 
     def reset(self) -> None:
-        self.state = np.zeros((2, 1, 128), dtype=np.float32)
-        self.context = np.zeros(_VAD_CONTEXT, dtype=np.float32)
+        self.state = _zeros(2, 1, 128)
+        self.context = _zeros(_VAD_CONTEXT)
 
 
 class Models:
@@ -75,6 +82,8 @@ class Models:
         *,
         smart_turn_threads: int = 1,
     ) -> None:
+        import numpy as np
+
         started = time.perf_counter()
         self.silero_path = Path(silero_path)
         self.smart_turn_path = Path(smart_turn_path)
@@ -88,6 +97,8 @@ class Models:
 
     def speech_probability(self, window: np.ndarray, state: SileroState) -> float:
         """Silero's probability that a 512-sample float32 window is speech; updates ``state``."""
+        import numpy as np
+
         if float(np.sqrt(np.mean(window * window))) < SILENCE_RMS:
             # Keep the context continuous so the next real window sees what preceded it.
             state.context = window[-_VAD_CONTEXT:].copy()
@@ -101,6 +112,10 @@ class Models:
     def completeness(self, audio16k: np.ndarray) -> float:
         """Smart Turn's probability that ``audio16k`` (float32 at 16 kHz, the turn so far
         with its trailing silence) is a finished turn. Only the last 8 s count."""
+        import numpy as np
+
+        from hark_turn_smart import features
+
         with self._turn_lock:
             feats = features.log_mel(features.fit(audio16k))[None]
             (prob,) = self._smart_turn.run(None, {"input_features": feats})
@@ -108,6 +123,8 @@ class Models:
 
     def warm(self) -> None:
         """One tiny inference on each model, so the first real one is as fast as the rest."""
+        import numpy as np
+
         rng = np.random.default_rng(0)
         self.speech_probability(
             (rng.standard_normal(VAD_WINDOW) * 0.01).astype(np.float32), SileroState()

@@ -14,27 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from twitchAPI.oauth import refresh_access_token, validate_token
-from twitchAPI.twitch import Twitch
-from twitchAPI.type import (
-    AuthScope,
-    AuthType,
-    EventSubSubscriptionConflict,
-    ForbiddenError,
-    InvalidRefreshTokenException,
-    InvalidTokenException,
-    MissingScopeException,
-    TwitchAPIException,
-    TwitchAuthorizationException,
-    TwitchBackendException,
-    TwitchResourceNotFound,
-)
 
 from hark import (
     ConfigurationError,
@@ -45,6 +31,13 @@ from hark import (
 from hark.api import ErrorTranslator, HttpFailure
 from hark_twitch.config import TwitchConfig
 from hark_twitch.settings import ACCESS_TOKEN
+
+if TYPE_CHECKING:
+    from twitchAPI.twitch import Twitch
+
+# twitchAPI (with dateutil and enum_tools) is imported where a connection validates its
+# token or reads one of the library's errors, not with the plugin: `bot plugins` and a
+# bot with Twitch unconfigured never load it. aiohttp is discord.py's, loaded anyway.
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +93,27 @@ def _named(error: ProviderError, what: str) -> ProviderError:
     return error
 
 
-# The statuses twitchAPI read before raising its own exceptions (it keeps no response);
-# the first match wins, so a subclass comes before its base.
-_STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
-    (ForbiddenError, 403),
-    (TwitchResourceNotFound, 404),
-    (EventSubSubscriptionConflict, 409),
-    (TwitchBackendException, 503),
-    (TwitchAuthorizationException, 401),  # UnauthorizedException included
-    (TwitchAPIException, 400),  # the base: a bad request, or a refusal it does not name
-)
+@functools.cache
+def _status_of() -> tuple[tuple[type[Exception], int], ...]:
+    """The statuses twitchAPI read before raising its own exceptions (it keeps no
+    response); the first match wins, so a subclass comes before its base."""
+    from twitchAPI.type import (
+        EventSubSubscriptionConflict,
+        ForbiddenError,
+        TwitchAPIException,
+        TwitchAuthorizationException,
+        TwitchBackendException,
+        TwitchResourceNotFound,
+    )
+
+    return (
+        (ForbiddenError, 403),
+        (TwitchResourceNotFound, 404),
+        (EventSubSubscriptionConflict, 409),
+        (TwitchBackendException, 503),
+        (TwitchAuthorizationException, 401),  # UnauthorizedException included
+        (TwitchAPIException, 400),  # the base: a bad request, or a refusal it does not name
+    )
 
 
 def _refused(what: str) -> Callable[[HttpFailure], ProviderError | None]:
@@ -178,6 +182,13 @@ class Helix:
     def translate(self, exc: BaseException, what: str) -> ProviderError:
         """A twitchAPI / aiohttp exception as one of Hark's errors, naming the request
         (never the library's text: it can carry URLs)."""
+        from twitchAPI.type import (
+            InvalidRefreshTokenException,
+            InvalidTokenException,
+            MissingScopeException,
+            TwitchAPIException,
+        )
+
         if isinstance(exc, InvalidRefreshTokenException):
             return FatalTwitchError(
                 "TWITCH_REFRESH_TOKEN was rejected by Twitch; authorize the bot again",
@@ -186,7 +197,7 @@ class Helix:
         if isinstance(exc, InvalidTokenException | MissingScopeException):
             return FatalTwitchError(f"Twitch rejected the access token ({what})", provider=PROVIDER)
         if isinstance(exc, TwitchAPIException):
-            status = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
+            status = next(code for kind, code in _status_of() if isinstance(exc, kind))
             return self.status_error(self.errors.failure(status, None), what)
         error = self.errors.translate(exc)
         if not isinstance(error, ProviderError):
@@ -202,6 +213,9 @@ class Helix:
     async def validate(self) -> TokenInfo:
         """Validate the user access token (refreshing it once when it expired and a refresh
         token and client secret are configured)."""
+        from twitchAPI.oauth import validate_token
+        from twitchAPI.type import AuthScope
+
         data = await self._guard(
             "token validation",
             lambda: validate_token(
@@ -255,6 +269,8 @@ class Helix:
 
     async def _refresh(self) -> None:
         log.info("twitch: the access token expired; refreshing it")
+        from twitchAPI.oauth import refresh_access_token
+
         token, refresh = await self._guard(
             "token refresh",
             lambda: refresh_access_token(
@@ -291,6 +307,8 @@ class Helix:
     async def open(self, info: TokenInfo) -> None:
         """Build the twitchAPI client on the validated user token (no app token: none is
         needed for WebSocket subscriptions or chat messages)."""
+        from twitchAPI.twitch import Twitch
+        from twitchAPI.type import AuthScope
 
         async def build() -> Twitch:
             twitch = await Twitch(
@@ -375,6 +393,7 @@ class Helix:
 
     async def subscriptions(self) -> list[dict[str, Any]]:
         """This token's EventSub subscriptions as Twitch lists them."""
+        from twitchAPI.type import AuthType
 
         async def listing() -> list[dict[str, Any]]:
             result = await self._client().get_eventsub_subscriptions(target_token=AuthType.USER)
