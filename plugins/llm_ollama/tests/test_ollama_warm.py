@@ -29,3 +29,17 @@ async def test_warm_with_an_error_status_does_not_raise(make_generator, fake_oll
     await generator.warm()
     assert fake_ollama.count("/api/ps") == 1
     await generator.aclose()
+
+
+async def test_prime_loads_the_model_and_evaluates_how_turns_begin(make_generator, fake_ollama):
+    from hark import PromptMessage, ToolSpec
+
+    generator = make_generator()
+    persona = [PromptMessage("system", "You are Brassy, a robot butler.")]
+    spec = ToolSpec("lights", "Turn the lights on.", {"type": "object", "properties": {}})
+    await generator.prime(persona, tools=[spec], guild_id=None)
+    (body,) = fake_ollama.chat_requests
+    assert body["messages"] == [{"role": "system", "content": "You are Brassy, a robot butler."}]
+    assert body["options"]["num_predict"] == 1  # one token: the model runs, says nothing
+    assert [t["function"]["name"] for t in body["tools"]] == ["lights"]
+    await generator.aclose()

@@ -37,3 +37,20 @@ async def test_warm_without_a_key_does_nothing(make_generator, server):
     generator = make_generator(base_url="https://openrouter.ai/api/v1", api_key="")
     await generator.warm()
     assert server.requests == []
+
+
+async def test_prime_evaluates_how_turns_begin_on_a_local_server_only(make_generator, server):
+    from hark_llm_openrouter.generator import is_local_url
+
+    from hark import PromptMessage
+
+    persona = [PromptMessage("system", "You are Brassy, a robot butler.")]
+    await make_generator().prime(persona)  # the loopback server: a llama.cpp of this machine
+    (request,) = server.chat_requests
+    assert request.body["max_tokens"] == 1
+    assert request.messages == [{"role": "system", "content": "You are Brassy, a robot butler."}]
+    # A hosted API is not primed (it would bill for it): no request at all.
+    await make_generator(base_url="https://openrouter.ai/api/v1").prime(persona)
+    assert len(server.chat_requests) == 1
+    assert all(map(is_local_url, ["http://localhost:8080/v1", "http://10.0.0.5:8000/v1"]))
+    assert not any(map(is_local_url, ["https://api.openai.com/v1", "http://8.8.8.8/v1"]))

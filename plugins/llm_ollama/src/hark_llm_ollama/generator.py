@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
-import ollama
 
 from hark import (
     BadOutputError,
@@ -35,6 +33,7 @@ from hark import (
     PromptMessage,
     ProviderError,
     ToolCall,
+    ToolSpec,
     register_secret,
 )
 from hark.api import ErrorTranslator, HttpFailure, without_images
@@ -47,6 +46,13 @@ from hark_llm_ollama.settings import (
     options_of,
 )
 from hark_llm_ollama.wire import ollama_messages, ollama_tool, tool_call_of
+
+if TYPE_CHECKING:
+    import ollama
+
+# The ``ollama`` client (and httpx with it, ~10 MB) is imported where a client is made
+# or one of its answers or errors is read, not with the plugin: `bot plugins` and a bot
+# whose servers use another LLM never load it.
 
 __all__ = [
     "DEFAULT_HOST",
@@ -61,9 +67,15 @@ __all__ = [
 
 DEFAULT_PORT = 11434
 
-# Ollama's model options (``num_ctx``, ``top_p``, ``stop``...): request options with
-# these names are passed through; anything else is not Ollama's and is ignored.
-OPTION_NAMES = frozenset(ollama.Options.model_fields)
+
+@functools.cache
+def option_names() -> frozenset[str]:
+    """Ollama's model options (``num_ctx``, ``top_p``, ``stop``...): request options with
+    these names are passed through; anything else is not Ollama's and is ignored."""
+    import ollama
+
+    return frozenset(ollama.Options.model_fields)
+
 
 _NOT_FOUND = re.compile(r"model\s+['\"]?(?P<name>[^'\"]*?)['\"]?\s+not found", re.IGNORECASE)
 # Ollama's 400 for tools sent to a model without the capability ("<model> does not
@@ -306,6 +318,9 @@ class OllamaGenerator(Generator):
             OLLAMA_KEY.value(self.environ)  # registered for redaction; the client sends it
             # A password in OLLAMA_HOST (behind a proxy) is redacted from every log line.
             register_secret(_password(host))
+            import httpx
+            import ollama
+
             try:
                 client = ollama.AsyncClient(
                     host=host, timeout=httpx.Timeout(None, connect=self.connect_timeout)
@@ -331,6 +346,21 @@ class OllamaGenerator(Generator):
         else:
             self.log.debug("warmed the connection to %s", self.public_host)
 
+    async def prime(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        guild_id: int | None = None,
+    ) -> None:
+        """Load the server's model and evaluate how its turns begin (one token), so
+        the first voice turn neither loads the model nor evaluates the persona:
+        Ollama keeps both (``keep_alive``) and reuses the evaluated start."""
+        if self.unavailable_reason() is not None:
+            return
+        async for _ in self.generate(messages, tools=tools, guild_id=guild_id, max_tokens=1):
+            pass
+
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the core calls this at shutdown; a later call
         opens a new one)."""
@@ -350,7 +380,7 @@ class OllamaGenerator(Generator):
         """Ollama ``options``: the server's settings, then the request's own values."""
         options = options_of(self._with_fixed(request.settings))
         for key, value in request.options.items():
-            if key in OPTION_NAMES and value is not None:
+            if key in option_names() and value is not None:
                 options[key] = value
         if request.temperature is not None:
             options["temperature"] = request.temperature
@@ -511,6 +541,8 @@ class OllamaGenerator(Generator):
     ) -> BaseException:
         """The provider error for ``exc``: the ``ollama`` client's own exceptions here,
         the httpx ones (and JSON / pydantic errors) by the shared translator."""
+        import ollama
+
         errors = self.errors(host)
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code is None or exc.status_code < 100:
@@ -573,6 +605,8 @@ def _refused(exc: BaseException, arguments: Mapping[str, Any]) -> str | None:
     """``"tools"`` or ``"vision"`` when ``exc`` is Ollama refusing what the request
     sent to a model that cannot take it (the 400 for tools; for images the runner's
     error line in the stream, or its 500), else None."""
+    import ollama
+
     if not isinstance(exc, ollama.ResponseError):
         return None
     detail = str(exc.error)

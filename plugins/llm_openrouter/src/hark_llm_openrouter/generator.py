@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import openai
 
 from hark import (
     BadOutputError,
@@ -44,6 +43,7 @@ from hark import (
     ProviderError,
     ProviderStatusError,
     ToolCall,
+    ToolSpec,
     register_secret,
 )
 from hark.api import ErrorTranslator, HttpFailure, body_message, without_images
@@ -55,6 +55,11 @@ from hark_llm_openrouter.settings import (
     OpenRouterSettings,
 )
 from hark_llm_openrouter.wire import ToolCallDeltas, has_images, messages_payload, tools_payload
+
+if TYPE_CHECKING:
+    # The SDK (~15 MB with its httpx) is imported where the client is made or one of its
+    # errors is read, not with the plugin: `bot plugins` and an idle bot never load it.
+    import openai
 
 __all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "Lack", "OpenRouterGenerator"]
 
@@ -135,6 +140,18 @@ class _Refused(ConfigurationError):
         super().__init__(message)
         self.lacks = lacks
         self.detail = detail
+
+
+def is_local_url(url: str) -> bool:
+    """True for a server on this machine or a private network (by name or address)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".lan", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 class OpenRouterGenerator(Generator):
@@ -291,6 +308,8 @@ class OpenRouterGenerator(Generator):
         if self._client is None or self._client[1] != made_for:
             if self._client is not None:
                 self._stale.append(self._client[0])
+            import openai
+
             client = openai.AsyncOpenAI(
                 base_url=settings.base_url,
                 api_key=self._api_key or PLACEHOLDER_KEY,
@@ -315,6 +334,22 @@ class OpenRouterGenerator(Generator):
             self.log.debug("warm-up of %s failed (%s)", self.host, type(exc).__name__)
         else:
             self.log.debug("warmed the connection to %s", self.host)
+
+    async def prime(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        guild_id: int | None = None,
+    ) -> None:
+        """On a server of this machine or network (llama.cpp, vLLM, LM Studio):
+        evaluate how this server's turns begin (one token), which it caches, so the
+        first voice turn doesn't pay for the persona. A hosted API is not primed: it
+        would bill for it, and caches prompts itself."""
+        if self.unavailable_reason() is not None or not is_local_url(self.base_url):
+            return
+        async for _ in self.generate(messages, tools=tools, guild_id=guild_id, max_tokens=1):
+            pass
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (the next call opens a new one)."""
@@ -703,6 +738,8 @@ class OpenRouterGenerator(Generator):
     def _refused_mid_stream(self, exc: BaseException, model: str, sent: _Sent) -> _Refused | None:
         """An error event inside a 200 stream that says the same (OpenRouter sends one
         when the provider it routed to refuses after the stream began)."""
+        import openai
+
         if not isinstance(exc, openai.APIError) or isinstance(exc, openai.APIStatusError):
             return None
         code, message = body_message(exc.body)
