@@ -64,11 +64,6 @@ CLI_PROBE = textwrap.dedent(
     """
 )
 
-#: Where the core's default turn detector (hark.voice.turns, registered by the voice
-#: built-in when `bot plugins` lists its providers) imports numpy at module level: not a
-#: plugin, and outside this test's scope. Only the `bot plugins` probe allows it.
-CORE_NUMPY = {"numpy"}
-
 
 def first_party() -> set[str]:
     return {
@@ -128,4 +123,4 @@ async def test_bot_plugins_lists_every_plugin_without_loading_a_heavy_library(tm
     for name in first_party():
         assert listing[name]["status"] == "loaded", listing[name]
         assert listing[name]["cogs"], name  # the Cog class was imported and listed
-    assert {top: why for top, why in heavy(modules).items() if top not in CORE_NUMPY} == {}
+    assert heavy(modules) == {}

@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import webrtcvad
 
 from hark.providers import AudioClip
@@ -94,6 +93,8 @@ class TurnSettings:
 
 
 def downmix(stereo: bytes) -> bytes:
+    import numpy as np  # here, not at import: `bot plugins` lists this detector
+
     samples = np.frombuffer(stereo, dtype="<i2").reshape(-1, 2).astype(np.int32)
     return ((samples[:, 0] + samples[:, 1]) // 2).astype("<i2").tobytes()
 
@@ -140,6 +141,8 @@ class VadTurns:
         mono = downmix(pcm) if stereo else pcm
         if len(mono) != MONO_FRAME_BYTES:
             return None  # not a whole 20 ms frame (decoder hiccup): ignore it
+        import numpy as np  # loaded once; a per-frame lookup after that
+
         samples = np.frombuffer(mono, dtype="<i2").astype(np.float32)
         loud = float(np.sqrt(np.mean(samples * samples))) >= self.settings.energy_floor
         voiced = loud and self._vad.is_speech(mono, RATE)
