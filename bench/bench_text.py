@@ -1,35 +1,49 @@
-"""Benchmark the text path on the loopback Discord server (prints figures; not a test).
+"""Benchmark the text path against a bare discord.py bot (prints figures; not a test).
 
-    python bench/bench_text.py [--messages 200] [--channels 100]
+    python bench/bench_text.py [--rounds 3] [--messages 200] [--channels 100] [--rate 100]
 
-Measured in one run, in one process (the loopback server shares the event loop,
-so absolute numbers include its work; the ratio is what to watch):
-1. per-message cost: sequential message -> reply round trips through HarkBot with an
-   instant generator, against a bare discord.py echo bot on the same server;
-2. sustained throughput: messages spread over N channels, all in flight at once;
-3. event-loop lag p99 while (2) runs (a 5 ms ticker measuring how late it wakes).
+The loopback Discord server runs in this process; each bot runs in a child process
+of its own (``--child hark`` / ``--child bare``), so the bot's CPU, memory and
+event-loop lag are its own, not the server's. Both bots get an instant model: Hark
+an ``EchoGenerator`` streaming the reply in one delta, the bare bot echoes the text
+(one ``channel.send`` with a reference, as Hark posts). Rounds alternate (bare, Hark,
+Hark, bare, ...); the report gives each round and the medians over rounds.
+
+Per bot and round:
+1. sequential round trips (message -> reply), ``--messages`` of them: p50 and p99;
+2. sustained: 2x``--messages`` spread over ``--channels`` channels, all in flight
+   at once: messages per second;
+3. paced: ``--rate`` messages per second for two seconds: the bot's event-loop lag
+   p99 (a 5 ms ticker inside the bot process, measuring how late it wakes);
+4. CPU per message: ``time.process_time()`` of the bot process over (1)-(3), per
+   message (the server's work is not in it); peak RSS (``ru_maxrss``) at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import discord
+import yarl
 
-from hark import hookimpl
-from hark.testing.discord import FakeDiscord
-from hark.testing.fakes import EchoGenerator
-from hark.testing.harness import BotHarness
+TRIGGER = "robot"
 
 
 def generator_plugin() -> types.ModuleType:
+    from hark import hookimpl
+    from hark.testing.fakes import EchoGenerator
+
     module = types.ModuleType("instant_llm")
 
     @hookimpl
@@ -41,7 +55,155 @@ def generator_plugin() -> types.ModuleType:
     return module
 
 
-async def round_trips(server: FakeDiscord, channel, author, n: int, text: str) -> list[float]:
+# -- the bot side (a child process) ------------------------------------------------
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that
+    over ``execve`` from the parent that forked us (the server, here)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Probe:
+    """The bot process's own figures, reported on each "mark" line from the parent."""
+
+    def __init__(self) -> None:
+        self.lag: list[float] = []
+
+    async def tick(self, period: float = 0.005) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(period)
+            self.lag.append(time.perf_counter() - started - period)
+
+    def mark(self) -> dict[str, Any]:
+        lag, self.lag = sorted(self.lag), []
+        p99 = lag[min(len(lag) - 1, int(len(lag) * 0.99))] if lag else 0.0
+        return {
+            "cpu": time.process_time(),
+            "rss_peak_kib": peak_rss_kib(),
+            "lag_p99": p99,
+            "lag_max": lag[-1] if lag else 0.0,
+        }
+
+
+async def child(kind: str, token: str, api_base: str, gateway: str, data_dir: str) -> None:
+    # What hark.bot.point_discord_at does, without importing Hark into the bare bot.
+    discord.http.Route.BASE = api_base.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    if kind == "hark":
+        from hark.bot import HarkBot
+        from hark.config import Config, Secret
+        from hark.runtime import Runtime
+        from hark.testing.harness import isolated_manager
+
+        config = Config(
+            token=Secret(token), api_base=api_base, gateway_url=gateway, data_dir=Path(data_dir)
+        )
+        config.trigger_names = [TRIGGER]
+        config.rate_limit = "0"
+        config.sync_commands = False
+        runtime = Runtime(config, manager=isolated_manager({"instant_llm": generator_plugin()}))
+        client: discord.Client = HarkBot(runtime, guild_ready_timeout=0.05)
+    else:
+        intents = discord.Intents.default()  # the intents HarkBot asks for
+        intents.message_content = intents.members = intents.voice_states = True
+        client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+
+        @client.event
+        async def on_message(message: discord.Message) -> None:
+            if not message.author.bot and TRIGGER in message.content:
+                await message.channel.send(
+                    message.content,
+                    reference=message,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+
+    probe = Probe()
+    ticker = asyncio.create_task(probe.tick())
+    await client.login(token)
+    task = asyncio.create_task(client.connect())
+    await client.wait_until_ready()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    # BENCH_PROFILE=<path>: cProfile the bot process from the first mark to the last.
+    profile_to = os.environ.get("BENCH_PROFILE")
+    profiler = None
+    while line := (await reader.readline()).strip():
+        if line == b"mark":
+            if profile_to and profiler is None:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            print(json.dumps(probe.mark()), flush=True)
+        else:  # "stop"
+            break
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.{kind}")
+    ticker.cancel()
+    await client.close()
+    await asyncio.wait_for(task, 10)
+    print(json.dumps(probe.mark()), flush=True)
+
+
+# -- the driver (this process: the loopback server) ---------------------------------
+
+
+class Bot:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def line(self) -> str:
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if not raw:
+            raise RuntimeError("the bot process ended")
+        return raw.decode().strip()
+
+    async def mark(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"mark\n")
+        await self.proc.stdin.drain()
+        return json.loads(await self.line())
+
+    async def stop(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"stop\n")
+        await self.proc.stdin.drain()
+        final = json.loads(await self.line())
+        await asyncio.wait_for(self.proc.wait(), 20)
+        return final
+
+
+async def start_bot(kind: str, server: Any, data_dir: str) -> Bot:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        server.bot_token,
+        server.api_base,
+        server.gateway_url,
+        data_dir,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    bot = Bot(proc)
+    while (line := await bot.line()) != "ready":
+        print(f"  [{kind}] {line}", file=sys.stderr)
+    return bot
+
+
+async def round_trips(server: Any, channel: Any, author: Any, n: int, text: str) -> list[float]:
     samples = []
     for i in range(n):
         started = time.perf_counter()
@@ -55,112 +217,116 @@ async def round_trips(server: FakeDiscord, channel, author, n: int, text: str) -
     return samples
 
 
-async def bench_echo_bot(n: int) -> list[float]:
-    async with FakeDiscord() as server:
-        guild = server.create_guild("Bench")
-        channel = server.create_text_channel(guild, "general")
-        member = server.create_member(guild, "alice")
-        saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        from hark.bot import default_intents, point_discord_at
-
-        point_discord_at(server.api_base, server.gateway_url)
-        client = discord.Client(intents=default_intents())
-
-        @client.event
-        async def on_message(message: discord.Message) -> None:
-            if not message.author.bot:
-                await message.channel.send(
-                    message.content,
-                    reference=message,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-
-        await client.login(server.bot_token)
-        task = asyncio.create_task(client.connect())
-        await client.wait_until_ready()
-        try:
-            await round_trips(server, channel, member, 10, "robot warm-up")
-            return await round_trips(server, channel, member, n, "robot hello")
-        finally:
-            await client.close()
-            await asyncio.wait_for(task, 10)
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-
-
-async def loop_lag(stop: asyncio.Event, samples: list[float], period: float = 0.005) -> None:
-    while not stop.is_set():
-        started = time.perf_counter()
-        await asyncio.sleep(period)
-        samples.append(time.perf_counter() - started - period)
-
-
-async def bench_hark(
-    n: int, channels: int, data_dir: Path
-) -> tuple[list[float], float, list[float], int]:
-    config = {"trigger_names": ["robot"], "rate_limit": "0"}
-    async with BotHarness(
-        data_dir, plugins={"instant_llm": generator_plugin()}, config=config
-    ) as h:
-        await round_trips(h.server, h.channel, h.member, 10, "robot warm-up")
-        sequential = await round_trips(h.server, h.channel, h.member, n, "robot hello")
-
-        targets = [h.server.create_text_channel(h.guild, f"c{i}") for i in range(channels)]
-        await asyncio.sleep(0.5)  # CHANNEL_CREATE reaches the bot
-        total = max(n, channels) * 2
-        stop, lag = asyncio.Event(), []
-        ticker = asyncio.create_task(loop_lag(stop, lag))
-        started = time.perf_counter()
-        waiters = []
-        for i in range(total):
-            channel = targets[i % channels]
-            waiters.append(
-                asyncio.create_task(
-                    h.server.wait_for_message(
-                        channel,
-                        author=h.server.bot_user,
-                        timeout=60,
-                        check=lambda m, tag=f"#{i}#": tag in m.content,
-                    )
-                )
+async def burst(
+    server: Any, targets: list[Any], author: Any, total: int, rate: float | None
+) -> float:
+    """Post ``total`` messages over ``targets`` (all at once, or ``rate`` per second)
+    and wait for every reply; returns the seconds it took."""
+    tag = f"{time.monotonic_ns()}"
+    waiters = [
+        asyncio.create_task(
+            server.wait_for_message(
+                targets[i % len(targets)],
+                author=server.bot_user,
+                timeout=60,
+                check=lambda m, t=f"#{tag}-{i}#": t in m.content,
             )
-        await asyncio.sleep(0)
-        for i in range(total):
-            await h.server.post_message(targets[i % channels], h.member, f"robot load #{i}#")
-        await asyncio.gather(*waiters)
-        elapsed = time.perf_counter() - started
-        stop.set()
-        await ticker
-        return sequential, total / elapsed, lag, total
+        )
+        for i in range(total)
+    ]
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    for i in range(total):
+        if rate:
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        await server.post_message(targets[i % len(targets)], author, f"{TRIGGER} load #{tag}-{i}#")
+    await asyncio.gather(*waiters)
+    return time.perf_counter() - started
 
 
-def describe(samples: list[float]) -> str:
+def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"median {statistics.median(samples) * 1000:6.2f} ms, p99 {p99 * 1000:6.2f} ms"
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+async def one_round(kind: str, args: argparse.Namespace) -> dict[str, float]:
+    from hark.testing.discord import FakeDiscord
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with FakeDiscord() as server:
+            guild = server.create_guild("Bench")
+            channel = server.create_text_channel(guild, "general")
+            member = server.create_member(guild, "alice")
+            targets = [server.create_text_channel(guild, f"c{i}") for i in range(args.channels)]
+            bot = await start_bot(kind, server, tmp)
+            try:
+                await round_trips(server, channel, member, 10, f"{TRIGGER} warm-up")
+                await asyncio.sleep(0.5)  # start-up work (status, recovery) is over
+                before = await bot.mark()
+                sequential = await round_trips(
+                    server, channel, member, args.messages, f"{TRIGGER} hello"
+                )
+                total = 2 * args.messages
+                elapsed = await burst(server, targets, member, total, None)
+                await bot.mark()  # lag so far is not the paced phase's
+                paced_n = int(args.rate * 2)
+                await burst(server, targets, member, paced_n, args.rate)
+                await asyncio.sleep(0.3)  # writes behind the reply are part of the cost
+                after = await bot.mark()
+            finally:
+                final = await bot.stop()
+    messages = args.messages + total + paced_n
+    return {
+        "cpu_ms": (after["cpu"] - before["cpu"]) * 1000 / messages,
+        "p50_ms": statistics.median(sequential) * 1000,
+        "p99_ms": pct(sequential, 0.99) * 1000,
+        "rate": total / elapsed,
+        "lag_p99_ms": after["lag_p99"] * 1000,
+        "rss_mib": final["rss_peak_kib"] / 1024,
+    }
+
+
+ROWS = [
+    ("cpu_ms", "bot CPU per message (ms)", "lower"),
+    ("rate", "throughput, all in flight (msg/s)", "higher"),
+    ("p50_ms", "p50 round trip (ms)", "lower"),
+    ("p99_ms", "p99 round trip (ms)", "lower"),
+    ("lag_p99_ms", "event-loop lag p99 at --rate (ms)", "lower"),
+    ("rss_mib", "peak RSS (MiB)", "lower"),
+]
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--channels", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--json", help="also write every round's figures here")
     args = parser.parse_args()
 
-    echo = await bench_echo_bot(args.messages)
-    with tempfile.TemporaryDirectory() as tmp:
-        hark, rate, lag, total = await bench_hark(args.messages, args.channels, Path(tmp))
-    ratio = statistics.median(hark) / statistics.median(echo)
-    lag_sorted = sorted(lag)
-    lag_p99 = (
-        lag_sorted[min(len(lag_sorted) - 1, int(len(lag_sorted) * 0.99))] if lag else float("nan")
-    )
-    print(f"bare discord.py echo bot : {describe(echo)}  ({args.messages} round trips)")
-    print(f"hark text path           : {describe(hark)}  ({args.messages} round trips)")
-    print(f"per-message cost ratio   : {ratio:.2f}x the echo bot (median round trip)")
-    label = f"sustained, {args.channels} channels"
-    print(f"{label:<25}: {rate:.1f} messages/s ({total} messages, all in flight)")
-    print(f"event-loop lag under load: p99 {lag_p99 * 1000:.2f} ms, max {max(lag) * 1000:.2f} ms")
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "hark": []}
+    for r in range(args.rounds):
+        order = ["bare", "hark"] if r % 2 == 0 else ["hark", "bare"]
+        for kind in order:
+            figures = await one_round(kind, args)
+            results[kind].append(figures)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+            print(f"round {r + 1} {kind:<4}: {shown}", flush=True)
+    print(f"\nmedians of {args.rounds} rounds (bots in child processes, server in this one):")
+    print(f"{'measure':<36} {'hark':>9} {'bare':>9} {'ratio':>7}")
+    for key, label, _better in ROWS:
+        hark = statistics.median(x[key] for x in results["hark"])
+        bare = statistics.median(x[key] for x in results["bare"])
+        ratio = hark / bare if bare else float("nan")
+        print(f"{label:<36} {hark:9.2f} {bare:9.2f} {ratio:6.2f}x")
+    if args.json:
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=1))
     return 0
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        asyncio.run(child(*sys.argv[2:7]))
+        sys.exit(0)
     sys.exit(asyncio.run(main()))

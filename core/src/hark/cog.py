@@ -59,7 +59,13 @@ def permission_names(member: discord.abc.User, channel: Any) -> frozenset[str]:
     except (AttributeError, TypeError, discord.ClientException):
         # A user object where a member is needed (left the server meanwhile).
         return frozenset()
-    return frozenset(name for name, held in permissions if held)
+    return _names_of_permissions(permissions.value)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_of_permissions(value: int) -> frozenset[str]:
+    # Asked for on every turn; a server has a handful of distinct permission sets.
+    return frozenset(name for name, held in discord.Permissions(value) if held)
 
 
 async def can_manage(

@@ -1,5 +1,8 @@
 """Assemble a prompt from every enabled context provider, concurrently.
 
+Concurrently where it matters: providers that do no I/O (``inline``) and a lone
+provider that does run in the turn's own task (no task each, see :func:`settle`).
+
 Each provider has its own deadline (its ``timeout``). One that fails or is late
 is skipped and recorded in the report; the turn goes on without it.
 """
@@ -7,9 +10,11 @@ is skipped and recorded in the report; the turn goes on without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hark.providers import ContextPart, ContextProvider, ContextRequest, PromptMessage
 from hark.providers.errors import ProviderError
@@ -25,6 +30,44 @@ class Prompt:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+async def _outcome(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``await call()``, with an exception returned rather than raised (as gather's
+    ``return_exceptions`` does); the current task's own cancellation still raises."""
+    try:
+        return await call()
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return exc
+    except Exception as exc:
+        return exc
+
+
+async def settle(
+    calls: Sequence[Callable[[], Awaitable[Any]]], inline: Sequence[bool]
+) -> list[Any]:
+    """``asyncio.gather(*(c() for c in calls), return_exceptions=True)`` without a task
+    per call where none is needed: calls flagged ``inline`` (they do no I/O) run in
+    this task, one after another, and so does the one call left when only one may
+    wait on I/O. Several such calls still run concurrently. Results in ``calls`` order."""
+    concurrent = [i for i, flag in enumerate(inline) if not flag]
+    if len(concurrent) < 2:
+        return [await _outcome(call) for call in calls]
+    results: list[Any] = [None] * len(calls)
+    running = asyncio.gather(*(calls[i]() for i in concurrent), return_exceptions=True)
+    try:
+        for i, flag in enumerate(inline):
+            if flag:
+                results[i] = await _outcome(calls[i])
+    except BaseException:
+        running.cancel()
+        raise
+    for i, result in zip(concurrent, await running, strict=True):
+        results[i] = result
+    return results
+
+
 async def assemble(
     providers: Sequence[ContextProvider],
     request: ContextRequest,
@@ -36,8 +79,10 @@ async def assemble(
     System messages from all parts are merged into one leading system message,
     because several chat APIs accept only one, and only first.
     """
-    results = await asyncio.gather(
-        *(provider.provide(request) for provider in providers), return_exceptions=True
+    # A provider that needs no I/O (``inline``, e.g. the persona) gets no task of its own.
+    results = await settle(
+        [functools.partial(provider.provide, request) for provider in providers],
+        [provider.inline for provider in providers],
     )
     parts: list[ContextPart] = []
     skipped: dict[str, str] = {}

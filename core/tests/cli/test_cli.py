@@ -407,3 +407,83 @@ async def test_a_reply_left_half_written_by_kill_9_is_marked_cut_off(tmp_path, d
         assert db.execute("SELECT COUNT(*) FROM inflight_reply").fetchone() == (0,)
         # the failed turn is not in history
         assert db.execute("SELECT COUNT(*) FROM history").fetchone() == (0,)
+
+
+COUNTING_LLM = '''
+    """An instant generator that says how many messages its prompt held."""
+    from hark import hookimpl
+    from hark.testing.fakes import FakeGenerator
+
+    @hookimpl
+    def register_generators(register):
+        register(FakeGenerator(lambda messages: f"seen {len(messages)}", chunk_size=1000))
+'''
+
+
+async def test_history_written_behind_the_reply_survives_sigterm_right_after_it(
+    tmp_path, discord_server
+):
+    """History is written behind the reply, in batches: SIGTERM straight after a
+    reply still leaves the exchange in the database, and the next run's model sees it."""
+    guild = discord_server.create_guild("Ops")
+    channel = discord_server.create_text_channel(guild, "general")
+    member = discord_server.create_member(guild, "alice")
+    site = tmp_path / "site"
+    fake_distribution(
+        site,
+        "counting_llm_dist",
+        {"counting_llm": "counting_llm_mod"},
+        {"counting_llm_mod": COUNTING_LLM},
+    )
+    env = clean_env(
+        PYTHONPATH=str(site),
+        DISCORD_BOT_TOKEN=discord_server.bot_token,
+        DISCORD_API_BASE=discord_server.api_base,
+        HARK_DATA_DIR=str(tmp_path / "state"),
+        HARK_SYNC_COMMANDS="false",
+        HARK_LOAD_PLUGINS="counting_llm",
+        BOT_TRIGGER_NAMES="robot",
+        CHAT_RATE_LIMIT="0",
+    )
+
+    async def one_turn(text: str) -> str:
+        identified = discord_server.identify_count
+        proc = await asyncio.create_subprocess_exec(
+            *BOT,
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(30):
+                while discord_server.identify_count <= identified:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # guilds and channels reached the bot
+            await discord_server.post_message(channel, member, text)
+            reply = await discord_server.wait_for_message(
+                channel,
+                author=discord_server.bot_user,
+                timeout=15,
+                check=lambda m: m.content.startswith("seen") and m.id not in seen,
+            )
+            proc.send_signal(signal.SIGTERM)  # straight after the reply
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, err.decode()
+        assert "Traceback" not in err.decode()
+        seen.add(reply.id)
+        return reply.content
+
+    seen: set[int] = set()
+    assert await one_turn("robot hello") == "seen 2"  # the persona and the message
+    with sqlite3.connect(tmp_path / "state" / "hark.sqlite3") as db:
+        rows = db.execute("SELECT role, content FROM history ORDER BY id").fetchall()
+    assert rows == [("user", "robot hello"), ("assistant", "seen 2")]
+    assert not (tmp_path / "state" / "history.pending.jsonl").exists()
+    # The next run reads it: persona, the two history rows, the new message.
+    assert await one_turn("robot again") == "seen 4"

@@ -51,6 +51,8 @@ def bot_messages(h: BotHarness, channel=None) -> list:
 
 
 async def test_callsign_gets_a_reply_that_references_the_message(chat: BotHarness):
+    # A model slower than TYPING_DELAY to start: the bot is shown typing meanwhile.
+    chat.generator.delay = 0.5
     question = None
 
     async def post():
@@ -63,6 +65,32 @@ async def test_callsign_gets_a_reply_that_references_the_message(chat: BotHarnes
     assert await chat.final(reply) == "hey Robot, what's the capital of France?"
     assert reply.reference_id == question.id
     assert chat.server.typing_events, "typing indicator while waiting"
+
+
+async def test_a_quick_answer_is_one_request_without_a_typing_indicator(chat: BotHarness):
+    """A reply that starts within TYPING_DELAY and fits one interval is posted once,
+    final: no typing indicator, no edit, the only REST call is the post itself."""
+    await chat.final(await chat.ask("robot, warm up"))
+    await asyncio.sleep(0.4)  # any indicator of the first turn would have fired by now
+    typing_before, since = len(chat.server.typing_events), len(chat.server.requests)
+    reply = await chat.ask("robot, quick one")
+    assert await chat.final(reply) == "robot, quick one"
+    await asyncio.sleep(0.4)
+    assert len(chat.server.typing_events) == typing_before
+    assert reply.edits == []
+    calls = [(r.method, r.path) for r in chat.server.requests[since:]]
+    assert calls == [("POST", f"/api/v10/channels/{chat.channel.id}/messages")]
+
+
+async def test_typing_indicator_refused_costs_nothing_but_the_indicator(tmp_path):
+    """A channel where typing fails (the server answers 403) still gets the answer."""
+    h = await start(tmp_path, EchoGenerator(delay=0.5))
+    try:
+        h.server.fail_next("POST", f"/channels/{h.channel.id}/typing", status=403)
+        reply = await h.ask("robot, slow one")
+        assert await h.final(reply) == "robot, slow one"
+    finally:
+        await h.close()
 
 
 @pytest.mark.parametrize("text", ["robots are cool", "microbot here", "nothing to see"])

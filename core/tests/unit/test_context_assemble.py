@@ -132,3 +132,38 @@ async def test_provider_hit_by_a_foreign_cancellation_is_skipped() -> None:
     shared.cancel()
     prompt = await task
     assert "memory" in prompt.skipped
+
+
+async def test_a_lone_provider_hit_by_a_foreign_cancellation_is_skipped() -> None:
+    # One provider runs in assemble's own task (no gather): the same verdict as above.
+    shared: asyncio.Future[ContextPart] = asyncio.get_running_loop().create_future()
+
+    async def lookup(request):
+        return await shared
+
+    cached = named(FakeContextProvider(lookup), "memory")
+    task = asyncio.create_task(assemble([cached], REQUEST))
+    await asyncio.sleep(0.01)
+    shared.cancel()
+    prompt = await task
+    assert "memory" in prompt.skipped
+
+
+async def test_inline_and_lone_providers_get_no_task_of_their_own() -> None:
+    tasks: list[asyncio.Task | None] = []
+
+    async def where(request):
+        tasks.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        return ContextPart([PromptMessage("system", "x")])
+
+    inline = named(FakeContextProvider(where), "persona")
+    inline.inline = True
+    io = named(FakeContextProvider(where), "history")
+    await assemble([inline, io], REQUEST)
+    assert tasks == [asyncio.current_task()] * 2
+    # Two providers that wait on I/O still run concurrently, each in its own task.
+    tasks.clear()
+    other = named(FakeContextProvider(where), "memory")
+    await assemble([inline, io, other], REQUEST)
+    assert tasks.count(asyncio.current_task()) == 1 and len(set(tasks)) == 3

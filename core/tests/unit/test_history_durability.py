@@ -182,3 +182,18 @@ async def test_cancelled_writer_leaves_no_open_transaction(db: Database) -> None
         await task
     await db.execute("INSERT INTO settings VALUES ('n', 'global', 'b', '1')")
     assert await db.fetchall("SELECT key FROM settings") == [("b",)]
+
+
+async def test_old_rows_are_trimmed_every_few_writes(db: Database, monkeypatch):
+    from hark.chat import history
+
+    monkeypatch.setattr(history, "KEEP_PER_CHANNEL", 10)
+    monkeypatch.setattr(history, "TRIM_EVERY", 4)
+    store = HistoryStore(db)
+    for i in range(20):
+        await store.append(9, 1, exchange(i))
+        await store.flush()
+        rows = await db.fetchall("SELECT COUNT(*) FROM history WHERE channel_id = 9")
+        assert rows[0][0] <= 10 + 4
+    assert [e.content for e in await store.recent(9, 2)] == ["q19", "a19"]
+    await store.close()

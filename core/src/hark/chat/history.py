@@ -6,10 +6,12 @@ writes an exchange once the reply was delivered. A failed turn is never recorded
 
 Writes are behind the reply: :meth:`HistoryStore.append` queues the exchange and
 returns; one writer task commits queued exchanges in batches. Reads include what
-is still queued, so the next turn sees it at once. A database locked by another
-process only delays the write (retried with backoff, for as long as it takes);
-at shutdown :meth:`HistoryStore.close` flushes, and whatever still cannot be
-written is kept in a spill file beside the database and written on the next start.
+is still queued, so the next turn sees it at once. A channel's oldest rows beyond
+``KEEP_PER_CHANNEL`` are trimmed every ``TRIM_EVERY`` rows written to it. A
+database locked by another process only delays the write (retried with backoff,
+for as long as it takes); at shutdown :meth:`HistoryStore.close` flushes, and
+whatever still cannot be written is kept in a spill file beside the database and
+written on the next start.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 KEEP_PER_CHANNEL = 200
 # The longest a write waits before the next try while the database stays locked.
 MAX_RETRY_DELAY = 2.0
+# A channel's oldest rows are trimmed once this many were written since the last trim
+# (and on its first write in a run): up to KEEP_PER_CHANNEL + TRIM_EVERY rows in between.
+TRIM_EVERY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class HistoryStore:
         self.db = db
         self.spill_path = Path(spill_path) if spill_path is not None else None
         self._pending: list[_Exchange] = []
+        # channel id -> rows written since its last trim (absent: not trimmed this run).
+        self._since_trim: dict[int, int] = {}
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -242,13 +249,28 @@ class HistoryStore:
                     for e in x.entries
                 ],
             )
-            for channel_id in {x.channel_id for x in batch}:
+            written: dict[int, int] = {}
+            for x in batch:
+                written[x.channel_id] = written.get(x.channel_id, 0) + len(x.entries)
+            trimmed = []
+            for channel_id, rows in written.items():
+                since = self._since_trim.get(channel_id)
+                if since is not None and since + rows < TRIM_EVERY:
+                    continue
                 await tx.execute(
                     "DELETE FROM history WHERE channel_id = ? AND id <= "
                     "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
                     "LIMIT 1 OFFSET ?)",
                     (channel_id, channel_id, KEEP_PER_CHANNEL),
                 )
+                trimmed.append(channel_id)
+        # Committed: count towards the next trim (a failed batch counts nothing).
+        for channel_id, rows in written.items():
+            self._since_trim[channel_id] = self._since_trim.get(channel_id, 0) + rows
+        for channel_id in trimmed:
+            self._since_trim[channel_id] = 0
+        if len(self._since_trim) > 10_000:
+            self._since_trim.clear()  # the next write of each trims again
         return batch
 
 

@@ -8,6 +8,7 @@ from hark.providers import ContextPart, ContextProvider, ContextRequest, PromptM
 class PersonaContext(ContextProvider):
     name = "persona"
     timeout = 1.0
+    inline = True  # the prompt is read from memory
     default_settings = {"prompt": None}
 
     def __init__(self, default_prompt: str) -> None:

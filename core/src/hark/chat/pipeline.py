@@ -8,8 +8,8 @@ turn runs the tool loop (:mod:`hark.chat.toolloop`), bounded by the chat plugin'
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,12 +18,18 @@ from typing import Any, cast
 import discord
 
 from hark.chat.settings import ChatSettings
-from hark.chat.streaming import ReplyTarget, ReplyTracker, StreamingReply
+from hark.chat.streaming import ReplyTarget, ReplyTracker, StreamingReply, TypingIndicator
 from hark.chat.toolloop import StatusCallback, ToolLimits, ToolLoop
-from hark.context import Prompt, assemble
+from hark.context import Prompt, assemble, settle
 from hark.control import PluginControl
 from hark.metrics import TurnClock, TurnMetrics
-from hark.providers import Capability, ContextRequest, Generator, PromptMessage
+from hark.providers import (
+    Capability,
+    ContextProvider,
+    ContextRequest,
+    Generator,
+    PromptMessage,
+)
 from hark.providers.errors import BadOutputError, ConfigurationError, ProviderError
 from hark.store import SettingsStore
 from hark.tools import Tool, ToolContext
@@ -202,17 +208,31 @@ class Conversation:
     ) -> Delivery | None:
         """Run one turn and stream it to ``target`` (posted, edited as it grows, split at
         Discord's limit, no pings). On success the exchange is recorded; on failure
-        nothing is recorded and, if ``notify_errors``, one short notice is posted."""
+        nothing is recorded and, if ``notify_errors``, one short notice is posted.
+
+        ``typing`` is a channel (or a :class:`TypingIndicator` already started for
+        it): the bot is shown typing there if the first token takes longer than
+        :data:`~hark.chat.streaming.TYPING_DELAY`, until the turn ends."""
         reply = StreamingReply(target, interval=interval, tracker=self.inflight)
-        typing_cm = typing.typing() if typing is not None else contextlib.nullcontext()
+        indicator = (
+            typing
+            if isinstance(typing, TypingIndicator) or typing is None
+            else TypingIndicator(typing)
+        )
         clock, generator = TurnClock(), None
         try:
+            if indicator is not None:
+                indicator.start()
             turn = await self.prepare(request)
             generator = turn.generator.id
-            async with typing_cm:
-                async for delta in turn.stream(on_status=reply.status):
+            async for delta in turn.stream(on_status=reply.status):
+                if clock.first_at is None:
                     clock.first()
-                    await reply.feed(delta)
+                    if indicator is not None:
+                        indicator.first_token()
+                await reply.feed(delta)
+            if indicator is not None:
+                indicator.stop()
             if not reply.text.strip():
                 raise BadOutputError(
                     "the model returned an empty reply", provider=turn.generator.id
@@ -221,6 +241,8 @@ class Conversation:
                 reply.note(note)
             text = await reply.finish()
         except ProviderError as exc:
+            if indicator is not None:
+                indicator.stop()
             log.warning("reply in channel %s failed: %s", request.channel_id, exc)
             self.metrics.text_turn(request, clock, "failed", provider=generator, error=str(exc))
             with contextlib.suppress(discord.HTTPException):
@@ -239,15 +261,23 @@ class Conversation:
         except BaseException:
             reply.cancel()  # cancelled (shutdown): no late edit from the timer
             raise
+        finally:
+            if indicator is not None:
+                indicator.stop()
         self.metrics.text_turn(request, clock, "delivered", provider=generator, reply=text)
         await self.record(turn, text)
         return Delivery(text, list(reply.handles))
 
     async def record(self, turn: Turn, reply: str) -> None:
         """Tell every context provider what was actually said. Called only for delivered replies."""
-        providers = self.control.context_providers(turn.request.guild_id)
-        results = await asyncio.gather(
-            *(p.record(turn.request, reply) for p in providers), return_exceptions=True
+        providers = [
+            p
+            for p in self.control.context_providers(turn.request.guild_id)
+            if type(p).record is not ContextProvider.record  # the default records nothing
+        ]
+        results = await settle(
+            [functools.partial(p.record, turn.request, reply) for p in providers],
+            [False] * len(providers),
         )
         for provider, result in zip(providers, results, strict=True):
             if isinstance(result, Exception):

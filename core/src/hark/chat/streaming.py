@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any, Protocol
 
@@ -23,10 +24,82 @@ import discord
 from hark.chat.inflight import CUT_OFF
 from hark.text import MESSAGE_LIMIT, split_message
 
+log = logging.getLogger(__name__)
+
 NO_PINGS = discord.AllowedMentions.none()
 PLACEHOLDER = "…"
 # Discord's subtext: status lines and notes read as asides, not as the answer.
 ASIDE = "-# "
+
+
+#: Seconds a turn may take before the bot is shown typing: a reply (or its first
+#: token) that comes sooner needs no indicator, and saves Discord a request.
+TYPING_DELAY = 0.3
+#: Discord shows "typing" for about 10 s; discord.py renews it every 5 s, and so do we.
+TYPING_RENEW = 5.0
+
+
+class TypingIndicator:
+    """Shows the bot typing in ``channel`` once a turn has taken ``delay`` seconds.
+
+    ``start()`` arms a timer (no task, no request); if the turn is still waiting
+    for its first token when it fires, the indicator is posted and renewed until
+    ``stop()``. ``first_token()`` disarms the timer (an indicator already shown goes
+    on until ``stop()``, as the turn streams). A channel that refuses the indicator
+    (no permission) costs the indicator only, never the turn.
+    """
+
+    __slots__ = ("_task", "_timer", "channel", "delay")
+
+    def __init__(self, channel: Any, *, delay: float = TYPING_DELAY) -> None:
+        self.channel = channel
+        self.delay = delay
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def shown(self) -> bool:
+        """True once the indicator was asked for (the delay passed)."""
+        return self._task is not None
+
+    def start(self) -> TypingIndicator:
+        if self._timer is None and self._task is None:
+            if self.delay <= 0:
+                self._fire()
+            else:
+                self._timer = asyncio.get_running_loop().call_later(self.delay, self._fire)
+        return self
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self.channel.typing()  # one request (discord.py's Typing.__await__)
+                await asyncio.sleep(TYPING_RENEW)
+        except discord.HTTPException as exc:
+            where = getattr(self.channel, "id", "?")
+            log.debug("no typing indicator in channel %s: %s", where, exc)
+
+    def first_token(self) -> None:
+        """The answer started: no indicator is needed any more if none is shown yet."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stop(self) -> None:
+        self.first_token()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def __aenter__(self) -> TypingIndicator:
+        return self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 class ReplyTarget(Protocol):

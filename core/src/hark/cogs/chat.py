@@ -40,7 +40,7 @@ from hark.chat.history import HistoryContext
 from hark.chat.overflow import ThreadOverflowTarget, thread_name
 from hark.chat.ratelimit import RateLimiter, parse_rate
 from hark.chat.settings import ChatSettings
-from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget
+from hark.chat.streaming import ChannelTarget, InteractionTarget, ReplyTarget, TypingIndicator
 from hark.chat.triggers import TriggerPolicy, clean_text
 from hark.cog import PluginCog, permission_names, require_manager
 from hark.providers import Capability, ContextRequest, Generator
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 # discord.py itself warns ("Can't keep up") above 10 s; nothing that slow is a reading.
 _MAX_GATEWAY_LATENCY = 10.0
+
+#: How many of the bot's recent message ids are remembered (to spot replies to it).
+OWN_IDS_KEPT = 512
 
 #: Seconds a message with links waits for the embeds Discord adds to it shortly after
 #: it was posted (a MESSAGE_UPDATE), so linked images can be seen.
@@ -139,7 +142,8 @@ class ChatCog(PluginCog, name="Chat"):
         self.limiter = RateLimiter(*rate) if rate else None
         # Ids of the bot's recent messages, to spot replies to it when Discord
         # does not include the referenced message.
-        self._own_ids: deque[int] = deque(maxlen=512)
+        self._own_ids: deque[int] = deque()
+        self._own_set: set[int] = set()  # the same ids, to look up
         # Messages a reply chain pointed at that are gone or hidden.
         self._missing: deque[int] = deque(maxlen=512)
         # Downloads of embed images (attachments go through discord.py).
@@ -165,8 +169,11 @@ class ChatCog(PluginCog, name="Chat"):
             return
         if message.author.id == me.id:
             self._own_ids.append(message.id)
+            self._own_set.add(message.id)
+            if len(self._own_ids) > OWN_IDS_KEPT:
+                self._own_set.discard(self._own_ids.popleft())
             return
-        trigger = self.triggers.match(message, me, own_message_ids=set(self._own_ids))
+        trigger = self.triggers.match(message, me, own_message_ids=self._own_set)
         # A message with only an attachment (an image and a mention) is answered too.
         if trigger is None or not (trigger.text or _carries_something(message)):
             return
@@ -189,24 +196,23 @@ class ChatCog(PluginCog, name="Chat"):
             kind="text",
             use_history=use_history,
         )
-        # Downloads may take a moment: show the bot typing meanwhile, if it may.
-        read = False
+        # Downloads and the model may take a moment: the bot is shown typing if the
+        # answer has not started within TYPING_DELAY (one indicator for the whole turn;
+        # a quick answer needs none, and Discord is spared the request).
+        indicator = TypingIndicator(message.channel).start()
         try:
-            async with message.channel.typing():
-                await self._add_context(request, message, settings)
-                read = True
-        except discord.HTTPException:
-            if not read:
-                await self._add_context(request, message, settings)
-        target: ReplyTarget = ChannelTarget(message.channel, message)
-        if settings.thread_after_chars > 0 and _can_hold_threads(message.channel):
-            target = ThreadOverflowTarget(
-                message.channel,
-                message,
-                after_chars=settings.thread_after_chars,
-                name=thread_name(text, fallback=f"Answer for {_display_name(message.author)}"),
-            )
-        await self.answer(request, target, typing=message.channel)
+            await self._add_context(request, message, settings)
+            target: ReplyTarget = ChannelTarget(message.channel, message)
+            if settings.thread_after_chars > 0 and _can_hold_threads(message.channel):
+                target = ThreadOverflowTarget(
+                    message.channel,
+                    message,
+                    after_chars=settings.thread_after_chars,
+                    name=thread_name(text, fallback=f"Answer for {_display_name(message.author)}"),
+                )
+            await self.answer(request, target, typing=indicator)
+        finally:
+            indicator.stop()
 
     def chat_settings(self, guild: Any, channel: Any) -> ChatSettings:
         """The server's ``!config chat`` values for ``channel`` (a thread: its parent's)."""
@@ -228,9 +234,12 @@ class ChatCog(PluginCog, name="Chat"):
         """Fill the request's images, attachments and reply chain from ``message``.
         Never fails the turn: what cannot be read becomes a note, or is left out."""
         try:
-            chain, _ = await asyncio.gather(
-                self._chain(message, settings), self._await_embeds(message, settings)
-            )
+            if self._embeds_due(message, settings):
+                chain, _ = await asyncio.gather(
+                    self._chain(message, settings), self._await_embeds(message)
+                )
+            else:  # the usual case: nothing to wait for, so no task for it
+                chain = await self._chain(message, settings)
             history = await self._history_window(request) if chain else []
             me = self.bot.user
             bot_id = me.id if me else None
@@ -311,13 +320,16 @@ class ChatCog(PluginCog, name="Chat"):
                     return await provider.store.recent(request.channel_id, depth)
         return []
 
-    async def _await_embeds(self, message: discord.Message, settings: ChatSettings) -> None:
-        """Discord adds link embeds shortly after a message is posted: wait a moment
-        for them when the message has links and none yet, if images may be shown."""
+    @staticmethod
+    def _embeds_due(message: discord.Message, settings: ChatSettings) -> bool:
+        """Discord adds link embeds shortly after a message is posted: worth waiting
+        for when the message has links and none yet, if images may be shown."""
         if message.embeds or settings.max_images <= 0:
-            return
-        if message.flags.suppress_embeds or not embeddable_links(message.content):
-            return
+            return False
+        return not message.flags.suppress_embeds and bool(embeddable_links(message.content))
+
+    async def _await_embeds(self, message: discord.Message) -> None:
+        """Wait a moment (EMBED_WAIT) for the embeds Discord adds to ``message``."""
         with contextlib.suppress(TimeoutError):
             await self.bot.wait_for(
                 "message_edit",

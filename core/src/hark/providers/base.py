@@ -146,7 +146,13 @@ class Provider:
 
     @property
     def log(self) -> logging.Logger:
-        return logging.getLogger(f"hark.provider.{self.id}")
+        # Asked for on every call: kept while the id stays the same.
+        ident = self.id
+        cached = self.__dict__.get("_logger")
+        if cached is None or cached[0] != ident:
+            cached = (ident, logging.getLogger(f"hark.provider.{ident}"))
+            self.__dict__["_logger"] = cached
+        return cached[1]
 
     async def warm(self) -> None:
         """Get ready for a first call as fast as the ones after it: load a model, run

@@ -300,6 +300,9 @@ class ContextProvider(Provider):
     capability: ClassVar[Capability] = Capability.CONTEXT
     timeout = 2.0
     retry = RetryPolicy(attempts=1)
+    #: True when ``_impl`` does no I/O (it reads memory only): it then runs in the
+    #: turn's own task instead of one of its own. Its deadline still applies.
+    inline: ClassVar[bool] = False
 
     async def provide(self, request: ContextRequest) -> ContextPart | None:
         """A declared plugin's ``_impl`` also gets ``settings=`` (for the request's
