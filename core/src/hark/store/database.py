@@ -135,7 +135,12 @@ class Transaction:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            row = await cur.fetchone()
+        return tuple(row) if row is not None else None
 
 
 class Database:

@@ -20,10 +20,8 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-import aiosqlite
-
 from hark.plugin import MigrationStep
-from hark.store.database import Database
+from hark.store.database import Database, Transaction
 
 SQLITE = "sqlite"
 # hark.api.Row; not imported from there, which would make a cycle (hark.api reaches the
@@ -120,31 +118,6 @@ def _reason(exc: sqlite3.Error) -> str:
     return text[:200]
 
 
-class _Queries:
-    """Statements on the raw connection, for a caller that holds the database's lock
-    (inside :meth:`Database.transaction` or :meth:`Database.reading`)."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return cur.rowcount
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self._conn.executemany(sql, [tuple(r) for r in rows]):
-            pass
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            row = await cur.fetchone()
-        return tuple(row) if row is not None else None
-
-
 class SQLitePluginDatabase:
     """:class:`hark.api.PluginDatabase` over the bot's SQLite :class:`Database`."""
 
@@ -168,16 +141,16 @@ class SQLitePluginDatabase:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         async with self._db.reading():
-            return await _Queries(self._db.conn).fetchall(sql, params)
+            return await Transaction(self._db.conn).fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self._db.reading():
-            return await _Queries(self._db.conn).fetchone(sql, params)
+            return await Transaction(self._db.conn).fetchone(sql, params)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Queries]:
-        async with self._db.transaction():
-            yield _Queries(self._db.conn)
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._db.transaction() as tx:
+            yield tx
 
     def __repr__(self) -> str:
         return f"SQLitePluginDatabase({self._plugin_id!r}, {self._db.path})"
