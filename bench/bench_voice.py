@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 QUESTION = "What is the capital of France?"
@@ -264,7 +265,19 @@ async def child(args: argparse.Namespace) -> dict:
                             trace["warm_done"] - end if "warm_done" in trace else None
                         )
 
+                async def quiet_for(seconds: float = 1.0, timeout: float = 60) -> None:
+                    """Until the bot has said nothing for ``seconds``: a confirmed barge-in
+                    becomes a turn with a reply of its own, which the next round must not
+                    talk over (that pause would be counted as the next round's)."""
+                    async with asyncio.timeout(timeout):
+                        since = time.monotonic()
+                        while time.monotonic() - since < seconds:
+                            await asyncio.sleep(0.05)
+                            if session.player.current is not None:
+                                since = time.monotonic()
+
                 async def bot_talking() -> bool:
+                    await quiet_for()
                     await h.ask("!reset", author=admin)
                     h.server.clear_bot_audio(h.guild)
                     await h.server.speak(h.member, long_request)
