@@ -45,6 +45,7 @@ from hark.chat.triggers import TriggerPolicy, clean_text
 from hark.cog import PluginCog, permission_names, require_manager
 from hark.providers import Capability, ContextRequest, Generator
 from hark.providers.errors import ProviderError
+from hark.settings import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +467,11 @@ class ChatCog(PluginCog, name="Chat"):
                     )
                     return
                 name = matched
-        await generator.set_model(ctx.guild.id, name)
+        try:
+            await generator.set_model(ctx.guild.id, name)
+        except SettingError as exc:  # the plugin's declared `model` refuses it
+            await ctx.reply(f"Nothing changed: {exc}", mention_author=False)
+            return
         await ctx.reply(
             f"`{generator.id}` now uses model `{name}` here.{note}", mention_author=False
         )

@@ -47,12 +47,19 @@ _CAN_BE_SET[USER] = "per member (`--me`)"
 _MAX_SHOWN = 100
 
 
-async def _check(provider: Any, key: str, value: Any, guild_id: int | None) -> Any:
-    # check_setting(key, value) without ``guild_id`` is the first v2 signature: kept.
+async def _check(provider: Any, key: str, value: Any, guild_id: int | None, scope: str) -> Any:
+    """``provider.check_setting`` with what its signature takes: ``guild_id`` (None for
+    a bot-wide value) and ``scope``; ``check_setting(key, value)`` alone, the first v2
+    signature, is kept."""
     check = provider.check_setting
     params = inspect.signature(check).parameters
-    takes_guild = "guild_id" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return await (check(key, value, guild_id=guild_id) if takes_guild else check(key, value))
+    any_keyword = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    extra: dict[str, Any] = {}
+    if "guild_id" in params or any_keyword:
+        extra["guild_id"] = None if scope == GLOBAL else guild_id
+    if "scope" in params or any_keyword:
+        extra["scope"] = scope
+    return await check(key, value, **extra)
 
 
 def _settable(field: SettingField) -> str:
@@ -240,7 +247,7 @@ class ConfigCog(PluginCog, name="Config"):
         try:
             value = coerce(model, field.name, text)
             for provider in info.providers:
-                value = await _check(provider, field.name, value, here.guild_id)
+                value = await _check(provider, field.name, value, here.guild_id, scope)
         except (SettingError, ValueError) as exc:
             raise Refused(f"Nothing changed: {_sentence(exc, field.name)}") from None
         except ProviderError as exc:

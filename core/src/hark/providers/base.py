@@ -128,13 +128,17 @@ class Provider:
         resolved = self.resolve(guild_id, channel_id)
         return {} if resolved is None else {"settings": resolved.values}
 
-    async def check_setting(self, key: str, value: Any, *, guild_id: int | None = None) -> Any:
+    async def check_setting(
+        self, key: str, value: Any, *, guild_id: int | None = None, scope: str = "server"
+    ) -> Any:
         """Called by `!config` before ``key`` is set to ``value`` (already validated by
-        the model) in server ``guild_id`` (None: bot-wide or a DM): return the value to
+        the model) in ``scope`` (``global``, ``server``, ``channel`` or ``user``) of
+        server ``guild_id`` (None: a bot-wide value, or a DM): return the value to
         store (e.g. normalized), or raise ValueError with a sentence for the user. For
         checks the model can't make alone, such as looking a voice up in the service's
-        list, or refusing another server's channel. A ProviderError means "couldn't
-        check"."""
+        list, or refusing another server's channel (which does not apply to a bot-wide
+        value). A ProviderError means "couldn't check". An override may leave out
+        ``guild_id`` and ``scope``: it is called with the ones it declares."""
         return value
 
     def setting(self, key: str, guild_id: int | None = None, default: Any = None) -> Any:

@@ -210,14 +210,34 @@ class Generator(Provider):
         (Ollama's implied ``:latest``) override this."""
         return name if name in models else None
 
+    def _declares_model(self) -> bool:
+        declared = self._declared_settings_model()
+        return declared is not None and "model" in declared.model_fields
+
     def model_for(self, guild_id: int | None) -> str | None:
-        """The model this server uses: its ``model`` setting (``!model``), else the
+        """The model this server uses. A plugin whose declared settings have a ``model``
+        field gets it resolved like any setting (server, bot-wide, environment,
+        bot.toml, default); otherwise the ``model`` setting (``!model``), else the
         global one, else ``default_model``."""
+        if self._declares_model():
+            resolved = self.resolve(guild_id)
+            if resolved is not None:
+                return resolved.values.model or self.default_model
         return self.setting("model", guild_id) or self.default_model
 
     async def set_model(self, guild_id: int | None, model: str | None) -> None:
+        """Store ``model`` for this server (None: bot-wide), or remove it (``model`` None).
+        A declared ``model`` field is validated and written like ``!config`` does."""
         if self.settings is None:
             raise RuntimeError("provider is not bound to the bot's settings")
+        if self._declares_model():
+            store, plugin = self.settings.store, self.settings.namespace
+            scope, target = ("global", None) if guild_id is None else ("server", guild_id)
+            if model is None:
+                await store.reset_value(plugin, "model", scope, target)
+            else:
+                await store.set_value(plugin, "model", model, scope, target)
+            return
         scope = self.settings.guild(guild_id)
         await (scope.clear("model") if model is None else scope.set("model", model))
 
