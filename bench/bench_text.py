@@ -1,13 +1,21 @@
 """Benchmark the text path against a bare discord.py bot (prints figures; not a test).
 
     python bench/bench_text.py [--rounds 3] [--messages 200] [--channels 100] [--rate 100]
+        [--llm openai|echo]
 
 The loopback Discord server runs in this process; each bot runs in a child process
 of its own (``--child hark`` / ``--child bare``), so the bot's CPU, memory and
-event-loop lag are its own, not the server's. Both bots get an instant model: Hark
-an ``EchoGenerator`` streaming the reply in one delta, the bare bot echoes the text
-(one ``channel.send`` with a reference, as Hark posts). Rounds alternate (bare, Hark,
-Hark, bare, ...); the report gives each round and the medians over rounds.
+event-loop lag are its own, not the server's. Both bots get the same instant model:
+
+- ``--llm openai`` (the default, the issue's set-up): a loopback OpenAI-compatible
+  server in this process (llm_openrouter's test fake) that streams back the last
+  user message. Hark uses its ``llm_openrouter`` plugin; the bare bot is discord.py
+  plus the ``openai`` client, streaming the same request and posting the text once.
+- ``--llm echo``: Hark gets an in-process ``EchoGenerator`` (one delta), the bare bot
+  echoes the text without any model: the harshest comparison, Hark's own overhead.
+
+Both post one ``channel.send`` with a reference, as Hark does. Rounds alternate
+(bare, Hark, Hark, bare, ...); the report gives each round and the medians.
 
 Per bot and round:
 1. sequential round trips (message -> reply), ``--messages`` of them: p50 and p99;
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -91,10 +100,51 @@ class Probe:
         }
 
 
+# The model both bots ask in ``--llm openai`` mode, and its key (the fake checks it).
+OPENAI_MODEL = "bench/instant"
+OPENAI_KEY = "sk-bench"
+
+
+def openai_plugin() -> Any:
+    """Hark's llm_openrouter plugin, as its entry point declares it."""
+    from importlib.metadata import entry_points
+
+    (point,) = [p for p in entry_points(group="hark") if p.name == "llm_openrouter"]
+    return point.load()
+
+
+def bare_answer(openai_url: str | None):
+    """What the bare bot answers with: the model's streamed reply, or an echo."""
+    if not openai_url:
+
+        async def echo(text: str) -> str:
+            return text
+
+        return echo
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=openai_url, api_key=OPENAI_KEY)
+
+    async def ask(text: str) -> str:
+        stream = await client.chat.completions.create(
+            model=OPENAI_MODEL,
+            messages=[
+                {"role": "system", "content": "You are a bot in a Discord server."},
+                {"role": "user", "content": text},
+            ],
+            stream=True,
+        )
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        return "".join(parts)
+
+    return ask
+
+
 async def child(kind: str, token: str, api_base: str, gateway: str, data_dir: str) -> None:
     # What hark.bot.point_discord_at does, without importing Hark into the bare bot.
     discord.http.Route.BASE = api_base.rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    openai_url = os.environ.get("BENCH_OPENAI_URL")
     if kind == "hark":
         from hark.bot import HarkBot
         from hark.config import Config, Secret
@@ -107,18 +157,28 @@ async def child(kind: str, token: str, api_base: str, gateway: str, data_dir: st
         config.trigger_names = [TRIGGER]
         config.rate_limit = "0"
         config.sync_commands = False
-        runtime = Runtime(config, manager=isolated_manager({"instant_llm": generator_plugin()}))
+        if openai_url:
+            os.environ.update(
+                OPENROUTER_BASE_URL=openai_url,
+                OPENROUTER_API_KEY=OPENAI_KEY,
+                OPENROUTER_MODEL=OPENAI_MODEL,
+            )
+            plugins = {"llm_openrouter": openai_plugin()}
+        else:
+            plugins = {"instant_llm": generator_plugin()}
+        runtime = Runtime(config, manager=isolated_manager(plugins))
         client: discord.Client = HarkBot(runtime, guild_ready_timeout=0.05)
     else:
         intents = discord.Intents.default()  # the intents HarkBot asks for
         intents.message_content = intents.members = intents.voice_states = True
         client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+        answer = bare_answer(openai_url)
 
         @client.event
         async def on_message(message: discord.Message) -> None:
             if not message.author.bot and TRIGGER in message.content:
                 await message.channel.send(
-                    message.content,
+                    await answer(message.content),
                     reference=message,
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
@@ -183,7 +243,7 @@ class Bot:
         return final
 
 
-async def start_bot(kind: str, server: Any, data_dir: str) -> Bot:
+async def start_bot(kind: str, server: Any, data_dir: str, openai_url: str | None) -> Bot:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -195,7 +255,7 @@ async def start_bot(kind: str, server: Any, data_dir: str) -> Bot:
         data_dir,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_OPENAI_URL": openai_url or ""},
     )
     bot = Bot(proc)
     while (line := await bot.line()) != "ready":
@@ -244,21 +304,47 @@ async def burst(
     return time.perf_counter() - started
 
 
+class _Forgetful(list):
+    """A request log that keeps nothing (the fake records every request)."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def openai_server() -> Any:
+    """llm_openrouter's loopback OpenAI-compatible server, echoing the last user message."""
+    tests = Path(__file__).resolve().parents[1] / "plugins" / "llm_openrouter" / "tests"
+    sys.path.insert(0, str(tests))
+    from fake_openai_chat import FakeOpenAIServer
+
+    def echo(request: Any) -> str:
+        users = [m for m in request.messages if m.get("role") == "user"]
+        content = users[-1].get("content", "") if users else ""
+        return content if isinstance(content, str) else json.dumps(content)
+
+    return FakeOpenAIServer(reply=echo, api_key=OPENAI_KEY, accept_any_model=True)
 
 
 async def one_round(kind: str, args: argparse.Namespace) -> dict[str, float]:
     from hark.testing.discord import FakeDiscord
 
     with tempfile.TemporaryDirectory() as tmp:
-        async with FakeDiscord() as server:
+        async with FakeDiscord() as server, contextlib.AsyncExitStack() as stack:
+            openai_url = None
+            if args.llm == "openai":
+                model = await stack.enter_async_context(openai_server())
+                model.requests = _Forgetful()  # 1,400 requests a round: keep none
+                openai_url = model.base_url
             guild = server.create_guild("Bench")
             channel = server.create_text_channel(guild, "general")
             member = server.create_member(guild, "alice")
             targets = [server.create_text_channel(guild, f"c{i}") for i in range(args.channels)]
-            bot = await start_bot(kind, server, tmp)
+            bot = await start_bot(kind, server, tmp, openai_url)
             try:
                 await round_trips(server, channel, member, 10, f"{TRIGGER} warm-up")
                 await asyncio.sleep(0.5)  # start-up work (status, recovery) is over
@@ -302,6 +388,7 @@ async def main() -> int:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--channels", type=int, default=100)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--llm", choices=["openai", "echo"], default="openai")
     parser.add_argument("--json", help="also write every round's figures here")
     args = parser.parse_args()
 
@@ -313,7 +400,10 @@ async def main() -> int:
             results[kind].append(figures)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
             print(f"round {r + 1} {kind:<4}: {shown}", flush=True)
-    print(f"\nmedians of {args.rounds} rounds (bots in child processes, server in this one):")
+    print(
+        f"\nmedians of {args.rounds} rounds, --llm {args.llm}"
+        " (bots in child processes, server in this one):"
+    )
     print(f"{'measure':<36} {'hark':>9} {'bare':>9} {'ratio':>7}")
     for key, label, _better in ROWS:
         hark = statistics.median(x[key] for x in results["hark"])
