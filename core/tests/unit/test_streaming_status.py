@@ -79,3 +79,29 @@ async def test_a_status_within_the_interval_waits_for_the_next_flush():
     assert target.calls == []
     await reply.finish()
     assert target.calls == [("send", "Four.")]
+
+
+async def test_a_slow_start_answered_in_one_piece_is_one_post_without_an_edit():
+    target = RecordingTarget()
+    reply = StreamingReply(target, interval=1.0)
+    reply._last_flush -= 5  # the model took longer than the interval to start
+    await reply.feed("Paris is the capital of France.")
+    assert target.calls == []  # not posted at once with the still-writing marker
+    await reply.finish()
+    assert target.calls == [("send", "Paris is the capital of France.")]
+
+
+async def test_a_slow_start_that_keeps_streaming_is_shown_after_the_grace():
+    import asyncio
+
+    from hark.chat.streaming import FIRST_POST_GRACE
+
+    target = RecordingTarget()
+    reply = StreamingReply(target, interval=1.0)
+    reply._last_flush -= 5
+    await reply.feed("Once upon")
+    await asyncio.sleep(FIRST_POST_GRACE + 0.05)
+    assert target.calls == [("send", "Once upon …")]  # the timer posted it
+    await reply.feed(" a time")
+    await reply.finish()
+    assert target.contents[0] == "Once upon a time"

@@ -37,6 +37,10 @@ ASIDE = "-# "
 TYPING_DELAY = 0.3
 #: Discord shows "typing" for about 10 s; discord.py renews it every 5 s, and so do we.
 TYPING_RENEW = 5.0
+#: Seconds from a reply's first text to its first post, at the least: a reply whose
+#: model was slow to start (first text past the edit interval) but then answers in one
+#: piece is posted once, with no "still writing" post and edit.
+FIRST_POST_GRACE = 0.15
 
 
 class TypingIndicator:
@@ -199,6 +203,13 @@ class StreamingReply:
         return bool(self.handles)
 
     async def feed(self, delta: str) -> None:
+        if not self.handles and not self.text and delta:
+            # A model that was slow to start may still answer in one piece: the first
+            # post waits FIRST_POST_GRACE after the first text, so such a reply is one
+            # POST with no edit (the typing indicator covered the wait before it).
+            now = time.monotonic()
+            grace = min(self.interval, FIRST_POST_GRACE)
+            self._last_flush = max(self._last_flush, now - self.interval + grace)
         self.text += delta
         if self._status and delta.strip():
             self._status = ""  # the answer is streaming: what ran is over
