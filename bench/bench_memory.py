@@ -28,8 +28,8 @@ import hark_memory
 from hark_memory import Memory, MemorySettings, MemoryStore, NewFact, estimate_tokens
 
 import hark
-from hark.store import Database
-from hark.store.plugin_db import SQLitePluginDatabase, apply_plugin_migrations
+from hark.store import SQLiteDatabase
+from hark.store.plugin_db import BotPluginDatabase, apply_plugin_migrations
 
 TOPICS = [
     "cat",
@@ -64,13 +64,13 @@ SPEAKER = 1
 class Host:
     """What Memory needs of a bot, without one: settings, the database, a logger."""
 
-    def __init__(self, db: SQLitePluginDatabase) -> None:
+    def __init__(self, db: BotPluginDatabase) -> None:
         self.db = db
 
     def settings(self, plugin_id: str, **_: object) -> types.SimpleNamespace:
         return types.SimpleNamespace(values=MemorySettings())
 
-    def database(self, plugin_id: str) -> SQLitePluginDatabase:
+    def database(self, plugin_id: str) -> BotPluginDatabase:
         return self.db
 
     def logger(self, plugin_id: str) -> logging.Logger:
@@ -123,11 +123,11 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     rng = random.Random(14)
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "hark.sqlite3")
+        db = SQLiteDatabase(Path(tmp) / "hark.sqlite3")
         await db.open()
         try:
             await apply_plugin_migrations(db, "memory", hark_memory.MIGRATIONS)
-            plugin_db = SQLitePluginDatabase(db, "memory")
+            plugin_db = BotPluginDatabase(db, "memory")
             store = MemoryStore(plugin_db)
             # Filled with plain inserts: save()'s near-duplicate check is not what is measured.
             for guild, count in ((1, args.baseline), (2, args.facts)):

@@ -24,6 +24,8 @@ What it gives:
   ``plugins_changed``, and any a plugin emits);
 - **storage**: :meth:`Host.database` — the plugin's tables in the bot's database
   (:class:`PluginDatabase`; the plugin declares them with ``hark.Plugin(migrations=...)``);
+- **work that runs once**: :meth:`Host.run_once` — a job that runs in one process of
+  a deployment of several (a connection to another service), :meth:`Host.leader`;
 - **logging** with secret redaction: :meth:`Host.logger`, :func:`register_secret`;
 - **error translation**: :class:`ErrorTranslator` turns aiohttp, httpx and openai
   exceptions into the provider error hierarchy.
@@ -108,7 +110,7 @@ Row = tuple[Any, ...]
 @runtime_checkable
 class PluginQueries(Protocol):
     """Statements on the bot's database. Parameters are ``?`` placeholders, always
-    (never format values into SQL); the PostgreSQL store will translate them."""
+    (never format values into SQL); the PostgreSQL store translates them."""
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
@@ -149,6 +151,27 @@ class PluginDatabase(PluginQueries, Protocol):
         """``async with db.transaction() as tx:``: statements committed together, or
         rolled back together if the block raises. Keep it short: it holds the write
         lock, and no other statement of the bot runs meanwhile."""
+        ...
+
+
+@runtime_checkable
+class LeaderJob(Protocol):
+    """A job started with :meth:`Host.run_once`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def leading(self) -> bool:
+        """True while this process is the one that runs the job."""
+        ...
+
+    async def holder(self) -> str | None:
+        """The process that runs it now (``host:pid``), or None while none does."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the job here (cancelled if it runs) and stop competing for it."""
         ...
 
 
@@ -222,6 +245,19 @@ class Host(Protocol):
         """The bot's database for ``plugin_id``'s tables (created by its migrations)."""
         ...
 
+    def run_once(self, name: str, job: Callable[[], Awaitable[Any]]) -> LeaderJob:
+        """Run ``job()`` in exactly one process of the deployment (every process
+        sharing the database): the one that holds the lock ``name``. Another process
+        starts it when that one dies or loses the database, within a few seconds; a
+        process that loses the lock has its job cancelled first. One process alone
+        runs it at once. Stopped when the bot shuts down (or by ``stop()``).
+        If ``job`` returns, it is not started again until leadership moves."""
+        ...
+
+    async def leader(self, name: str) -> str | None:
+        """The process that runs ``name`` now (``host:pid``), or None."""
+        ...
+
 
 def plugin_logger(plugin_id: str) -> logging.Logger:
     return logging.getLogger(f"hark.plugin.{plugin_id}")
@@ -232,6 +268,7 @@ __all__ = [
     "Events",
     "Host",
     "HttpFailure",
+    "LeaderJob",
     "PluginDatabase",
     "PluginQueries",
     "Row",

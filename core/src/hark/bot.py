@@ -9,6 +9,10 @@ Built-in plugins reach each other through typed services on the bot, never by Co
 name: ``bot.chat`` (:class:`ChatService`) and ``bot.voice_sessions``
 (:class:`VoiceService`), each set by the Cog that provides it while it is attached,
 None while its plugin is not loaded.
+
+A sharded bot (``HARK_SHARD_COUNT``) is a :class:`ShardedHarkBot`: the same, on
+discord.py's AutoShardedBot, running this process's shards; :func:`make_bot` picks
+the class from the config (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -29,13 +35,14 @@ from discord.ext import commands
 from hark.chat.streaming import PLACEHOLDER, ReplyTarget
 from hark.chat.triggers import TriggerPolicy
 from hark.cog import PluginCog, PluginDisabled
-from hark.config import Config
-from hark.gateway_guard import guard_parsers, install_log_filters, keep_connected
+from hark.config import Config, check_shards, format_shards
+from hark.gateway_guard import describe, guard_parsers, install_log_filters, keep_connected
 from hark.host import BotHost
 from hark.plugins import PluginInfo
 from hark.providers import ContextRequest
 from hark.runtime import Runtime
-from hark.store.database import DatabaseBusy
+from hark.store.database import DatabaseBusy, DatabaseUnavailable
+from hark.store.locks import identify_slot
 from hark.store.status import PUBLISH_INTERVAL as STATUS_INTERVAL
 from hark.tools import toolbox_problems
 
@@ -44,6 +51,10 @@ log = logging.getLogger(__name__)
 _SYNC_NAMESPACE = "core"
 # Another process held the database past the write patience (hark.store.database).
 BUSY_TEXT = "The bot's database is busy right now; nothing was changed. Try again in a moment."
+# The database server could not be reached (PostgreSQL down or the network lost).
+UNAVAILABLE_TEXT = (
+    "The bot's database can't be reached right now; nothing was changed. Try again later."
+)
 
 
 def point_discord_at(api_base: str, gateway_url: str | None) -> None:
@@ -111,6 +122,8 @@ class HarkTree(app_commands.CommandTree):
             text = str(error) or "You can't use this command here."
         elif isinstance(getattr(error, "original", None), DatabaseBusy):
             text = BUSY_TEXT
+        elif isinstance(getattr(error, "original", None), DatabaseUnavailable):
+            text = UNAVAILABLE_TEXT
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("slash command /%s failed", command, exc_info=error)
@@ -153,6 +166,8 @@ class HarkBot(commands.Bot):
         self._inflight: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
+        # Re-syncs after another process changed a plugin switch (plugins_changed).
+        self._resyncs: set[asyncio.Task[None]] = set()
         # The core's record of recent turns and events (hark.metrics): the dashboard's data.
         self.metrics = runtime.conversation.metrics
         self.metrics.keep_text = config.dashboard_show_text
@@ -173,6 +188,29 @@ class HarkBot(commands.Bot):
     def config(self) -> Config:
         return self.runtime.config
 
+    # -- the gateway (one connection here; ShardedHarkBot has one per shard) ----
+
+    @property
+    def shard_label(self) -> str | None:
+        """Which shards this process runs (``"shards 0-1 of 4"``); None unsharded."""
+        return None
+
+    def shard_for(self, guild_id: int | None) -> int | None:
+        """The shard that carries this server's events (DMs: shard 0); None unsharded."""
+        return None
+
+    def gateway_socket(
+        self, guild_id: int | None = None
+    ) -> discord.gateway.DiscordWebSocket | None:
+        """The gateway connection that carries this server's events (None while there
+        is none, or when another process runs its shard)."""
+        return self.ws
+
+    @property
+    def gateway_open(self) -> bool:
+        """Whether this process has its gateway connection(s)."""
+        return self.ws is not None
+
     async def connect(self, *, reconnect: bool = True) -> None:
         # discord.py reconnects only on network errors; retry anything else too.
         await keep_connected(self, super().connect, reconnect=reconnect)
@@ -191,6 +229,9 @@ class HarkBot(commands.Bot):
                     source=info.id,
                 )
         await self.runtime.open()
+        # Processes sharing PostgreSQL: a switch flipped in another one re-offers
+        # slash commands in this one's servers (and tells its cogs), as it did there.
+        self.runtime.state.watch(self._plugins_changed_elsewhere)
         if self.config.dashboard:
             await self._start_dashboard(self.config.dashboard)
         # REST works from here on; this needs no gateway, and start-up need not wait.
@@ -403,6 +444,21 @@ class HarkBot(commands.Bot):
         for gid in targets:
             await self.sync_guild_commands(gid)
 
+    def _plugins_changed_elsewhere(self, guild_id: int | None) -> None:
+        """Another process (a shard of this bot) changed a plugin switch for
+        ``guild_id`` (None: the global defaults): this process's servers follow."""
+        if guild_id is not None and self.get_guild(guild_id) is None:
+            return  # a server on another process's shards: that process re-syncs it
+        task = asyncio.create_task(self._resync(guild_id), name="hark-plugins-changed")
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, guild_id: int | None) -> None:
+        try:
+            await self.plugins_changed(guild_id)
+        except Exception:
+            log.exception("could not follow a plugin change made by another process")
+
     # -- errors ----------------------------------------------------------
 
     async def on_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
@@ -415,7 +471,12 @@ class HarkBot(commands.Bot):
             # Missing permissions or a vanished message/channel: expected, not a bug.
             log.warning("command %s in channel %s: %s", ctx.command, ctx.channel.id, original)
             return
-        text = BUSY_TEXT if isinstance(original, DatabaseBusy) else self._error_text(ctx, error)
+        if isinstance(original, DatabaseUnavailable):
+            text: str | None = UNAVAILABLE_TEXT
+        elif isinstance(original, DatabaseBusy):
+            text = BUSY_TEXT
+        else:
+            text = self._error_text(ctx, error)
         if text is None:
             log.error("command %s failed", ctx.command, exc_info=original)
             text = "Something went wrong running that command."
@@ -519,6 +580,8 @@ class HarkBot(commands.Bot):
                     await cog.on_shutdown()
                 except Exception:
                     log.exception("cog %s failed to shut down", cog.qualified_name)
+        # Plugins' run_once jobs end here, so another process can take them over.
+        await self.host.close()
         for voice in list(self.voice_clients):
             try:
                 await voice.disconnect(force=True)
@@ -541,6 +604,124 @@ class HarkBot(commands.Bot):
         if self.dashboard is not None:
             await self.dashboard.stop()
             self.dashboard = None
+        for task in list(self._resyncs):
+            task.cancel()
         await super().close()
         await self.runtime.close()
         self.metrics.detach_logging()
+
+
+class ShardedHarkBot(HarkBot, commands.AutoShardedBot):
+    """HarkBot on discord.py's AutoShardedBot: this process runs ``shard_ids`` of the
+    bot's ``shard_count`` shards, one gateway connection each, and sees only the
+    servers on them (``(guild_id >> 22) % shard_count``), plus DMs if it runs shard 0.
+
+    Everything HarkBot does per server already follows from that: slash commands are
+    synced on ``guild_available``, which comes only for this process's servers, and
+    a plugin change re-syncs ``self.guilds``, which are this process's. Each IDENTIFY
+    takes :func:`hark.store.locks.identify_slot` for its bucket (``shard_id %
+    max_concurrency``), so the processes sharing one PostgreSQL start their shards no
+    faster than Discord allows.
+    """
+
+    def __init__(
+        self, runtime: Runtime, *, shard_ids: list[int], shard_count: int, **options: Any
+    ) -> None:
+        super().__init__(runtime, shard_ids=list(shard_ids), shard_count=shard_count, **options)
+        self._identified: set[int] = set()
+        self._identify_buckets: int | None = None
+        self._limits_lock: asyncio.Lock | None = None
+
+    @property
+    def shard_label(self) -> str:
+        ids = self.shard_ids if self.shard_ids is not None else range(self.shard_count or 0)
+        noun = "shard" if len(ids) == 1 else "shards"
+        return f"{noun} {format_shards(ids)} of {self.shard_count}"
+
+    def shard_for(self, guild_id: int | None) -> int:
+        return 0 if guild_id is None else (guild_id >> 22) % (self.shard_count or 1)
+
+    def gateway_socket(
+        self, guild_id: int | None = None
+    ) -> discord.gateway.DiscordWebSocket | None:
+        try:
+            return self._get_websocket(shard_id=self.shard_for(guild_id))
+        except KeyError:  # not one of this process's shards, or not connected yet
+            return None
+
+    @property
+    def gateway_open(self) -> bool:
+        shards = self.shards
+        return bool(shards) and not any(s.is_closed() for s in shards.values())
+
+    async def setup_hook(self) -> None:
+        log.info("this process runs %s", self.shard_label)
+        some = len(self.shard_ids or ()) < (self.shard_count or 0)
+        if some and getattr(self.runtime.db, "dialect", "sqlite") == "sqlite":
+            log.warning(
+                "this process runs only some shards, on SQLite: the processes running the "
+                "others cannot share its database or see its changes; give every process "
+                "the same PostgreSQL (HARK_DATABASE_URL, docs/scaling.md)"
+            )
+        await super().setup_hook()
+
+    async def max_concurrency(self) -> int:
+        """Discord's ``session_start_limit.max_concurrency`` (asked once): how many
+        identify buckets there are. 1 when Discord cannot be asked."""
+        if self._identify_buckets is not None:
+            return self._identify_buckets
+        if self._limits_lock is None:
+            self._limits_lock = asyncio.Lock()
+        async with self._limits_lock:
+            if self._identify_buckets is None:
+                try:
+                    limits = await self.fetch_session_start_limits()
+                except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                    log.warning(
+                        "could not read Discord's session start limit (%s); "
+                        "identifying one shard at a time",
+                        describe(exc),
+                    )
+                    self._identify_buckets = 1
+                else:
+                    self._identify_buckets = max(1, int(limits.max_concurrency))
+                    log.info(
+                        "Discord allows %d IDENTIFY at a time (max_concurrency); "
+                        "%d of %d session starts left today",
+                        self._identify_buckets,
+                        limits.remaining,
+                        limits.total,
+                    )
+        return self._identify_buckets
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # Replaces discord.py's (sleep 5 s before every IDENTIFY but the first): the
+        # identify slot spaces them per bucket, across processes too.
+        shard = shard_id or 0
+        if shard in self._identified:
+            # A new session after an invalidated or refused one: Discord asks for a
+            # random pause of 1-5 s first, so shards do not all come back at once.
+            await asyncio.sleep(random.uniform(1.0, 5.0))
+        self._identified.add(shard)
+        bucket = shard % await self.max_concurrency()
+        async with identify_slot(self.runtime.db, bucket):
+            log.debug("shard %s: identifying (bucket %s)", shard, bucket)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        servers = sum(1 for g in self.guilds if g.shard_id == shard_id)
+        log.info("shard %s of %s is ready (%d servers)", shard_id, self.shard_count, servers)
+
+    async def on_ready(self) -> None:
+        log.info("ready: %s, %d servers", self.shard_label, len(self.guilds))
+
+
+def make_bot(runtime: Runtime, **options: Any) -> HarkBot:
+    """The bot for ``runtime``'s config: a :class:`HarkBot` (one ``commands.Bot``
+    connection) unless the config names shards (``HARK_SHARD_COUNT``), then a
+    :class:`ShardedHarkBot` running the config's ``shard_ids``."""
+    config = runtime.config
+    check_shards(config)  # shards without a count, or outside it: a ConfigError
+    count, shard_ids = config.shard_count, config.shard_ids
+    if count is None or shard_ids is None:
+        return HarkBot(runtime, **options)
+    return ShardedHarkBot(runtime, shard_ids=shard_ids, shard_count=count, **options)

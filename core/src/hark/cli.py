@@ -75,7 +75,7 @@ async def run_bot(config: Config, *, ready: asyncio.Event | None = None) -> int:
     import aiohttp
     import discord
 
-    from hark.bot import HarkBot, point_discord_at
+    from hark.bot import HarkBot, make_bot, point_discord_at
     from hark.runtime import Runtime
 
     token = config.require_token()
@@ -84,7 +84,7 @@ async def run_bot(config: Config, *, ready: asyncio.Event | None = None) -> int:
         gateway = await discover_gateway(config, token)
     point_discord_at(config.api_base, gateway)
 
-    bot = HarkBot(Runtime(config))
+    bot = make_bot(Runtime(config))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     closing: list[asyncio.Task[None]] = []
@@ -127,8 +127,8 @@ async def run_bot(config: Config, *, ready: asyncio.Event | None = None) -> int:
                 EXIT_USAGE,
             ) from None
         meaning = {
-            4010: "invalid shard",
-            4011: "sharding required",
+            4010: "invalid shard: --shard-count must be the bot's shard count",
+            4011: "sharding required: run the bot with --shard-count, see docs/scaling.md",
             4012: "invalid API version",
             4013: "invalid intents",
         }.get(exc.code, "not reconnecting")
@@ -173,11 +173,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.data_dir:
         config.data_dir = Path(args.data_dir)
+    _apply_shard_options(config, args)
     config.require_token()
     register_environment_secrets()
     register_secret(config.token.get())
     setup_logging(args.log_level or config.log_level)
     return asyncio.run(run_bot(config))
+
+
+def _apply_shard_options(config: Config, args: argparse.Namespace) -> None:
+    """``--shards`` / ``--shard-count`` override HARK_SHARDS / HARK_SHARD_COUNT; a bad
+    value is one usage line (exit 2), never argparse's usage dump."""
+    from hark.config import check_shards, parse_shards
+
+    if args.shards is not None:
+        try:
+            config.shards = parse_shards(args.shards)
+        except ValueError as exc:
+            raise ConfigError(f"--shards: {exc}") from None
+    if args.shard_count is not None:
+        text = args.shard_count.strip()
+        if not text.isdigit():
+            raise ConfigError(f"--shard-count: expected a number of shards, got {text!r}")
+        config.shard_count = int(text)
+    check_shards(config)
 
 
 def cmd_console(args: argparse.Namespace) -> int:
@@ -202,14 +221,17 @@ def _manager(config: Config):
 async def _running_reports(config: Config) -> list[Any]:
     """What running bot processes on this database report (none if it doesn't exist:
     `bot plugins` never creates one)."""
-    from hark.store import Database, RuntimeStatus
+    from hark.store import DatabaseUnavailable, RuntimeStatus, open_database
 
-    if not config.database_path.exists():
+    db = open_database(config, write_patience=2.0)
+    if db.dialect == "sqlite" and not config.database_path.exists():
         return []
-    db = Database(config.database_path, write_patience=2.0)
     try:
         await db.open()
         return await RuntimeStatus(db).reports()
+    except DatabaseUnavailable as exc:  # listed all the same, without what they report
+        print(f"(not showing what running bots report: {exc})", file=sys.stderr)
+        return []
     except Exception as exc:  # the listing is still useful without it
         log.debug("could not read the running bot's status: %s", exc)
         return []
@@ -348,6 +370,180 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return _pip("uninstall", args.names, ["--yes"])
 
 
+# -- bot db migrate / copy -------------------------------------------------------
+# The work is in hark.store.copy; these parse, report and map errors to exit codes.
+
+
+def _installed_migrations(config: Config) -> dict[str, tuple[Any, ...]]:
+    """The migrations of the plugins `bot run` would load, by plugin id."""
+    return {
+        info.id: tuple(info.plugin.migrations)
+        for info in _manager(config).loaded()
+        if info.plugin is not None and info.plugin.migrations
+    }
+
+
+def _db_setup(config: Config, *urls: str | None) -> None:
+    from hark.logs import register_environment_secrets, register_secret, setup_logging
+    from hark.store.copy import url_password
+
+    register_environment_secrets()
+    for url in urls:
+        register_secret(url_password(url))
+    setup_logging("WARNING")
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _db_setup(config, args.url, config.database_url)
+    return asyncio.run(_db_migrate(config, args.url, _installed_migrations(config)))
+
+
+async def _db_migrate(config: Config, url: str | None, plugins: dict[str, Any]) -> int:
+    from hark.store import open_database
+    from hark.store.copy import CopyError, database_for_url, migrate, open_counting
+    from hark.store.errors import DatabaseError
+
+    try:
+        db = database_for_url(url) if url else open_database(config)
+    except CopyError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(f"database: {db.display_url}", flush=True)
+    try:
+        before = await open_counting(db)
+        report = await migrate(db, plugins, core_before=before)
+    except CopyError as exc:
+        raise CliError(str(exc), EXIT_USAGE if exc.usage else EXIT_FAILURE) from None
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await db.close()
+    for line in report.lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _db_setup(config, args.source, args.target)
+    plugins = _installed_migrations(config)
+    return asyncio.run(_db_copy(args.source, args.target, plugins, args.skip_plugin))
+
+
+async def _db_copy(
+    source_url: str, target_url: str, plugins: dict[str, Any], skip: list[str]
+) -> int:
+    from hark.store.copy import (
+        CopyError,
+        copy_database,
+        database_for_url,
+        open_counting,
+        same_database,
+    )
+    from hark.store.errors import DatabaseError
+
+    try:
+        source = database_for_url(source_url, must_exist=True)
+        target = database_for_url(target_url)
+    except CopyError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if same_database(source, target):
+        raise CliError(f"--from and --to are the same database ({source.display_url})", EXIT_USAGE)
+    print(f"from {source.display_url}\nto   {target.display_url}", flush=True)
+    try:
+        await source.open()
+        before = await open_counting(target)
+        report = await copy_database(
+            source,
+            target,
+            plugins=plugins,
+            skip_plugins=skip,
+            target_core_before=before,
+            progress=_CopyProgress(sys.stdout),
+        )
+    except CopyError as exc:
+        raise CliError(str(exc), EXIT_USAGE if exc.usage else EXIT_FAILURE) from None
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        for db in (target, source):
+            with contextlib.suppress(Exception):
+                await db.close()
+    _print_copy_report(report)
+    differ = report.differences
+    if differ:
+        detail = "; ".join(
+            f"{t.table}: {t.source} rows in the source, {t.found} found in the target"
+            + (", checksums differ" if t.found == t.source else "")
+            for t in differ
+        )
+        raise CliError(f"the target does not match the source ({detail})")
+    rows = sum(t.source for t in report.tables)
+    print(f"verified: all {rows} source rows are in the target, unchanged (counts and checksums)")
+    return EXIT_OK
+
+
+class _CopyProgress:
+    """`bot db copy`'s progress: on a terminal a bar redrawn in place, otherwise one
+    plain line per table when it is done (as `bot prepare` prints its steps)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._drawn = 0.0
+
+    def __call__(self, step: Any) -> None:
+        label = f"[{step.index}/{step.tables}] {step.table}"
+        done = step.finished
+        if done is not None:
+            rows = "row" if done.source == 1 else "rows"
+            line = f"{label}: {done.source} {rows}, {done.copied} copied"
+            line += f", {done.already} already there"
+            print(("\r\x1b[K" if self.tty else "") + line, file=self.stream, flush=True)
+            return
+        now = time.monotonic()
+        if not self.tty or (step.done and now - self._drawn < 0.1):
+            return  # at most ten redraws a second
+        self._drawn = now
+        fraction = min(1.0, step.done / step.rows) if step.rows else 0.0
+        bar = "#" * round(fraction * self.WIDTH)
+        print(
+            f"\r\x1b[K{label} [{bar:.<{self.WIDTH}}] {fraction * 100:3.0f}%"
+            f" {step.done}/{step.rows} rows",
+            end="",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def _print_copy_report(report: Any) -> None:
+    for line in report.migrated.lines():
+        if "applied" in line:
+            print(f"target {line}")
+    headers = ("table", "source", "copied", "already there", "checksum")
+    rows = [
+        (t.table, str(t.source), str(t.copied), str(t.already), t.source_checksum[:12])
+        for t in report.tables
+    ]
+    total = [sum(t.source for t in report.tables), report.copied]
+    total.append(sum(t.already for t in report.tables))
+    rows.append(("total", *(str(n) for n in total), ""))
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    print()
+    for row in [headers, *rows]:
+        numbers = zip(row[1:4], widths[1:4], strict=True)
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in numbers]
+        print("  ".join([*cells, row[4]]).rstrip())
+    for table, why in report.left_behind:
+        print(f"not copied: {table} ({why})")
+    for t in report.tables:
+        if t.note:
+            print(f"note: {t.table}: {t.note}")
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -368,6 +564,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="connect to Discord and run the bot")
     run.add_argument("--data-dir", help="where the SQLite database lives (HARK_DATA_DIR)")
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING... (HARK_LOG_LEVEL)")
+    run.add_argument(
+        "--shards",
+        metavar="IDS",
+        help="this process's shards, e.g. 0-3 or 0,2,5 (HARK_SHARDS; needs --shard-count)",
+    )
+    run.add_argument(
+        "--shard-count",
+        metavar="N",
+        help="how many shards the whole bot has (HARK_SHARD_COUNT); alone: run all of them",
+    )
     run.set_defaults(func=cmd_run)
 
     console = sub.add_parser("console", help="talk to the bot in this terminal, without Discord")
@@ -396,6 +602,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("plugins", nargs="*", help="only these plugin ids")
     prepare.set_defaults(func=cmd_prepare)
+
+    db = sub.add_parser("db", help="the database: apply migrations, copy a bot's data to another")
+    db.set_defaults(func=lambda _args, _db=db: _db.print_help() or EXIT_USAGE)
+    db_actions = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_migrate = db_actions.add_parser(
+        "migrate", help="apply the core's and the installed plugins' migrations"
+    )
+    db_migrate.add_argument(
+        "--url",
+        help="sqlite:///PATH or postgresql://... (default: HARK_DATABASE_URL, else the "
+        "SQLite file in HARK_DATA_DIR)",
+    )
+    db_migrate.set_defaults(func=cmd_db_migrate)
+    db_copy = db_actions.add_parser(
+        "copy", help="copy this bot's data into another database (safe to re-run)"
+    )
+    db_copy.add_argument("--from", dest="source", required=True, metavar="URL")
+    db_copy.add_argument("--to", dest="target", required=True, metavar="URL")
+    db_copy.add_argument(
+        "--skip-plugin",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="leave this plugin's tables behind (one that is not installed here)",
+    )
+    db_copy.set_defaults(func=cmd_db_copy)
     return parser
 
 
@@ -413,6 +645,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), exc.code)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # The database could not be reached (`bot run` at start-up, `bot console`): one
+        # line naming it, password hidden. Loaded only if the store was.
+        errors = sys.modules.get("hark.store.errors")
+        if errors is not None and isinstance(exc, errors.DatabaseUnavailable):
+            return _fail(str(exc), EXIT_FAILURE)
+        raise
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def _bool(value: Any) -> bool:
 class _Field:
     env: str
     toml: str  # dotted path in bot.toml
-    kind: str = "str"  # str | int | float | bool | list | secret | path
+    kind: str = "str"  # str | int | float | bool | list | secret | path | shards
 
 
 # attribute name -> where it comes from. One table, so docs/configuration.md and
@@ -80,11 +80,15 @@ FIELDS: dict[str, _Field] = {
     "prefix": _Field("BOT_PREFIX", "bot.prefix"),
     "owner_ids": _Field("HARK_OWNER_IDS", "bot.owner_ids", "list"),
     "data_dir": _Field("HARK_DATA_DIR", "bot.data_dir", "path"),
+    "database_url": _Field("HARK_DATABASE_URL", "bot.database_url"),
     "log_level": _Field("HARK_LOG_LEVEL", "bot.log_level"),
     "load_plugins": _Field("HARK_LOAD_PLUGINS", "plugins.load", "list"),
     "block_plugins": _Field("HARK_BLOCK_PLUGINS", "plugins.block", "list"),
     "sync_commands": _Field("HARK_SYNC_COMMANDS", "bot.sync_commands", "bool"),
     "provider_deadline": _Field("HARK_PROVIDER_DEADLINE", "bot.provider_deadline", "float"),
+    # sharding (docs/scaling.md): this process's shards, and how many the bot has
+    "shards": _Field("HARK_SHARDS", "bot.shards", "shards"),
+    "shard_count": _Field("HARK_SHARD_COUNT", "bot.shard_count", "int"),
     # text conversation
     "trigger_names": _Field("BOT_TRIGGER_NAMES", "chat.trigger_names", "list"),
     "system_prompt": _Field("SYSTEM_PROMPT", "chat.system_prompt"),
@@ -115,6 +119,8 @@ class Config:
     prefix: str = "!"
     owner_ids: list[str] = field(default_factory=list)
     data_dir: Path = Path("data")
+    # postgresql://user:password@host/db or sqlite:///path; None: data_dir/hark.sqlite3.
+    database_url: str | None = None
     log_level: str = "INFO"
     # None: load every installed plugin; []: load none.
     load_plugins: list[str] | None = None
@@ -123,6 +129,10 @@ class Config:
     # Seconds a user waits at most for a provider's first result (an LLM's first
     # token, a transcript, the first audio), across all retries; 0 turns the cap off.
     provider_deadline: float = 45.0
+    # This process's shards (None: all of shard_count) and the bot's shard count (None:
+    # not sharded, one commands.Bot as before). See docs/scaling.md.
+    shards: list[int] | None = None
+    shard_count: int | None = None
     # None: the bot's own name
     trigger_names: list[str] | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -147,7 +157,17 @@ class Config:
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "hark.sqlite3"
+        """The SQLite file: a ``sqlite:///`` HARK_DATABASE_URL's, else in data_dir."""
+        path = sqlite_path(self.database_url) if self.database_url else None
+        return path if path is not None else self.data_dir / "hark.sqlite3"
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """The shards this process runs (all of ``shard_count`` when ``shards`` is
+        unset); None when the bot is not sharded."""
+        if self.shard_count is None:
+            return None
+        return list(self.shards) if self.shards is not None else list(range(self.shard_count))
 
     def require_token(self) -> str:
         token = self.token.get().strip()
@@ -174,6 +194,8 @@ def _convert(name: str, spec: _Field, value: Any, origin: str) -> Any:
             return Secret(str(value).strip())
         if spec.kind == "list":
             return _split_list(value)
+        if spec.kind == "shards":
+            return parse_shards(value)
         if spec.kind == "bool":
             return _bool(value)
         if spec.kind == "int":
@@ -262,6 +284,15 @@ def _validate(config: Config) -> None:
         raise ConfigError("HARK_PROVIDER_DEADLINE must be 0 (no cap) or more seconds")
     if not config.prefix.strip():
         raise ConfigError("BOT_PREFIX must not be blank")
+    if config.database_url is not None and not config.database_url.strip():
+        config.database_url = None
+    if config.database_url is not None and (
+        not config.database_url.startswith(DATABASE_SCHEMES) or config.database_url == "sqlite:///"
+    ):
+        raise ConfigError(
+            f"HARK_DATABASE_URL must start with postgresql:// or sqlite:///, "
+            f"got {display_url(config.database_url)!r}"
+        )
     if config.dashboard is not None:
         try:
             parse_bind(config.dashboard)
@@ -281,6 +312,97 @@ def parse_bind(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# HARK_DATABASE_URL: the store's backends (hark.store.database_for_url).
+DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
+_URL_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")  # the password may hold an "@"
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    return _URL_PASSWORD.sub(r"\1***", f"{scheme}://{netloc}{slash}{tail}")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``sqlite:///data/x.db`` is relative,
+    ``sqlite:////srv/x.db`` absolute, as in SQLAlchemy); None for other URLs."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url[len("sqlite:///") :]).expanduser()
+
+
+_SHARD_PART = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")
+# A range this long is a typo (Discord's biggest bots run a few thousand shards).
+_MAX_SHARD_RANGE = 100_000
+
+
+def parse_shards(value: Any) -> list[int]:
+    """Shard ids from ``"0-3"``, ``"0,2,5"`` or ``"0-3,8"`` (or a bot.toml list or
+    number): sorted, each once. Raises ValueError for anything else."""
+    items = value if isinstance(value, list) else [value]
+    ids: set[int] = set()
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"expected shard ids like 0-3 or 0,2,5, got {value!r}")
+        if isinstance(item, int):
+            ids.add(item)
+            continue
+        for part in str(item).split(","):
+            match = _SHARD_PART.fullmatch(part.strip())
+            if match is None:
+                raise ValueError(f"expected shard ids like 0-3 or 0,2,5, got {value!r}")
+            low = int(match[1])
+            high = int(match[2]) if match[2] is not None else low
+            if high < low or high - low >= _MAX_SHARD_RANGE:
+                raise ValueError(f"{part.strip()!r} is not a range of shard ids (low-high)")
+            ids.update(range(low, high + 1))
+    if not ids:
+        raise ValueError("no shard ids given")
+    return sorted(ids)
+
+
+def format_shards(ids: list[int] | range) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (for log lines and status)."""
+    runs: list[str] = []
+    ordered = sorted(set(ids))
+    start = previous = None
+    for shard in [*ordered, None]:
+        if previous is not None and shard == previous + 1:
+            previous = shard
+            continue
+        if start is not None:
+            runs.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = shard
+    return ",".join(runs)
+
+
+def check_shards(config: Config) -> None:
+    """Reject a shard setting discord.py would refuse or Discord would close with 4010:
+    shards without a shard count, a count below 1, a shard id outside the count."""
+    count = config.shard_count
+    if count is None:
+        if config.shards is not None:
+            raise ConfigError(
+                "--shards (HARK_SHARDS) needs --shard-count (HARK_SHARD_COUNT): "
+                "how many shards the whole bot has"
+            )
+        return
+    if count < 1:
+        raise ConfigError(f"--shard-count (HARK_SHARD_COUNT) must be 1 or more, got {count}")
+    outside = [s for s in config.shards or () if not 0 <= s < count]
+    if outside:
+        raise ConfigError(
+            f"shard {outside[0]} does not exist with a shard count of {count}: shard ids "
+            f"go from 0 to {count - 1} (--shards / HARK_SHARDS)"
+        )
+
+
 def describe(config: Config) -> dict[str, Any]:
     """The config as plain data, secrets masked (for `bot run --check` and debugging)."""
     out: dict[str, Any] = {}
@@ -290,6 +412,8 @@ def describe(config: Config) -> dict[str, Any]:
         value = getattr(config, f.name)
         if isinstance(value, Secret):
             value = repr(value)
+        elif f.name == "database_url" and value:
+            value = display_url(value)
         elif f.name == "plugin_settings":
             value = {
                 plugin: {k: "***" if _SECRET_KEY.search(k) else v for k, v in table.items()}

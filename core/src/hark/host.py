@@ -12,6 +12,7 @@ from hark.api import Events, PluginDatabase, plugin_logger
 from hark.chat.streaming import NO_PINGS, ChannelTarget
 from hark.providers import Capability, ContextRequest, Provider
 from hark.settings import Resolved
+from hark.store import locks
 from hark.text import split_message
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ class BotHost:
     def __init__(self, bot: HarkBot) -> None:
         self._bot = bot
         self._events = Events()
+        # run_once jobs by name; stopped by close() at shutdown.
+        self._leaders: dict[str, locks.Leadership] = {}
+        # Seconds between tries for a lock another process holds (tests shorten it).
+        self.leader_poll = locks.LEADER_POLL
 
     @property
     def events(self) -> Events:
@@ -106,3 +111,38 @@ class BotHost:
 
     def database(self, plugin_id: str) -> PluginDatabase:
         return self._bot.runtime.plugin_database(plugin_id)
+
+    # -- work that runs once per deployment -----------------------------------
+
+    def run_once(self, name: str, job: Callable[[], Awaitable[Any]]) -> locks.Leadership:
+        current = self._leaders.get(name)
+        if current is not None and current.running:
+            raise ValueError(f"run_once({name!r}) is already running in this bot")
+        runtime = self._bot.runtime
+        lock = locks.leader_lock(
+            runtime.db, name, process=runtime.status.process, poll=self.leader_poll
+        )
+        leadership = locks.Leadership(lock, job, poll=self.leader_poll)
+        self._leaders[name] = leadership
+        leadership.start()
+        return leadership
+
+    async def leader(self, name: str) -> str | None:
+        current = self._leaders.get(name)
+        if current is not None:
+            return await current.holder()
+        lock = locks.leader_lock(self._bot.runtime.db, name)
+        try:
+            return await lock.holder()
+        except Exception:
+            log.debug("could not look up the leader of %s", name, exc_info=True)
+            return None
+
+    async def close(self) -> None:
+        """Stop every run_once job (at shutdown, while the database is still open)."""
+        leaders, self._leaders = list(self._leaders.values()), {}
+        for leadership in leaders:
+            try:
+                await leadership.stop()
+            except Exception:
+                log.exception("stopping the job of %s failed", leadership.name)

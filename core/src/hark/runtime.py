@@ -13,11 +13,11 @@ from importlib.metadata import EntryPoint
 from hark.chat.history import HistoryStore
 from hark.chat.inflight import InflightReplies
 from hark.chat.pipeline import Conversation
-from hark.config import Config
+from hark.config import Config, format_shards
 from hark.control import PluginControl
 from hark.plugins import PluginManager
-from hark.store import Database, PluginState, RuntimeStatus, SettingsStore
-from hark.store.plugin_db import PluginMigrationError, SQLitePluginDatabase, apply_plugin_migrations
+from hark.store import PluginState, RuntimeStatus, SettingsStore, open_database
+from hark.store.plugin_db import BotPluginDatabase, PluginMigrationError, apply_plugin_migrations
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ class Runtime:
         entry_points: Iterable[EntryPoint] | None = None,
     ) -> None:
         self.config = config
-        self.db = Database(config.database_path)
+        # SQLite by default, PostgreSQL with HARK_DATABASE_URL (hark.store.open_database).
+        self.db = open_database(config)
         self.state = PluginState(self.db)
         self.settings = SettingsStore(self.db)
         # Exchanges that could not be written by shutdown (database locked) wait here.
@@ -46,12 +47,18 @@ class Runtime:
             manager.load_entry_points(entry_points)
         self.manager = manager
         self.control = PluginControl(manager, self.state, config)
-        self.inflight = InflightReplies(self.db)
+        # Each shard layout marks only its own unfinished replies after a restart.
+        self.inflight = InflightReplies(self.db, owner=shard_layout(config))
         self.status = RuntimeStatus(self.db)
         # The bot gives it its host (for tools) once there is one.
         self.conversation = Conversation(self.control, self.inflight, settings=self.settings)
 
     async def open(self) -> None:
+        # Other processes' changes to the cached rows (PostgreSQL): subscribed before the
+        # database opens, so its LISTEN connection is up before the caches are filled
+        # and no change made in between goes unheard.
+        self.state.subscribe()
+        self.settings.subscribe()
         await self.db.open()
         await self.migrate_plugins()
         await self.history.open()
@@ -84,9 +91,9 @@ class Runtime:
             if applied:
                 log.info("plugin %s: applied %d database migration(s)", info.id, applied)
 
-    def plugin_database(self, plugin_id: str) -> SQLitePluginDatabase:
+    def plugin_database(self, plugin_id: str) -> BotPluginDatabase:
         """``plugin_id``'s access to the bot's database (``host.database``)."""
-        return SQLitePluginDatabase(self.db, plugin_id)
+        return BotPluginDatabase(self.db, plugin_id)
 
     async def close(self) -> None:
         for info in self.manager.loaded():
@@ -98,3 +105,12 @@ class Runtime:
         await self.history.close()
         await self.inflight.drain()
         await self.db.close()
+
+
+def shard_layout(config: Config) -> str:
+    """This process's shards as ``"0-1/4"`` ('' when the bot is not sharded): whose
+    streamed replies are this process's to mark as cut off after a restart."""
+    ids = config.shard_ids
+    if ids is None:
+        return ""
+    return f"{format_shards(ids)}/{config.shard_count}"

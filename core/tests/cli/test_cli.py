@@ -8,47 +8,14 @@ import os
 import signal
 import sqlite3
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from hark.cli import pip_target
+from hark.testing.processes import BOT, clean_env, fake_distribution, run_bot
 
-BOT = [sys.executable, "-m", "hark.cli"]
 SECRET_TOKEN = "not-a-real-token-but-secret-0123456789"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "HARK_", "BOT_"))}
-    env.update(extra)
-    return env
-
-
-async def run_bot(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60):
-    proc = await asyncio.create_subprocess_exec(
-        *BOT,
-        *args,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
-
-
-def fake_distribution(
-    root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]
-) -> None:
-    """A minimal installed distribution on a PYTHONPATH entry, so entry points are real."""
-    dist = root / f"{name}-0.3.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (dist / "entry_points.txt").write_text(f"[hark]\n{lines}\n")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 async def test_version(tmp_path):
@@ -131,9 +98,9 @@ async def test_run_connects_and_stops_cleanly_on_sigterm(tmp_path, discord_serve
 async def test_plugins_shows_what_the_running_bot_reports(tmp_path):
     import time
 
-    from hark.store import Database, RuntimeStatus
+    from hark.store import RuntimeStatus, SQLiteDatabase
 
-    db = Database(tmp_path / "data" / "hark.sqlite3")
+    db = SQLiteDatabase(tmp_path / "data" / "hark.sqlite3")
     await db.open()
     await RuntimeStatus(db, "host:1").publish({"chat": "1 of 2 MCP servers up — search: down"})
     await RuntimeStatus(db, "gone:2").publish({"history": "stale"})

@@ -163,8 +163,15 @@ async def test_streamed_replies_leave_no_inflight_rows(tmp_path) -> None:
         async with asyncio.timeout(10):
             while "[cut off]" not in cut.content:
                 await asyncio.sleep(0.02)
-        await h.bot.runtime.inflight.drain()
-        rows = await h.bot.runtime.db.fetchall("SELECT * FROM inflight_reply")
+        # The cut mark is posted before the turn forgets its row (inflight.ended), and
+        # the forgetting is written behind: wait for it rather than race it.
+        async with asyncio.timeout(10):
+            while True:
+                await h.bot.runtime.inflight.drain()
+                rows = await h.bot.runtime.db.fetchall("SELECT * FROM inflight_reply")
+                if not rows:
+                    break
+                await asyncio.sleep(0.05)
     finally:
         await h.close()
     assert rows == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import hark
-from hark.store import Database, RuntimeStatus
+from hark.store import RuntimeStatus, SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 
@@ -30,7 +30,7 @@ async def test_the_bot_reports_toolbox_problems_while_it_runs_and_clears_them_at
         assert report.process == status.process
         assert report.problems == {"search": "search: reconnecting in 4 s (connection refused)"}
         path = h.bot.runtime.config.database_path
-    db = Database(path)
+    db = SQLiteDatabase(path)
     await db.open()
     try:
         assert await RuntimeStatus(db).reports() == []  # a clean exit leaves no report

@@ -13,7 +13,7 @@ from hark.config import Config
 from hark.control import ControlError, PluginControl, parse_capability
 from hark.plugins import PluginManager
 from hark.providers import Capability
-from hark.store import GLOBAL, Database, PluginState
+from hark.store import GLOBAL, PluginState, SQLiteDatabase
 from hark.testing.fakes import (
     FakeContextProvider,
     FakeGenerator,
@@ -39,7 +39,7 @@ def core_module() -> types.ModuleType:
 
 @pytest.fixture
 async def state(tmp_path: Path) -> AsyncIterator[PluginState]:
-    db = Database(tmp_path / "hark.sqlite3")
+    db = SQLiteDatabase(tmp_path / "hark.sqlite3")
     await db.open()
     state = PluginState(db)
     await state.load()
@@ -89,7 +89,7 @@ async def test_plugin_default_enabled_false(state: PluginState) -> None:
 
 
 async def test_state_survives_a_restart(tmp_path: Path) -> None:
-    db = Database(tmp_path / "db.sqlite3")
+    db = SQLiteDatabase(tmp_path / "db.sqlite3")
     await db.open()
     state = PluginState(db)
     control = make_control(state, a=fake_plugin(FakeGenerator()), b=fake_plugin(FakeGenerator()))

@@ -12,7 +12,7 @@ import pytest
 
 import hark
 from hark.settings import MISSING, SettingError, check, coerce, resolve, scope_key
-from hark.store import Database, SettingsStore
+from hark.store import SettingsStore, SQLiteDatabase
 
 ALL = ("global", "server", "channel", "user")
 
@@ -182,14 +182,12 @@ def test_declaration_checks() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
-    settings = SettingsStore(db, environ={"DEMO_VOICE": "from-env"})
+async def store(database):
+    """The settings store on SQLite and on PostgreSQL (core/tests/conftest.py)."""
+    settings = SettingsStore(database, environ={"DEMO_VOICE": "from-env"})
     await settings.load()
     settings.declare("demo", Demo)
-    yield settings
-    await db.close()
+    return settings
 
 
 async def test_the_store_validates_writes_and_resets(store, tmp_path) -> None:
@@ -219,11 +217,10 @@ async def test_the_store_validates_writes_and_resets(store, tmp_path) -> None:
     assert str(store.resolve("demo", guild_id=7).origin("voice")) == "env DEMO_VOICE"
 
 
-async def test_a_database_written_before_typed_settings_keeps_every_choice(tmp_path) -> None:
+async def test_a_database_written_before_typed_settings_keeps_every_choice(db_factory) -> None:
     """Rows written through the Red-style API (what every plugin did before) are the
     rows the typed settings read: same namespace, scope and key, no migration."""
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
+    db = await db_factory()
     old = SettingsStore(db)
     await old.load()
     conf = old.for_plugin("demo")
@@ -234,8 +231,7 @@ async def test_a_database_written_before_typed_settings_keeps_every_choice(tmp_p
     await conf.channel(3).set("mode", "b")
     await db.close()
 
-    db = Database(tmp_path / "hark.sqlite3")
-    await db.open()
+    db = await db_factory()
     store = SettingsStore(db, environ={})
     await store.load()
     store.declare("demo", Demo)
@@ -251,7 +247,7 @@ async def test_a_database_written_before_typed_settings_keeps_every_choice(tmp_p
 
 
 def test_bot_toml_is_below_the_environment_but_still_a_v1_global(tmp_path) -> None:
-    store = SettingsStore(Database(tmp_path / "x.sqlite3"), environ={"DEMO_VOICE": "env"})
+    store = SettingsStore(SQLiteDatabase(tmp_path / "x.sqlite3"), environ={"DEMO_VOICE": "env"})
     store.seed_globals("demo", {"voice": "toml", "count": 4})
     store.declare("demo", Demo)
     resolved = store.resolve("demo")

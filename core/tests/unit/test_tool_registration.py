@@ -16,7 +16,7 @@ from hark.chat.settings import ChatSettings
 from hark.control import PluginControl
 from hark.plugins import PluginManager
 from hark.providers import ContextRequest
-from hark.store import Database, PluginState, SettingsStore
+from hark.store import PluginState, SettingsStore, SQLiteDatabase
 from hark.testing.fakes import FakeContextProvider, FakeGenerator, fake_plugin
 
 
@@ -49,15 +49,15 @@ class BrokenBox:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "hark.sqlite3")
+async def db(tmp_path: Path) -> AsyncIterator[SQLiteDatabase]:
+    database = SQLiteDatabase(tmp_path / "hark.sqlite3")
     await database.open()
     yield database
     await database.close()
 
 
 @pytest.fixture
-async def state(db: Database) -> PluginState:
+async def state(db: SQLiteDatabase) -> PluginState:
     state = PluginState(db)
     await state.load()
     return state

@@ -14,7 +14,7 @@ from hark_llm_ollama import OllamaGenerator, OllamaSettings
 from hark import Capability, SettingError
 from hark.providers import RetryPolicy
 from hark.settings import coerce
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 
@@ -187,7 +187,7 @@ async def test_choices_stored_by_the_old_commands_are_kept(harness, fake_ollama)
     as those commands parsed them) keeps every server's choices."""
     guild_id, other = harness.guild.id, harness.guild.id + 1
     await harness.stop()
-    db = Database(harness.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(harness.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "model", "qwen2.5:7b"),

@@ -13,7 +13,7 @@ from hark_llm_openrouter import OpenRouterGenerator
 from openrouter_support import KEY, PLUGIN_ID
 
 from hark import PromptMessage
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 
@@ -206,7 +206,7 @@ async def test_choices_stored_by_the_old_commands_are_kept(harness, server):
     global) keeps every server's choices."""
     guild_id, other = harness.guild.id, harness.guild.id + 1
     await harness.stop()
-    db = Database(harness.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(harness.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "model", "anthropic/claude-3.5-haiku"),

@@ -22,10 +22,11 @@ from hark.testing.harness import BotHarness
 
 
 async def test_a_fact_from_general_comes_back_in_another_channel_after_a_restart(
-    tmp_path, brain: Brain
+    tmp_path, brain: Brain, db_config
 ):
     plugins, llm = memory_plugins(brain)
-    async with BotHarness(tmp_path, plugins=plugins, config=memory_config()) as h:
+    config = {**memory_config(), **db_config}
+    async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         alice = h.member.user.id
         lobby = h.server.create_text_channel(h.guild, "lobby")
         brain.facts = [{"subject": alice, "text": "has a cat named Miso", "importance": 4}]
@@ -53,9 +54,10 @@ async def test_a_fact_from_general_comes_back_in_another_channel_after_a_restart
         assert system.role == "system" and "Long-term memory" in system.content
 
 
-async def test_memory_never_crosses_to_another_server(tmp_path, brain: Brain):
+async def test_memory_never_crosses_to_another_server(tmp_path, brain: Brain, db_config):
     plugins, llm = memory_plugins(brain)
-    async with BotHarness(tmp_path, plugins=plugins, config=memory_config()) as h:
+    config = {**memory_config(), **db_config}
+    async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         alice = h.member.user.id
         other = h.server.create_guild("Other Server")
         elsewhere = h.server.create_text_channel(other, "chat")
@@ -76,9 +78,12 @@ async def test_memory_never_crosses_to_another_server(tmp_path, brain: Brain):
         assert "don't remember anything" in shown.content
 
 
-async def test_forget_me_removes_it_from_the_prompt_and_the_database(tmp_path, brain: Brain):
+async def test_forget_me_removes_it_from_the_prompt_and_the_database(
+    tmp_path, brain: Brain, db_config
+):
     plugins, llm = memory_plugins(brain)
-    async with BotHarness(tmp_path, plugins=plugins, config=memory_config()) as h:
+    config = {**memory_config(), **db_config}
+    async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         alice, boss = h.member.user.id, h.admin.user.id
         brain.facts = [
             {"subject": alice, "text": "has a cat named Miso", "importance": 4},
@@ -107,15 +112,27 @@ async def test_forget_me_removes_it_from_the_prompt_and_the_database(tmp_path, b
         assert "Miso" not in last_prompt(llm) and "Long-term memory" not in last_prompt(llm)
         assert (await h.ask("!forget me")).content == "I had nothing stored about you here."
 
-    # The rows are gone from the file itself, FTS index included.
-    conn = sqlite3.connect(tmp_path / "hark.sqlite3")
-    try:
-        rows = conn.execute("SELECT text FROM memory_facts").fetchall()
-        hits = conn.execute(
-            "SELECT rowid FROM memory_facts_fts WHERE memory_facts_fts MATCH 'Miso'"
-        ).fetchall()
-    finally:
-        conn.close()
+    # The rows are gone from the database itself, full-text index included.
+    if "database_url" in db_config:
+        import asyncpg
+
+        pg = await asyncpg.connect(db_config["database_url"])
+        try:
+            rows = [tuple(r) for r in await pg.fetch("SELECT text FROM memory_facts")]
+            hits = await pg.fetch(
+                "SELECT id FROM memory_facts WHERE search @@ to_tsquery('english', 'miso')"
+            )
+        finally:
+            await pg.close()
+    else:
+        conn = sqlite3.connect(tmp_path / "hark.sqlite3")
+        try:
+            rows = conn.execute("SELECT text FROM memory_facts").fetchall()
+            hits = conn.execute(
+                "SELECT rowid FROM memory_facts_fts WHERE memory_facts_fts MATCH 'Miso'"
+            ).fetchall()
+        finally:
+            conn.close()
     assert rows == [("runs the server's quiz",)] and hits == []
 
 
@@ -143,9 +160,11 @@ async def test_a_member_cannot_read_or_delete_another_members_memory(tmp_path, b
         assert await facts(h) == []
 
 
-async def test_the_size_cap_evicts_the_least_important_and_oldest(tmp_path, brain: Brain):
+async def test_the_size_cap_evicts_the_least_important_and_oldest(
+    tmp_path, brain: Brain, db_config
+):
     plugins, _ = memory_plugins(brain)
-    config = memory_config(max_facts=3)
+    config = {**memory_config(max_facts=3), **db_config}
     async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         alice = h.member.user.id
         said = [
@@ -220,9 +239,10 @@ async def test_secrets_are_never_stored(tmp_path, brain: Brain):
         assert key not in brain.extractions[0][1].content
 
 
-async def test_a_correction_replaces_the_old_fact(tmp_path, brain: Brain):
+async def test_a_correction_replaces_the_old_fact(tmp_path, brain: Brain, db_config):
     plugins, llm = memory_plugins(brain)
-    async with BotHarness(tmp_path, plugins=plugins, config=memory_config()) as h:
+    config = {**memory_config(), **db_config}
+    async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         alice = h.member.user.id
         brain.facts = [{"subject": alice, "text": "lives in Lyon", "importance": 3}]
         await h.ask("robot, I live in Lyon")
@@ -277,7 +297,7 @@ async def test_memory_off_in_a_channel_and_on_again(tmp_path, brain: Brain):
         assert resolved.values.enabled is True and resolved.origin("enabled").layer == "channel"
 
 
-async def test_the_tools_remember_and_recall(tmp_path, brain: Brain):
+async def test_the_tools_remember_and_recall(tmp_path, brain: Brain, db_config):
     from hark.testing.fakes import tool_call, tool_results
 
     def model(messages):
@@ -292,7 +312,8 @@ async def test_the_tools_remember_and_recall(tmp_path, brain: Brain):
         return [tool_call("recall", query="called")]
 
     plugins, llm = memory_plugins(model, supports_tools=True)
-    async with BotHarness(tmp_path, plugins=plugins, config=memory_config()) as h:
+    config = {**memory_config(), **db_config}
+    async with BotHarness(tmp_path, plugins=plugins, config=config) as h:
         reply = await h.ask("robot, please remember I prefer to be called Al")
         assert reply.content.startswith("Tool said: saved as fact ")
         rows = await facts(h)

@@ -18,7 +18,7 @@ from hark_memory import (
     parse_facts,
     redact,
 )
-from hark_memory.store import fts_query, near_duplicate
+from hark_memory.store import fts_query, near_duplicate, ts_query
 
 import hark
 from hark.testing.harness import BotHarness
@@ -92,14 +92,18 @@ def test_the_answer_is_read_defensively():
 def test_the_fts_query_quotes_words_and_skips_stopwords():
     assert fts_query('What is my "cat" called? OR NOT*') == '"cat" OR "called" OR "not"'
     assert fts_query("what is it?") is None
+    # PostgreSQL's to_tsquery: the same words, no operator of the text's own survives.
+    assert ts_query("What is my 'cat' (called)? | !NOT & x:*") == "cat | called | not"
+    assert ts_query("what is it?") is None
     assert near_duplicate("lives in Marseille", "Lives in Marseille.")
     assert not near_duplicate("lives in Marseille", "lives in Lyon")
 
 
 @pytest.fixture
-async def store(tmp_path):
-    """The plugin's store on the bot's database, its tables made by the real migrations."""
-    async with BotHarness(tmp_path, plugins={"memory": hark_memory.plugin}) as h:
+async def store(tmp_path, db_config):
+    """The plugin's store on the bot's database (SQLite, then PostgreSQL), its tables
+    made by the real migrations."""
+    async with BotHarness(tmp_path, plugins={"memory": hark_memory.plugin}, config=db_config) as h:
         yield MemoryStore(h.bot.host.database("memory"))
 
 

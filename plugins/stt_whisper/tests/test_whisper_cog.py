@@ -11,7 +11,7 @@ import pytest
 from hark_stt_whisper import LocalWhisperTranscriber, OpenAIWhisperTranscriber
 from whisper_support import KEY, PLUGIN_ID
 
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.fakes import tone
 from hark.testing.harness import BotHarness
 
@@ -164,7 +164,7 @@ async def test_choices_stored_before_typed_settings_are_kept(harness, server):
     scope guild:<id> or global) keeps every server's choices."""
     guild_id, other = harness.guild.id, harness.guild.id + 1
     await harness.stop()
-    db = Database(harness.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(harness.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "language", "fr"),

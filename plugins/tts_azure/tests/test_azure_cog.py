@@ -13,7 +13,7 @@ from hark_tts_azure import AzureSynthesizer
 
 from hark.audio import read_wav
 from hark.providers import Capability
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 
@@ -269,7 +269,7 @@ async def test_choices_stored_before_typed_settings_are_kept(harness, azure):
     server's choices."""
     guild_id, other = harness.guild.id, harness.guild.id + 1
     await harness.stop()
-    db = Database(harness.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(harness.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "voice", "en-GB-RyanNeural"),

@@ -11,7 +11,7 @@ import pytest
 from elevenlabs_support import GEORGE, KEY, PLUGIN_ID, RACHEL
 from hark_tts_elevenlabs import ElevenLabsSynthesizer
 
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 
@@ -231,7 +231,7 @@ async def test_choices_stored_by_the_old_commands_are_kept(harness, server):
     name beside its id) keeps every server's choices."""
     guild_id, other = harness.guild.id, harness.guild.id + 1
     await harness.stop()
-    db = Database(harness.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(harness.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "voice_id", GEORGE),

@@ -12,7 +12,7 @@ from hark_tts_piper import PiperSynthesizer, speak_all
 
 from hark import Capability, hookimpl
 from hark.audio import read_wav, rms
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.fakes import FakeSynthesizer
 from hark.testing.harness import BotHarness
 
@@ -139,7 +139,7 @@ async def test_speed_stored_by_the_old_command_is_kept(harness):
     h = harness
     guild_id = h.guild.id
     await h.stop()
-    db = Database(h.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(h.data_dir / "hark.sqlite3")
     await db.open()
     for scope, key, value in [
         (f"guild:{guild_id}", "length_scale", 0.8),  # what `!piper speed 1.25` stored

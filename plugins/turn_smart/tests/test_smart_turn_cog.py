@@ -10,7 +10,7 @@ import pytest
 from hark_turn_smart import SmartTurnDetector
 
 from hark import Capability
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.harness import BotHarness
 
 VOICE = {"min_speech_ms": 250, "pre_roll_ms": 300, "max_utterance_ms": 15_000}
@@ -103,7 +103,7 @@ async def test_choices_stored_before_typed_settings_are_kept(harness):
     h = harness
     guild_id, other = h.guild.id, h.guild.id + 1
     await h.stop()
-    db = Database(h.data_dir / "hark.sqlite3")
+    db = SQLiteDatabase(h.data_dir / "hark.sqlite3")
     await db.open()
     rows = [
         (f"guild:{guild_id}", "pause_ms", 300),

@@ -31,7 +31,7 @@ from twitch_support import (
     system_text,
 )
 
-from hark.store import Database
+from hark.store import SQLiteDatabase
 from hark.testing.fakes import EchoGenerator, FakeGenerator
 from hark.testing.harness import BotHarness
 
@@ -442,7 +442,7 @@ async def test_choices_stored_by_the_old_commands_are_kept(
         stream = h.server.create_text_channel(other, "stream")
         await h.stop()
         await eventually(lambda: not twitch.live_sessions())
-        db = Database(h.data_dir / "hark.sqlite3")
+        db = SQLiteDatabase(h.data_dir / "hark.sqlite3")
         await db.open()
         rows = [
             (f"guild:{h.guild.id}", "channel_id", h.channel.id),

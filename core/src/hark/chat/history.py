@@ -1,4 +1,4 @@
-"""Per-channel conversation history in SQLite, offered to the model as context.
+"""Per-channel conversation history in the bot's database, offered to the model as context.
 
 The history provider is an ordinary ContextProvider (the core dogfoods its plugin
 API): it contributes the channel's last ``depth`` entries, and its ``record`` hook
@@ -8,8 +8,10 @@ Writes are behind the reply: :meth:`HistoryStore.append` queues the exchange and
 returns; one writer task commits queued exchanges in batches. Reads include what
 is still queued, so the next turn sees it at once. A channel's oldest rows beyond
 ``KEEP_PER_CHANNEL`` are trimmed every ``TRIM_EVERY`` rows written to it. A
-database locked by another process only delays the write (retried with backoff,
-for as long as it takes); at shutdown :meth:`HistoryStore.close` flushes, and
+database locked by another process, or unreachable (a PostgreSQL server restarting,
+the network down), only delays the write (retried with backoff, for as long as it
+takes); meanwhile reads that fail fall back to what this process last read and what
+is queued, so replies go on. At shutdown :meth:`HistoryStore.close` flushes, and
 whatever still cannot be written is kept in a spill file beside the database and
 written on the next start.
 """
@@ -21,14 +23,14 @@ import contextlib
 import json
 import logging
 import random
-import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hark.providers import ContextPart, ContextProvider, ContextRequest, PromptMessage
 from hark.store import Database
-from hark.store.database import DatabaseBusy, is_busy
+from hark.store.errors import DatabaseBusy, DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ MAX_RETRY_DELAY = 2.0
 # A channel's oldest rows are trimmed once this many were written since the last trim
 # (and on its first write in a run): up to KEEP_PER_CHANNEL + TRIM_EVERY rows in between.
 TRIM_EVERY = 50
+# Channels whose last read is kept (with what was written since, up to FALLBACK_DEPTH
+# entries each), for replies while the database can't be read.
+FALLBACK_CHANNELS = 256
+FALLBACK_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +78,77 @@ class HistoryStore:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        # A read must see each exchange once: in the table or in the queue. SQLite's
+        # reading() keeps the writer out; otherwise (PostgreSQL's pool) this lock is
+        # held from a read's SELECT to its look at the queue, and by the writer from
+        # its COMMIT to dropping the batch from the queue.
+        self._visible = None if db.reads_exclude_writes else asyncio.Lock()
+        # One of clear() and a batch write at a time, so a cleared channel's queued
+        # rows are not written after its DELETE.
+        self._writing = asyncio.Lock()
+        # channel id -> what its last read returned (oldest first), for fallbacks.
+        self._last: dict[int, tuple[Entry, ...]] = {}
+        self._reads_failing = False
 
     # -- reads -----------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _consistent(self) -> AsyncIterator[None]:
+        if self._visible is None:
+            yield
+        else:
+            async with self._visible:
+                yield
+
     async def recent(self, channel_id: int, limit: int) -> list[Entry]:
-        async with self.db.reading() as reader:
-            rows = await reader.fetchall(
-                "SELECT role, content, author_name, author_id FROM history "
-                "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
-                (channel_id, limit),
-            )
-            # Under the same lock: the writer drops an exchange from the queue in the
-            # same step as its commit, so nothing is seen twice or missed.
-            queued = [e for x in self._pending if x.channel_id == channel_id for e in x.entries]
+        """The channel's last ``limit`` entries, queued ones included. When the
+        database can't be read, what this process last read of the channel and
+        what is queued since (a reply without its latest context beats none)."""
+        try:
+            async with self._consistent(), self.db.reading() as reader:
+                rows = await reader.fetchall(
+                    "SELECT role, content, author_name, author_id FROM history "
+                    "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
+                    (channel_id, limit),
+                )
+                # The writer drops an exchange from the queue in the same step as its
+                # commit (see _visible), so nothing is seen twice or missed.
+                queued = [e for x in self._pending if x.channel_id == channel_id for e in x.entries]
+        except DatabaseError as exc:
+            return self._fallback(channel_id, limit, exc)
         entries = [Entry(*row) for row in reversed(rows)] + queued
-        return entries[-limit:] if limit > 0 else []
+        entries = entries[-limit:] if limit > 0 else []
+        self._remember(channel_id, entries)
+        if self._reads_failing:
+            self._reads_failing = False
+            log.info("history reads from the database work again")
+        return entries
+
+    def _remember(self, channel_id: int, entries: list[Entry]) -> None:
+        self._last.pop(channel_id, None)
+        self._last[channel_id] = tuple(entries[-FALLBACK_DEPTH:])
+        if len(self._last) > FALLBACK_CHANNELS:
+            del self._last[next(iter(self._last))]
+
+    def _fallback(self, channel_id: int, limit: int, exc: DatabaseError) -> list[Entry]:
+        known = list(self._last.get(channel_id, ()))
+        # Queued entries are the same objects the last read returned, if it saw them.
+        seen = {id(e) for e in known}
+        queued = [
+            e
+            for x in self._pending
+            if x.channel_id == channel_id
+            for e in x.entries
+            if id(e) not in seen
+        ]
+        entries = (known + queued)[-limit:] if limit > 0 else []
+        if not self._reads_failing:
+            self._reads_failing = True
+            log.warning("history read from memory until the database answers again: %s", exc)
+        return entries
 
     async def count(self, channel_id: int) -> int:
-        async with self.db.reading() as reader:
+        async with self._consistent(), self.db.reading() as reader:
             rows = await reader.fetchall(
                 "SELECT COUNT(*) FROM history WHERE channel_id = ?", (channel_id,)
             )
@@ -112,11 +171,12 @@ class HistoryStore:
             self._writer = asyncio.create_task(self._write_loop(), name="hark-history-writer")
 
     async def clear(self, channel_id: int) -> int:
-        # In the transaction, so no batch of this channel is being written meanwhile.
-        async with self.db.transaction() as tx:
+        # Not while a batch is being written, so none of this channel lands after the DELETE.
+        async with self._writing, self.db.transaction() as tx:
+            deleted = await tx.execute("DELETE FROM history WHERE channel_id = ?", (channel_id,))
             queued = sum(len(x.entries) for x in self._pending if x.channel_id == channel_id)
             self._pending = [x for x in self._pending if x.channel_id != channel_id]
-            deleted = await tx.execute("DELETE FROM history WHERE channel_id = ?", (channel_id,))
+            self._last.pop(channel_id, None)
         return queued + deleted
 
     async def flush(self, timeout: float | None = None) -> bool:
@@ -149,7 +209,8 @@ class HistoryStore:
         # else: the file stays until they are written (close() rewrites or removes it).
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush for up to ``timeout`` seconds; spill what is left (database locked)."""
+        """Flush for up to ``timeout`` seconds; spill what is left (database locked or
+        unreachable)."""
         self._closing = True
         flushed = await self.flush(timeout)
         if self._writer is not None and not self._writer.done():
@@ -163,7 +224,10 @@ class HistoryStore:
             return
         left, self._pending = self._pending, []
         if self.spill_path is None:
-            log.error("%d history exchanges could not be written (database locked)", len(left))
+            log.error(
+                "%d history exchanges could not be written (database locked or unreachable)",
+                len(left),
+            )
             return
         try:
             self.spill_path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +240,8 @@ class HistoryStore:
             )
             return
         log.warning(
-            "database still locked at shutdown: %d history exchanges kept in %s for the next start",
+            "database still locked or unreachable at shutdown: %d history exchanges kept in %s"
+            " for the next start",
             len(left),
             self.spill_path,
         )
@@ -192,24 +257,25 @@ class HistoryStore:
                 await self._wakeup.wait()
                 continue
             try:
-                batch = await self._write()
+                await self._write()
             except asyncio.CancelledError:
                 raise
-            except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
-                # Not going to fix itself (a bug): retrying would stall every later write.
-                dropped, self._pending = self._pending, []
-                log.exception("history write failed; %d exchanges dropped", len(dropped))
-                continue
-            except (sqlite3.Error, DatabaseBusy, ValueError) as exc:
-                # Locked (another process), full disk, or the database closed under us:
-                # keep the rows and try again; a delivered reply is never dropped.
+            except DatabaseError as exc:
+                if exc.permanent:
+                    # Not going to fix itself (a bug): retrying would stall every later write.
+                    dropped, self._pending = self._pending, []
+                    log.exception("history write failed; %d exchanges dropped", len(dropped))
+                    continue
+                # Locked (another process), unreachable, a full disk: keep the rows and
+                # try again; a delivered reply is never dropped.
                 attempt += 1
                 if attempt == 1 or attempt % 20 == 0:
-                    why = (
-                        "database is locked"
-                        if is_busy(exc) or isinstance(exc, DatabaseBusy)
-                        else exc
-                    )
+                    if isinstance(exc, DatabaseBusy):
+                        why = "database is locked"
+                    elif isinstance(exc, DatabaseUnavailable):
+                        why = f"database unreachable: {exc.reason}"
+                    else:
+                        why = str(exc)
                     log.warning(
                         "history write delayed (%s); %d exchanges queued, retrying",
                         why,
@@ -221,49 +287,66 @@ class HistoryStore:
             if attempt:
                 log.info("history write succeeded after %d retries", attempt)
             attempt = 0
-            # No await between the commit above and this: readers never see a row
-            # both in the table and in the queue.
-            written = {id(x) for x in batch}
-            self._pending = [x for x in self._pending if id(x) not in written]
 
     async def _write(self) -> list[_Exchange]:
-        """Write what is queued in one transaction; returns what was written."""
-        # Short patience: the loop above does the long, unbounded waiting.
-        async with self.db.transaction(patience=1.0) as tx:
-            # Taken under the lock: what clear() removed meanwhile is not written.
-            batch = list(self._pending)
-            await tx.executemany(
-                "INSERT INTO history (channel_id, guild_id, role, author_id, author_name, "
-                "content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        x.channel_id,
-                        x.guild_id,
-                        e.role,
-                        e.author_id,
-                        e.author_name,
-                        e.content,
-                        x.created_at,
-                    )
-                    for x in batch
-                    for e in x.entries
-                ],
-            )
-            written: dict[int, int] = {}
-            for x in batch:
-                written[x.channel_id] = written.get(x.channel_id, 0) + len(x.entries)
-            trimmed = []
-            for channel_id, rows in written.items():
-                since = self._since_trim.get(channel_id)
-                if since is not None and since + rows < TRIM_EVERY:
-                    continue
-                await tx.execute(
-                    "DELETE FROM history WHERE channel_id = ? AND id <= "
-                    "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
-                    "LIMIT 1 OFFSET ?)",
-                    (channel_id, channel_id, KEEP_PER_CHANNEL),
+        """Write what is queued in one transaction and drop it from the queue; returns
+        what was written."""
+        held = False
+        try:
+            # Short patience: the loop above does the long, unbounded waiting.
+            async with self._writing, self.db.transaction(patience=1.0) as tx:
+                # Taken in the transaction: what clear() removed is not written.
+                batch = list(self._pending)
+                await tx.executemany(
+                    "INSERT INTO history (channel_id, guild_id, role, author_id, author_name, "
+                    "content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            x.channel_id,
+                            x.guild_id,
+                            e.role,
+                            e.author_id,
+                            e.author_name,
+                            e.content,
+                            x.created_at,
+                        )
+                        for x in batch
+                        for e in x.entries
+                    ],
                 )
-                trimmed.append(channel_id)
+                written: dict[int, int] = {}
+                for x in batch:
+                    written[x.channel_id] = written.get(x.channel_id, 0) + len(x.entries)
+                trimmed = []
+                for channel_id, rows in written.items():
+                    since = self._since_trim.get(channel_id)
+                    if since is not None and since + rows < TRIM_EVERY:
+                        continue
+                    await tx.execute(
+                        "DELETE FROM history WHERE channel_id = ? AND id <= "
+                        "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
+                        "LIMIT 1 OFFSET ?)",
+                        (channel_id, channel_id, KEEP_PER_CHANNEL),
+                    )
+                    trimmed.append(channel_id)
+                if self._visible is not None:
+                    # Readers wait from here until the batch has left the queue.
+                    await self._visible.acquire()
+                    held = True
+            # Committed, and no await since: readers never see a row both in the table
+            # and in the queue.
+            done = {id(x) for x in batch}
+            self._pending = [x for x in self._pending if id(x) not in done]
+            for x in batch:  # what a fallback read knows is in the table now
+                known = self._last.get(x.channel_id)
+                if known is not None:
+                    # A read while it was queued may have remembered it already.
+                    seen = {id(e) for e in known}
+                    fresh = tuple(e for e in x.entries if id(e) not in seen)
+                    self._last[x.channel_id] = (*known, *fresh)[-FALLBACK_DEPTH:]
+        finally:
+            if held and self._visible is not None:
+                self._visible.release()
         # Committed: count towards the next trim (a failed batch counts nothing).
         for channel_id, rows in written.items():
             self._since_trim[channel_id] = self._since_trim.get(channel_id, 0) + rows

@@ -4,7 +4,9 @@ A streamed reply is posted with a "still writing" marker (``…``) and edited as
 grows. If the process dies (kill -9, power loss) before the last edit, Discord
 keeps the marker for ever. Each message posted with the marker is recorded here
 and forgotten once its reply is finished or cut; on the next start
-:func:`mark_unfinished` edits whatever is left to say it was cut off.
+:func:`mark_unfinished` edits whatever is left to say it was cut off. When several
+processes share the database (shards), each row names the shards that posted it and
+a restarting process marks only its own.
 
 Replies that arrive within one edit interval are posted once, final, and never
 touch this table.
@@ -50,8 +52,11 @@ def cut_off_text(content: str, placeholder: str) -> str | None:
 
 
 class InflightReplies:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, owner: str = "") -> None:
         self.db = db
+        # Which processes' rows are this one's to mark after a restart: '' for an
+        # unsharded bot, else its shards ("0-1/4"); several processes share one database.
+        self.owner = owner
         self._writes: set[asyncio.Task[None]] = set()
 
     async def started(self, handle: Any) -> None:
@@ -59,9 +64,11 @@ class InflightReplies:
         ids = _ids(handle)
         if ids is not None:
             await self._write(
-                "INSERT OR REPLACE INTO inflight_reply (message_id, channel_id, created_at) "
-                "VALUES (?, ?, ?)",
-                (ids[1], ids[0], time.time()),
+                "INSERT INTO inflight_reply (message_id, channel_id, created_at, owner)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
+                " channel_id = excluded.channel_id, created_at = excluded.created_at,"
+                " owner = excluded.owner",
+                (ids[1], ids[0], time.time(), self.owner),
             )
 
     async def ended(self, handles: list[Any]) -> None:
@@ -94,9 +101,16 @@ class InflightReplies:
     async def mark_unfinished(self, client: discord.Client, placeholder: str) -> int:
         """Edit every reply a previous run left unfinished to end in ``[cut off]``;
         returns how many were edited. Failures (a deleted message or channel) are
-        logged in one line each and forgotten."""
+        logged in one line each and forgotten. Only this process layout's rows
+        (:attr:`owner`): another live process may still be streaming its own."""
+        # Rows nobody marked (a shard layout since changed) go once they are old.
+        await self.db.execute(
+            "DELETE FROM inflight_reply WHERE created_at < ?", (time.time() - MAX_AGE,)
+        )
         rows = await self.db.fetchall(
-            "SELECT channel_id, message_id, created_at FROM inflight_reply ORDER BY message_id"
+            "SELECT channel_id, message_id, created_at FROM inflight_reply WHERE owner = ?"
+            " ORDER BY message_id",
+            (self.owner,),
         )
         edited = 0
         for channel_id, message_id, created_at in rows:

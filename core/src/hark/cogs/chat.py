@@ -429,12 +429,18 @@ class ChatCog(PluginCog, name="Chat"):
         started = time.perf_counter()
         message = await ctx.reply("Pong!", mention_author=False)
         rest = time.perf_counter() - started
-        keep_alive = getattr(self.bot.ws, "_keep_alive", None)  # None before HELLO
-        gateway = sane_gateway_latency(self.bot.latency, getattr(keep_alive, "interval", None))
+        # The connection this server's events come on (its shard's, when sharded).
+        guild_id = ctx.guild.id if ctx.guild else None
+        ws = self.bot.gateway_socket(guild_id)
+        keep_alive = getattr(ws, "_keep_alive", None)  # None before HELLO
+        latency = ws.latency if ws is not None else float("nan")
+        gateway = sane_gateway_latency(latency, getattr(keep_alive, "interval", None))
         heartbeat = f"{gateway * 1000:.0f} ms" if gateway is not None else "no reliable reading"
+        shard = self.bot.shard_for(guild_id)
+        where = "" if shard is None else f" (shard {shard} of {self.bot.shard_count})"
         await message.edit(
             content=f"Pong! REST round trip: {rest * 1000:.0f} ms (posting this reply); "
-            f"gateway heartbeat: {heartbeat}."
+            f"gateway heartbeat: {heartbeat}{where}."
         )
 
     @commands.command()

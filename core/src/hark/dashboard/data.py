@@ -54,13 +54,15 @@ def channel_name(bot: Any, channel_id: int | None) -> str | None:
 
 def overview(bot: Any, dashboard: Any) -> dict[str, Any]:
     metrics = bot.metrics
-    connected = bool(bot.is_ready() and not bot.is_closed() and bot.ws is not None)
+    connected = bool(bot.is_ready() and not bot.is_closed() and bot.gateway_open)
     turns = metrics.turn_counts
     return {
         "version": __version__,
         "connected": connected,
         "user": str(bot.user) if bot.user is not None else None,
         "gateway_latency_s": _seconds(bot.latency) if connected else None,
+        # "shards 0-1 of 4" when this process runs some of a sharded bot's shards.
+        "shards": bot.shard_label,
         "guilds": [
             {"id": str(g.id), "name": g.name, "members": g.member_count}
             for g in sorted(bot.guilds, key=lambda g: g.name.lower())

@@ -118,6 +118,8 @@ def overview(data: dict[str, Any]) -> str:
         ("First token p50 / p95", f"{ms(first['p50_s'])} / {ms(first['p95_s'])}"),
         ("Events", e(data["events"]["total"])),
     ]
+    if data.get("shards"):  # a sharded bot: which of its shards this process runs
+        cards.insert(1, ("This process", e(data["shards"])))
     grid = "".join(
         f'<div class="card"><div class="label">{label}</div><div class="value">{value}</div></div>'
         for label, value in cards

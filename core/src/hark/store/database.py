@@ -1,273 +1,236 @@
-"""The bot's SQLite database: one aiosqlite connection and ordered migrations.
+"""The bot's database, whichever backend holds it: the interface every store codes against.
 
-Features add tables by appending to ``MIGRATIONS`` (never editing an applied
-one); ``PRAGMA user_version`` records how many have run.
+Two backends implement :class:`Database`: :class:`hark.store.sqlite.SQLiteDatabase`
+(one file, one aiosqlite connection: the default) and
+:class:`hark.store.postgres.PostgresDatabase` (an asyncpg pool, for several processes).
+:func:`hark.store.open_database` picks one from the config.
 
-Every statement goes through one asyncio lock. aiosqlite runs calls on one
-thread, but two tasks that interleave ``execute``/``commit`` on the shared
-connection step on each other's statements (``sqlite3.InterfaceError: bad
-parameter or other API misuse``) and lose writes. A write that meets another
-process's lock is retried with backoff for ``write_patience`` seconds (30 by
-default) before :class:`DatabaseBusy` is raised; history waits for as long as it
-takes (see :mod:`hark.chat.history`).
+SQL is written once, with ``?`` parameters, in the subset both dialects share
+(``INSERT ... ON CONFLICT (...) DO UPDATE SET x = excluded.x`` works in both;
+``INSERT OR REPLACE`` does not). Where the dialects differ (column types, full-text
+search) a migration step or query names its :attr:`Database.dialect`.
+
+Errors are :mod:`hark.store.errors` (re-exported here), never a driver's own.
+
+Change notices: a store that caches rows (settings, plugin switches) calls
+``tx.notify({...})`` in the transaction that changed them; every *other* process
+on the same database gets the payload after the commit and updates its cache
+(:meth:`Database.subscribe`). A payload of ``{"t": "*"}`` means "notices may have
+been missed: reload everything". SQLite serves one process, so nothing is sent.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import collections
 import contextlib
+import inspect
 import logging
-import random
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar
 
-import aiosqlite
+from hark.plugin import MigrationStep
+from hark.store.errors import DatabaseBusy, DatabaseError, DatabaseUnavailable
+from hark.store.migrations import MIGRATIONS
+
+__all__ = [
+    "MIGRATIONS",
+    "RELOAD",
+    "Database",
+    "DatabaseBusy",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "Subscriber",
+    "Transaction",
+]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: list[str] = [
-    # 1: per-server plugin switches and provider choices (guild_id 0 = owner-set global default)
-    """
-    CREATE TABLE plugin_state (
-        guild_id INTEGER NOT NULL,
-        plugin_id TEXT NOT NULL,
-        enabled INTEGER NOT NULL,
-        PRIMARY KEY (guild_id, plugin_id)
-    );
-    CREATE TABLE provider_choice (
-        guild_id INTEGER NOT NULL,
-        capability TEXT NOT NULL,
-        provider_id TEXT NOT NULL,
-        PRIMARY KEY (guild_id, capability)
-    );
-    CREATE TABLE settings (
-        namespace TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (namespace, scope, key)
-    );
-    """,
-    # 2: per-channel conversation history (text and voice turns)
-    """
-    CREATE TABLE history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        channel_id INTEGER NOT NULL,
-        guild_id INTEGER,
-        role TEXT NOT NULL,
-        author_id INTEGER,
-        author_name TEXT,
-        content TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX history_by_channel ON history (channel_id, id);
-    """,
-    # 3: replies being streamed (posted with a "still writing" marker), so a restart
-    # after a crash can mark the ones left unfinished as cut off
-    """
-    CREATE TABLE inflight_reply (
-        message_id INTEGER PRIMARY KEY,
-        channel_id INTEGER NOT NULL,
-        created_at REAL NOT NULL
-    );
-    """,
-    # 4: what each running process reports about its plugins (hark.store.status)
-    """
-    CREATE TABLE runtime_status (
-        process TEXT NOT NULL,
-        plugin_id TEXT NOT NULL,
-        line TEXT NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (process, plugin_id)
-    );
-    """,
-    # 5: how many of each plugin's own migrations (hark.Plugin(migrations=...)) ran
-    """
-    CREATE TABLE plugin_schema (
-        plugin_id TEXT PRIMARY KEY,
-        version INTEGER NOT NULL
-    );
-    """,
-]
+#: The notice subscribers get when they may have missed others: reload everything.
+RELOAD: dict[str, Any] = {"t": "*"}
 
-# SQLite waits this long for another connection's lock before SQLITE_BUSY. Short on
-# purpose: the waiting happens in transaction()'s backoff, which does not hold this
-# process's lock, so reads (WAL) go on while another process holds the write lock.
-BUSY_TIMEOUT_MS = 250
+Subscriber = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-class DatabaseBusy(Exception):
-    """Another process held the database longer than we were willing to wait."""
+class _Done:
+    """An awaitable that is already complete (``await tx.notify(...)`` may be written)."""
 
-    def __init__(self, waited: float) -> None:
-        super().__init__(f"the database stayed locked for {waited:.0f}s; try again shortly")
-        self.waited = waited
+    __slots__ = ()
 
-
-def is_busy(exc: BaseException) -> bool:
-    """True for SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc)
-    return "locked" in text or "busy" in text
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # makes this a generator
 
 
-class Transaction:
-    """Statements inside :meth:`Database.transaction` (the lock is held throughout)."""
+_DONE = _Done()
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
 
+class Transaction(abc.ABC):
+    """Statements on one connection: inside :meth:`Database.transaction` they are
+    committed together or not at all; inside :meth:`Database.reading` each stands alone."""
+
+    def __init__(self) -> None:
+        self.notices: list[dict[str, Any]] = []
+
+    @abc.abstractmethod
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return cur.rowcount
+        """Run one statement; returns the number of rows it changed (-1: not a row change)."""
 
+    @abc.abstractmethod
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self._conn.executemany(sql, [tuple(r) for r in rows]):
-            pass
+        """Run one statement once per row of parameters."""
 
+    @abc.abstractmethod
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        """Every row a query returns, as tuples."""
 
+    @abc.abstractmethod
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            row = await cur.fetchone()
-        return tuple(row) if row is not None else None
+        """The first row a query returns, or None."""
+
+    @abc.abstractmethod
+    async def executescript(self, script: str) -> None:
+        """Several statements without parameters (a migration step), in this transaction."""
+
+    def notify(self, payload: dict[str, Any]) -> Awaitable[None]:
+        """Tell the other processes on this database about a change, once this
+        transaction commits (never if it rolls back). ``payload`` is a small JSON-able
+        dict, e.g. ``{"t": "settings", "k": [namespace, scope, key]}``. Awaiting the
+        result is allowed and not needed: the notice is sent with the commit."""
+        self.notices.append(dict(payload))
+        return _DONE
 
 
-class Database:
-    def __init__(self, path: str | Path, *, write_patience: float = 30.0) -> None:
-        self.path = Path(path)
+class Database(abc.ABC):
+    """The bot's database. Open it before use; every method is safe to call from
+    concurrent tasks."""
+
+    #: ``"sqlite"`` or ``"postgresql"``: which SQL to write where the dialects differ.
+    dialect: ClassVar[str]
+    #: True when :meth:`reading` keeps this process's writers out while it is held
+    #: (SQLite: one connection, one lock). Code that must see a row either in the
+    #: table or in an in-memory queue, never both or neither, relies on it or brings
+    #: a lock of its own.
+    reads_exclude_writes: ClassVar[bool] = False
+
+    def __init__(self, *, display_url: str, write_patience: float = 30.0) -> None:
+        #: Where the database is, for messages: the URL with its password as ``***``.
+        self.display_url = display_url
+        #: Seconds a write waits for a lock another process holds before DatabaseBusy.
         self.write_patience = write_patience
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._subscribers: list[Subscriber] = []
+        self._inbox: collections.deque[dict[str, Any]] = collections.deque()
+        self._dispatcher: asyncio.Task[None] | None = None
 
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        """The raw connection. Use the methods below instead: they hold the lock."""
-        if self._conn is None:
-            raise RuntimeError("database is not open")
-        return self._conn
+    # -- the backend's part --------------------------------------------------
 
-    async def open(self, migrations: Iterable[str] = ()) -> None:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: transactions are explicit (BEGIN IMMEDIATE in transaction()).
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-        # WAL keeps readers (e.g. `bot plugins` while the bot runs) from blocking writers.
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
-        await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await self.migrate([*MIGRATIONS, *migrations])
+    @abc.abstractmethod
+    async def open(self, migrations: Iterable[MigrationStep] = (), *, migrate: bool = True) -> None:
+        """Connect, then (``migrate``) apply the core's migrations and ``migrations``
+        after them. Raises :class:`DatabaseUnavailable` when the database cannot be
+        reached."""
 
-    async def migrate(self, migrations: list[str]) -> None:
-        async with self._lock:
-            async with self.conn.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            done = row[0] if row else 0
-            for number, script in enumerate(migrations[done:], start=done + 1):
-                log.info("applying database migration %d", number)
-                await self.conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-                )
-
+    @abc.abstractmethod
     async def close(self) -> None:
-        async with self._lock:
-            if self._conn is not None:
-                await self._conn.close()
-                self._conn = None
+        """Disconnect (harmless when not open, or twice)."""
 
-    @contextlib.asynccontextmanager
-    async def transaction(self, *, patience: float | None = None) -> AsyncIterator[Transaction]:
+    @abc.abstractmethod
+    def transaction(
+        self, *, patience: float | None = None
+    ) -> AbstractAsyncContextManager[Transaction]:
         """``async with db.transaction() as tx:`` statements committed together, or not
-        at all. The write lock is taken up front (BEGIN IMMEDIATE), so a busy database
-        fails before any statement ran; that is retried with backoff for ``patience``
-        seconds (default ``write_patience``), then :class:`DatabaseBusy` is raised.
+        at all. A lock held elsewhere is waited for up to ``patience`` seconds (default
+        :attr:`write_patience`), then :class:`DatabaseBusy` is raised."""
 
-        The body may run more than once only up to BEGIN, never past a statement.
-        """
-        async with self._locked_begin(patience):
-            tx = Transaction(self.conn)
-            try:
-                yield tx
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error, ValueError):
-                    await self.conn.execute("ROLLBACK")
-                raise
-            try:
-                await self._commit()
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error, ValueError):
-                    await self.conn.execute("ROLLBACK")
-                raise
+    @abc.abstractmethod
+    def reading(self) -> AbstractAsyncContextManager[Transaction]:
+        """``async with db.reading() as r:`` reads without a transaction."""
 
-    @contextlib.asynccontextmanager
-    async def _locked_begin(self, patience: float | None) -> AsyncIterator[None]:
-        waited_since = time.monotonic()
-        limit = self.write_patience if patience is None else patience
-        attempt = 0
-        while True:
-            await self._lock.acquire()
-            try:
-                if self.conn.in_transaction:
-                    # Left open by a task cancelled while its BEGIN was already running.
-                    await self.conn.execute("ROLLBACK")
-                await self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                self._lock.release()
-                if not is_busy(exc):
-                    raise
-                attempt += 1
-                waited = time.monotonic() - waited_since
-                if waited >= limit:
-                    raise DatabaseBusy(waited) from None
-                # The other holder may need a while: back off without holding our lock,
-                # so reads (WAL) and other work carry on meanwhile.
-                delay = min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(min(delay, max(0.0, limit - waited)))
-                continue
-            except BaseException:
-                self._lock.release()
-                raise
-            break
-        try:
-            yield
-        finally:
-            self._lock.release()
+    @abc.abstractmethod
+    def migrating(self) -> AbstractAsyncContextManager[None]:
+        """Held while changing the schema, so processes starting together apply each
+        step once (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE suffices)."""
 
-    async def _commit(self) -> None:
-        # With BEGIN IMMEDIATE held, COMMIT can still be busy in WAL only while a
-        # checkpoint runs; it may be retried as is (the transaction stays open).
-        for attempt in range(1, 6):
-            try:
-                await self.conn.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or attempt == 5:
-                    raise
-                await asyncio.sleep(0.05 * attempt)
+    # -- shared ------------------------------------------------------------------
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One write statement in its own transaction; returns the rows it changed."""
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[Transaction]:
-        """Reads under the lock, without a transaction: ``async with db.reading() as r``.
-        Holding it also keeps writers of this process out while the caller looks at
-        in-memory state that must agree with what it read."""
-        async with self._lock:
-            yield Transaction(self.conn)
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement per row of parameters, in one transaction."""
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.reading() as reader:
             return await reader.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
+        async with self.reading() as reader:
+            return await reader.fetchone(sql, params)
+
+    async def notify(self, payload: dict[str, Any]) -> None:
+        """Send a change notice now (outside any other transaction)."""
+        async with self.transaction() as tx:
+            tx.notify(payload)
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call ``callback(payload)`` for every change another process makes (sync or
+        async; callbacks run one at a time, in order). ``{"t": "*"}``: reload all."""
+        self._subscribers.append(callback)
+        self._subscribed()
+
+    def _subscribed(self) -> None:  # noqa: B027 (a hook: most backends need nothing)
+        """A subscriber was added (the PostgreSQL backend starts listening)."""
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        """Queue another process's notice for the subscribers."""
+        if not self._subscribers:
+            return
+        self._inbox.append(payload)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(
+                self._dispatch(), name="hark-db-notices"
+            )
+
+    async def _dispatch(self) -> None:
+        while self._inbox:
+            batch = list(self._inbox)
+            self._inbox.clear()
+            # A reload covers every notice queued before it.
+            reloads = [i for i, p in enumerate(batch) if p.get("t") == "*"]
+            if reloads:
+                batch = batch[reloads[-1] :]
+            for payload in batch:
+                for callback in list(self._subscribers):
+                    try:
+                        result = callback(payload)
+                        if inspect.isawaitable(result):
+                            await result
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        # The next reload (after a reconnect) repairs what this missed.
+                        log.warning(
+                            "could not apply a change from another process (%s): %s",
+                            payload.get("t"),
+                            exc,
+                        )
+
+    async def _stop_dispatch(self) -> None:
+        self._inbox.clear()
+        task, self._dispatcher = self._dispatcher, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def nothing() -> AsyncIterator[None]:
+    """An async context manager that does nothing (SQLite's :meth:`Database.migrating`)."""
+    yield

@@ -1,29 +1,39 @@
 """Plugins' own tables in the bot's database: their migrations and their queries.
 
-A plugin declares its schema as ordered steps (``hark.Plugin(migrations=[...])``);
-:func:`apply_plugin_migrations` runs the ones not yet applied when the bot opens
-its database, each in one transaction with the step's number recorded in
+A plugin declares its schema as ordered steps (``hark.Plugin(migrations=[...])``),
+each SQL for both dialects or ``{"sqlite": ..., "postgresql": ...}``;
+:func:`apply_plugin_migrations` runs the ones not yet applied when the bot opens its
+database, each in one transaction with the step's number recorded in
 ``plugin_schema``, so a step that fails leaves nothing behind and is tried again at
-the next start. The plugin then reaches its tables through
-:class:`SQLitePluginDatabase` (``host.database(plugin_id)``, which implements
-the :class:`hark.api.PluginDatabase` protocol), which goes through :class:`Database`'s lock and
-its busy-retrying transactions like the core's own stores.
-
-Only SQLite exists today; the dialect is part of the interface so that the
-PostgreSQL store (issue 16) can implement the same protocol.
+the next start. Processes starting together take the migration lock
+(:meth:`Database.migrating`), so each step runs once. The plugin then reaches its
+tables through :class:`BotPluginDatabase` (``host.database(plugin_id)``, which
+implements the :class:`hark.api.PluginDatabase` protocol) on either backend, its
+``dialect`` telling which.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from hark.plugin import MigrationStep
 from hark.store.database import Database, Transaction
+from hark.store.errors import DatabaseError, one_line
+from hark.store.migrations import SQLITE, sql_for
+from hark.store.sqlite import split_statements
 
-SQLITE = "sqlite"
+__all__ = [
+    "SQLITE",
+    "BotPluginDatabase",
+    "PluginMigrationError",
+    "apply_plugin_migrations",
+    "schema_version",
+    "split_statements",
+    "sql_for",
+]
+
 # hark.api.Row; not imported from there, which would make a cycle (hark.api reaches the
 # store through hark.providers).
 Row = tuple[Any, ...]
@@ -39,113 +49,88 @@ class PluginMigrationError(Exception):
         self.number = number
 
 
-def split_statements(script: str) -> list[str]:
-    """``script`` as single statements. SQLite's own completeness test decides where
-    one ends, so a ``;`` inside a string literal or a ``CREATE TRIGGER ... END`` body
-    does not split it."""
-    statements: list[str] = []
-    buffer = ""
-    pieces = script.split(";")
-    for index, piece in enumerate(pieces):
-        last = index == len(pieces) - 1
-        buffer += piece if last else piece + ";"
-        # The last piece has no ";" of its own: a statement may still end there.
-        if last or sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    # A piece of only comments (or only ";") is no statement.
-    return [s for s in statements if _has_code(s)]
-
-
-def _has_code(statement: str) -> bool:
-    lines = [line.split("--", 1)[0] for line in statement.splitlines()]
-    return bool("".join(lines).strip(" \t;"))
-
-
-def sql_for(step: MigrationStep, dialect: str) -> str | None:
-    """The SQL of one step in ``dialect`` (None when the step has none for it)."""
-    if isinstance(step, str):
-        return step
-    return step.get(dialect) if isinstance(step, Mapping) else None
+_VERSION = "SELECT version FROM plugin_schema WHERE plugin_id = ?"
 
 
 async def schema_version(db: Database, plugin_id: str) -> int:
     """How many of ``plugin_id``'s migrations were applied (0: none yet)."""
-    rows = await db.fetchall("SELECT version FROM plugin_schema WHERE plugin_id = ?", (plugin_id,))
-    return int(rows[0][0]) if rows else 0
+    row = await db.fetchone(_VERSION, (plugin_id,))
+    return int(row[0]) if row else 0
 
 
 async def apply_plugin_migrations(
-    db: Database, plugin_id: str, steps: Sequence[MigrationStep], *, dialect: str = SQLITE
+    db: Database, plugin_id: str, steps: Sequence[MigrationStep], *, dialect: str | None = None
 ) -> int:
     """Apply the steps of ``plugin_id`` not applied yet, in order; returns how many ran.
 
     Raises :class:`PluginMigrationError` naming the step when one fails (it is rolled
-    back; the ones before it stay), has no SQL for ``dialect``, or when the database
-    has more steps applied than the plugin declares (an older version of it).
+    back; the ones before it stay), has no SQL for the dialect (``db.dialect`` unless
+    given), or when the database has more steps applied than the plugin declares (an
+    older version of it).
     """
-    done = await schema_version(db, plugin_id)
-    if done > len(steps):
-        raise PluginMigrationError(
-            plugin_id,
-            None,
-            f"the database has {done} of its migrations applied but this version "
-            f"declares {len(steps)} (a downgrade?)",
-        )
+    dialect = dialect or db.dialect
     applied = 0
-    for number, step in enumerate(steps[done:], start=done + 1):
-        script = sql_for(step, dialect)
-        if script is None:
-            raise PluginMigrationError(plugin_id, number, f"it has no SQL for {dialect}")
-        try:
-            async with db.transaction() as tx:
-                for statement in split_statements(script):
-                    await tx.execute(statement)
-                await tx.execute(
-                    "INSERT INTO plugin_schema (plugin_id, version) VALUES (?, ?)"
-                    " ON CONFLICT (plugin_id) DO UPDATE SET version = excluded.version",
-                    (plugin_id, number),
+    try:
+        async with db.migrating():
+            done = await schema_version(db, plugin_id)
+            if done > len(steps):
+                raise PluginMigrationError(
+                    plugin_id,
+                    None,
+                    f"the database has {done} of its migrations applied but this version "
+                    f"declares {len(steps)} (a downgrade?)",
                 )
-        except sqlite3.Error as exc:
-            raise PluginMigrationError(plugin_id, number, _reason(exc)) from exc
-        applied += 1
+            for number, step in enumerate(steps[done:], start=done + 1):
+                script = sql_for(step, dialect)
+                if script is None:
+                    raise PluginMigrationError(plugin_id, number, f"it has no SQL for {dialect}")
+                try:
+                    async with db.transaction() as tx:
+                        # Again inside the step's transaction: another process (on a
+                        # SQLite file) may have applied it meanwhile.
+                        row = await tx.fetchone(_VERSION, (plugin_id,))
+                        if row is not None and int(row[0]) >= number:
+                            continue
+                        await tx.executescript(script)
+                        await tx.execute(
+                            "INSERT INTO plugin_schema (plugin_id, version) VALUES (?, ?)"
+                            " ON CONFLICT (plugin_id) DO UPDATE SET version = excluded.version",
+                            (plugin_id, number),
+                        )
+                except DatabaseError as exc:
+                    raise PluginMigrationError(plugin_id, number, one_line(exc, 200)) from exc
+                applied += 1
+    except DatabaseError as exc:  # the lock or the version could not be read
+        raise PluginMigrationError(plugin_id, None, one_line(exc, 200)) from exc
     return applied
 
 
-def _reason(exc: sqlite3.Error) -> str:
-    # sqlite's message names the problem ("near "TABL": syntax error"); keep one line.
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
-
-
-class SQLitePluginDatabase:
-    """:class:`hark.api.PluginDatabase` over the bot's SQLite :class:`Database`."""
-
-    dialect = SQLITE
+class BotPluginDatabase:
+    """:class:`hark.api.PluginDatabase` over the bot's :class:`Database`, either backend."""
 
     def __init__(self, db: Database, plugin_id: str) -> None:
         self._db = db
         self._plugin_id = plugin_id
 
     @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    @property
     def plugin_id(self) -> str:
         return self._plugin_id
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        return await self._db.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self.transaction() as tx:
-            await tx.executemany(sql, rows)
+        await self._db.executemany(sql, rows)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._db.reading():
-            return await Transaction(self._db.conn).fetchall(sql, params)
+        return await self._db.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._db.reading():
-            return await Transaction(self._db.conn).fetchone(sql, params)
+        return await self._db.fetchone(sql, params)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -153,4 +138,4 @@ class SQLitePluginDatabase:
             yield tx
 
     def __repr__(self) -> str:
-        return f"SQLitePluginDatabase({self._plugin_id!r}, {self._db.path})"
+        return f"BotPluginDatabase({self._plugin_id!r}, {self._db.display_url})"

@@ -15,10 +15,17 @@ Plugins that declare a typed model (``hark.Plugin(settings=...)``) read through
 :meth:`SettingsStore.resolve`, which applies the one precedence of
 :mod:`hark.settings` to the same rows; :meth:`SettingsStore.set_value` and
 :meth:`SettingsStore.reset_value` validate and write them.
+
+Every read comes from memory. Each write sends a change notice with its
+transaction; the other processes on the same (PostgreSQL) database re-read that
+row, so a change made through one shard is seen by all within a moment. While the
+database is unreachable, reads go on from memory and writes raise
+:class:`hark.store.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -42,6 +49,8 @@ from hark.settings import (
 from hark.store.database import Database
 
 _MISSING = MISSING
+# The change notices' "t" (hark.store.database): a row of the settings table.
+NOTICE = "settings"
 
 
 class Scope:
@@ -128,11 +137,50 @@ class SettingsStore:
         # Resolutions are asked for on every provider call (several per sentence of
         # speech); any write, seed or declaration forgets them all.
         self._resolved: dict[tuple[Any, ...], Resolved[Any]] = {}
+        # A write and a re-read for another process's notice must not interleave: the
+        # later one's result is the one kept.
+        self._lock = asyncio.Lock()
+        self._subscribed = False
+
+    def subscribe(self) -> None:
+        """Follow the changes other processes make to the settings (done by :meth:`load`)."""
+        if not self._subscribed:
+            self._subscribed = True
+            self.db.subscribe(self._changed)
 
     async def load(self) -> None:
+        self.subscribe()
+        async with self._lock:
+            await self._load()
+
+    async def _load(self) -> None:
         rows = await self.db.fetchall("SELECT namespace, scope, key, value FROM settings")
         self._values = {(ns, sc, k): json.loads(v) for ns, sc, k, v in rows}
         self._resolved.clear()
+
+    async def _changed(self, payload: dict[str, Any]) -> None:
+        """Another process changed a setting (``"k"``), or everything may have changed."""
+        if payload.get("t") == "*":
+            async with self._lock:
+                await self._load()
+            return
+        if payload.get("t") != NOTICE:
+            return
+        try:
+            ident = tuple(str(part) for part in payload["k"])
+        except (KeyError, TypeError):
+            return
+        if len(ident) != 3:
+            return
+        async with self._lock:
+            row = await self.db.fetchone(
+                "SELECT value FROM settings WHERE namespace = ? AND scope = ? AND key = ?", ident
+            )
+            if row is None:
+                self._values.pop(ident, None)
+            else:
+                self._values[ident] = json.loads(row[0])
+            self._resolved.clear()
 
     def seed_globals(self, namespace: str, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -147,20 +195,29 @@ class SettingsStore:
 
     async def write(self, namespace: str, scope: str, key: str, value: Any) -> None:
         ident = (namespace, scope, key)
-        self._resolved.clear()
-        if value is _MISSING:
-            await self.db.execute(
-                "DELETE FROM settings WHERE namespace = ? AND scope = ? AND key = ?", ident
-            )
-            self._values.pop(ident, None)
-            return
-        await self.db.execute(
-            "INSERT INTO settings (namespace, scope, key, value) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (namespace, scope, key) DO UPDATE SET value = excluded.value",
-            (*ident, json.dumps(value)),
-        )
-        # Keep what a reload would give back (JSON round trip), not the caller's object.
-        self._values[ident] = json.loads(json.dumps(value))
+        # Checked before anything is written (TypeError for what JSON cannot hold).
+        text = None if value is _MISSING else json.dumps(value)
+        async with self._lock:
+            self._resolved.clear()
+            async with self.db.transaction() as tx:
+                if text is None:
+                    await tx.execute(
+                        "DELETE FROM settings WHERE namespace = ? AND scope = ? AND key = ?",
+                        ident,
+                    )
+                else:
+                    await tx.execute(
+                        "INSERT INTO settings (namespace, scope, key, value) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (namespace, scope, key) DO UPDATE SET value = excluded.value",
+                        (*ident, text),
+                    )
+                tx.notify({"t": NOTICE, "k": list(ident)})
+            if text is None:
+                self._values.pop(ident, None)
+            else:
+                # Keep what a reload would give back (JSON round trip), not the caller's.
+                self._values[ident] = json.loads(text)
+            self._resolved.clear()
 
     # -- declared (typed) settings -------------------------------------------
 

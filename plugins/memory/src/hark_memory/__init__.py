@@ -4,9 +4,9 @@ After every delivered reply (text or voice) the exchange is queued; in the
 background, batched and under a cost cap per server, the server's own LLM is asked
 for durable facts, stored in the bot's database with who said them, when and
 where. Before a reply, the speaker's profile and the facts the message is about
-(SQLite FTS5, bm25) go into the prompt within a token budget. Memory is per server
-(DMs: per member), capped in size, never stores secret-looking strings, and is
-erased on request (`!forget me`).
+(full-text search: SQLite FTS5 or PostgreSQL tsvector) go into the prompt within a
+token budget. Memory is per server (DMs: per member), capped in size, never stores
+secret-looking strings, and is erased on request (`!forget me`).
 """
 
 from __future__ import annotations

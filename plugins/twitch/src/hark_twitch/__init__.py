@@ -1,6 +1,7 @@
 """Twitch: stream events (chat, follows, subs, cheers, raids) as context and commentary.
 
-One EventSub WebSocket connection per bot process follows ``TWITCH_CHANNEL``.
+One EventSub WebSocket connection per bot follows ``TWITCH_CHANNEL`` (in a bot of
+several processes, held by one of them and its events relayed to the others).
 Recent activity becomes part of every prompt (:class:`TwitchActivityContext`),
 servers that link a channel (``!config twitch channel_id #channel``) get the bot's
 comments on raids, subs, cheers and follows, and Twitch chat messages that name
@@ -20,6 +21,7 @@ from hark_twitch.config import TOPICS, TwitchConfig
 from hark_twitch.connection import TwitchConnection
 from hark_twitch.events import LEVELS, TwitchEvent, comments_on, parse_notification
 from hark_twitch.eventsub import EventSubSession
+from hark_twitch.relay import MIGRATIONS, EventRelay
 from hark_twitch.settings import SECRETS, TwitchSettings
 from hark_twitch.tools import TOOLS, TwitchToolError, twitch_recent_events, twitch_status
 
@@ -29,6 +31,7 @@ __all__ = [
     "TOOLS",
     "TOPICS",
     "ActivityLog",
+    "EventRelay",
     "EventSubSession",
     "RecentEvents",
     "TwitchActivityContext",
@@ -53,4 +56,5 @@ plugin = hark.Plugin(
     providers=[TwitchActivityContext],
     cogs=[TwitchCog],
     tools=list(TOOLS),
+    migrations=MIGRATIONS,
 )

@@ -2,10 +2,13 @@
 (``!config twitch``): the commentary channel, chattiness and interval per server,
 the stream and Twitch chat replies bot-wide.
 
-The Cog owns the bot's one Twitch connection: started in ``cog_load`` as a
-background task, stopped in ``cog_unload``. Events fan out to every server that
-linked a channel (and has the plugin enabled), within that server's chattiness
-and minimum interval between comments. Each server where the plugin is on also
+The Cog owns the bot's one Twitch connection: started in ``cog_load`` as the
+bot's run_once job ``"twitch"``, so of a bot running as several processes only
+the leader connects (another takes over when it dies); stopped in ``cog_unload``.
+The leader relays every event to the other processes (:mod:`hark_twitch.relay`),
+and each process fans it out to its own servers that linked a channel (and have
+the plugin enabled), within that server's chattiness and minimum interval
+between comments. Each server where the plugin is on also
 keeps its last stream events for the ``twitch_recent_events`` tool, and the Cog
 attaches itself under its host so the plugin's tools find this connection.
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
+from collections import Counter
 from typing import Any
 
 import discord
@@ -30,11 +35,13 @@ from hark import (
     callsign_pattern,
     parse_rate_limit,
 )
+from hark.api import LeaderJob
 from hark_twitch import tools
 from hark_twitch.activity import ActivityLog, RecentEvents, TwitchActivityContext
 from hark_twitch.config import TOPICS, TwitchConfig
 from hark_twitch.connection import SUBSCRIBED, TwitchConnection
 from hark_twitch.events import COMMENT_LEVEL, KIND_LABELS, TwitchEvent, comments_on
+from hark_twitch.relay import EventRelay
 from hark_twitch.settings import TwitchSettings
 
 log = logging.getLogger("hark_twitch")
@@ -73,6 +80,13 @@ class TwitchCog(PluginCog, name="Twitch"):
         self.comments = 0
         self.skipped_comments = 0
         self.chat_replies = 0
+        # Every event this process handled, its own or relayed (`!twitch status`).
+        self.last_event: TwitchEvent | None = None
+        self.counts: Counter[str] = Counter()
+        # Set in cog_load when Twitch is configured: the relay between the bot's
+        # processes, and this process's part in running the connection.
+        self.relay: EventRelay | None = None
+        self.leadership: LeaderJob | None = None
 
     def _activity_log(self) -> ActivityLog:
         """The context provider's log (so events reach prompts), or a private one."""
@@ -98,10 +112,30 @@ class TwitchCog(PluginCog, name="Twitch"):
             )
             return
         self.activity.channel = self.config.settings.twitch_channel
-        self.connection.start()
+        # One process of the bot holds the connection (the leader of "twitch"); every
+        # process, the leader too, handles the events the relay brings from the others.
+        self.connection.state = "standby"
+        self.relay = EventRelay(
+            self.host.database(self.plugin_id),
+            origin=secrets.token_hex(8),
+            on_event=self._relayed,
+        )
+        await self.relay.open()
+        self._spawn(self.relay.run(), "twitch-relay")
+        self.leadership = self.host.run_once("twitch", self._lead)
+
+    async def _lead(self) -> None:
+        """The run_once job: hold the connection while this process leads."""
+        try:
+            await self.connection.run()
+        finally:
+            if self.connection.state == "stopped":
+                self.connection.state = "standby"
 
     async def cog_unload(self) -> None:
         tools.detach(self.host, self)
+        if self.leadership is not None:
+            await self.leadership.stop()
         await self.connection.stop()
         tasks = list(self._tasks)
         for task in tasks:
@@ -122,14 +156,22 @@ class TwitchCog(PluginCog, name="Twitch"):
 
     # -- events ----------------------------------------------------------------
 
-    def handle_event(self, event: TwitchEvent) -> None:
-        """Called by the connection for every event (synchronously, in the bot's loop)."""
+    def handle_event(self, event: TwitchEvent, *, relayed: bool = False) -> None:
+        """Called for every event, synchronously in the bot's loop: by the connection
+        (this process leads; the event is passed on to the others) or by the relay
+        (``relayed``: another process holds the connection)."""
+        self.last_event = event
+        self.counts[event.kind] += 1
         self.activity.add(event)
+        if not relayed and self.relay is not None:
+            self.relay.publish(event)
         if event.kind == "chat":
-            if self._wants_reply(event):
+            # Answered in Twitch chat by the process holding the connection alone.
+            if not relayed and self._wants_reply(event):
                 self._spawn(self._reply_in_twitch(event), "twitch-chat-reply")
             return
         # Stream events (never chat: it would push them out) for the recent-events tool.
+        # This process's servers (its shards'): the other processes comment in theirs.
         guilds = list(self.bot.guilds)
         self.recent.add(None, event)
         # Servers the bot left lose their events (a listener would not hear a server
@@ -140,6 +182,9 @@ class TwitchCog(PluginCog, name="Twitch"):
                 self.recent.add(guild.id, event)
                 if event.commentable:
                     self._maybe_comment(guild, event)
+
+    def _relayed(self, event: TwitchEvent) -> None:
+        self.handle_event(event, relayed=True)
 
     def _maybe_comment(self, guild: discord.Guild, event: TwitchEvent) -> None:
         settings = self.here(guild.id)
@@ -267,11 +312,17 @@ class TwitchCog(PluginCog, name="Twitch"):
 
     @twitch.command(name="status")
     async def status(self, ctx: commands.Context[Any]) -> None:
-        """Connected? Which channel, which subscriptions, the last event."""
-        lines = self.status_lines(ctx.guild.id if ctx.guild else None, ctx.clean_prefix)
+        """Connected? Which channel, which subscriptions, the last event, which process."""
+        leader = await self.leadership.holder() if self.leadership is not None else None
+        lines = self.status_lines(
+            ctx.guild.id if ctx.guild else None, ctx.clean_prefix, leader=leader
+        )
         await ctx.send("\n".join(lines), allowed_mentions=NO_PINGS)
 
-    def status_lines(self, guild_id: int | None, prefix: str = "!") -> list[str]:
+    def status_lines(
+        self, guild_id: int | None, prefix: str = "!", *, leader: str | None = None
+    ) -> list[str]:
+        """The status; ``leader`` is the process holding the connection, if known."""
         conn = self.connection
         config = self.config
         missing = config.missing()
@@ -284,7 +335,18 @@ class TwitchCog(PluginCog, name="Twitch"):
             ]
         login = conn.broadcaster.login if conn.broadcaster else config.settings.twitch_channel
         channel = f"twitch.tv/{login}"
-        if conn.state == "connected":
+        standby = conn.state == "standby"
+        if standby and leader:
+            head = (
+                f"**Twitch**: {channel} is followed by another process of this bot"
+                f" ({leader}), which passes its events on to this one."
+            )
+        elif standby:
+            head = (
+                f"**Twitch**: no process of this bot is connected to {channel} right now;"
+                " one of them takes over in a few seconds."
+            )
+        elif conn.state == "connected":
             as_user = f" as {conn.token.login}" if conn.token else ""
             up = f", up {_ago(time.time() - conn.connected_at)[:-4]}" if conn.connected_at else ""
             head = f"**Twitch**: connected to {channel}{as_user}{up}."
@@ -301,18 +363,21 @@ class TwitchCog(PluginCog, name="Twitch"):
         else:
             head = f"**Twitch**: {conn.state} ({channel})."
         lines = [head]
-        subs = []
-        for key, state in conn.topics.items():
-            mark = "✅" if state == SUBSCRIBED else "❌"
-            detail = "" if state == SUBSCRIBED else f" ({state})"
-            subs.append(f"{_LABELS[key]} {mark}{detail}")
-        lines.append("Subscriptions: " + ", ".join(subs))
-        if conn.scope_error:
-            lines.append(f"⚠ {conn.scope_error[0].upper()}{conn.scope_error[1:]}.")
-        if conn.last_event is not None:
-            total = sum(conn.counts.values())
+        if not standby:
+            if leader:
+                lines.append(f"Connection held by this process ({leader}) for the whole bot.")
+            subs = []
+            for key, state in conn.topics.items():
+                mark = "✅" if state == SUBSCRIBED else "❌"
+                detail = "" if state == SUBSCRIBED else f" ({state})"
+                subs.append(f"{_LABELS[key]} {mark}{detail}")
+            lines.append("Subscriptions: " + ", ".join(subs))
+            if conn.scope_error:
+                lines.append(f"⚠ {conn.scope_error[0].upper()}{conn.scope_error[1:]}.")
+        if self.last_event is not None:
+            total = sum(self.counts.values())
             lines.append(
-                f"Last event: {conn.last_event.text} ({_ago(time.time() - conn.last_event.at)});"
+                f"Last event: {self.last_event.text} ({_ago(time.time() - self.last_event.at)});"
                 f" {total} event{'s' if total != 1 else ''} so far."
             )
         else:

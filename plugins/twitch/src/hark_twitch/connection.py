@@ -1,4 +1,7 @@
 """The bot's one Twitch connection: a background task that never takes the bot down.
+In a bot of several processes only one holds it, the leader of ``"twitch"``
+(``host.run_once``); the others are on ``standby`` and use :meth:`TwitchConnection.lookup`
+for the tools' Helix requests.
 
 Each attempt validates the token (naming missing scopes in one line), looks up
 the channel, opens an EventSub WebSocket session, subscribes through Helix, and
@@ -48,7 +51,8 @@ class TwitchConnection:
     ) -> None:
         self.config = config
         self.on_event = on_event
-        # not configured | starting | connected | reconnecting | failed | stopped
+        # not configured | starting | connected | reconnecting | failed | stopped, or
+        # standby: another process of the bot holds the connection (set by the Cog)
         self.state = "not configured" if not config.configured else "stopped"
         self.error: str | None = None
         self.scope_error: str | None = None
@@ -70,21 +74,48 @@ class TwitchConnection:
         self._subscription_ids: dict[str, str] = {}
         self._logged_scope_error: str | None = None
         self._connected = asyncio.Event()
+        self._running = False
+        # The tools' Helix client while another process holds the connection.
+        self._lookup: tuple[Helix, TwitchUserInfo] | None = None
+        self._lookup_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._running
 
     def start(self) -> None:
+        """Run the connection in a task of its own (:meth:`run`); :meth:`stop` ends it."""
         if not self.config.configured:
             self.state = "not configured"
             return
-        if self.running:
+        if self.running or (self._task is not None and not self._task.done()):
             return
         self.state = "starting"
-        self._task = asyncio.create_task(self._run(), name="twitch-connection")
+        self._task = asyncio.create_task(self.run(), name="twitch-connection")
+
+    async def run(self) -> None:
+        """The supervising loop, in the calling task, until it is cancelled or meets an
+        error retrying cannot fix (state ``failed``). The bot runs it as its run_once
+        job, in the one process that follows Twitch."""
+        if not self.config.configured:
+            self.state = "not configured"
+            return
+        if self._running:
+            raise RuntimeError("the Twitch connection is already running")
+        self._running = True
+        self.state = "starting"
+        await self._close_lookup()
+        try:
+            await self._run()
+        finally:
+            self._running = False
+            self._connected.clear()
+            if self.helix is not None:
+                await self.helix.close()
+            if self.state != "failed":
+                self.state = "stopped"
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -94,6 +125,7 @@ class TwitchConnection:
                 await task
         if self.helix is not None:
             await self.helix.close()
+        await self._close_lookup()
         if self.config.configured:
             self.state = "stopped"
         self._connected.clear()
@@ -101,6 +133,44 @@ class TwitchConnection:
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
             await self._connected.wait()
+
+    # -- lookups while another process holds the connection ----------------------
+
+    async def lookup(self) -> tuple[Helix, TwitchUserInfo]:
+        """Helix and the followed channel for the tools of a process that does not hold
+        the connection (another process of the bot does: state ``standby``). The token
+        is validated and the channel looked up once; the client is kept until this
+        process starts or stops the connection."""
+        async with self._lookup_lock:
+            if self._lookup is None:
+                helix = Helix(self.config)
+                try:
+                    token = await helix.validate()
+                    await helix.open(token)
+                    broadcaster = await self._broadcaster(helix)
+                except BaseException:
+                    await helix.close()
+                    raise
+                self._lookup = (helix, broadcaster)
+            return self._lookup
+
+    async def _close_lookup(self) -> None:
+        lookup, self._lookup = self._lookup, None
+        if lookup is not None:
+            await lookup[0].close()
+
+    async def _broadcaster(self, helix: Helix) -> TwitchUserInfo:
+        settings = self.config.settings
+        channel = settings.twitch_channel
+        if settings.twitch_channel_id:
+            return TwitchUserInfo(settings.twitch_channel_id, channel, channel)
+        broadcaster = await helix.user(channel)
+        if broadcaster is None:
+            raise FatalTwitchError(
+                f"TWITCH_CHANNEL {channel!r} is not a Twitch channel",
+                provider="twitch",
+            )
+        return broadcaster
 
     # -- the supervising loop --------------------------------------------------
 
@@ -168,17 +238,7 @@ class TwitchConnection:
         self._check_scopes(token)
         await helix.open(token)
         settings = self.config.settings
-        channel = settings.twitch_channel
-        if settings.twitch_channel_id:
-            broadcaster = TwitchUserInfo(settings.twitch_channel_id, channel, channel)
-        else:
-            broadcaster = await helix.user(channel)
-        if broadcaster is None:
-            raise FatalTwitchError(
-                f"TWITCH_CHANNEL {channel!r} is not a Twitch channel",
-                provider="twitch",
-            )
-        self.broadcaster = broadcaster
+        broadcaster = self.broadcaster = await self._broadcaster(helix)
         async with aiohttp.ClientSession() as http:
             session = EventSubSession(
                 http,

@@ -27,7 +27,7 @@ import hark
 from hark_twitch.activity import RECENT_PER_SERVER, RecentEvents
 from hark_twitch.connection import TwitchConnection
 from hark_twitch.events import TwitchEvent
-from hark_twitch.helix import Helix
+from hark_twitch.helix import Helix, TwitchUserInfo
 
 # Each tool makes at most two Helix requests; Helix answers in well under a second.
 TOOL_TIMEOUT = 10.0
@@ -120,12 +120,21 @@ def _asked_login(text: str) -> str:
     return text.lstrip("#@").strip().lower()
 
 
-def _helix(connection: TwitchConnection) -> Helix:
+async def _helix(connection: TwitchConnection) -> tuple[Helix, TwitchUserInfo]:
+    """The Helix client and channel to look things up with: the connection's own, or,
+    in a process where another process of the bot holds the connection, one of this
+    process's (:meth:`TwitchConnection.lookup`)."""
+    if connection.state == "standby":
+        try:
+            return await connection.lookup()
+        except hark.ProviderError as exc:
+            raise TwitchToolError(_failure(exc)) from None
     helix = connection.helix
-    if connection.broadcaster is None or helix is None or helix.twitch is None:
+    broadcaster = connection.broadcaster
+    if broadcaster is None or helix is None or helix.twitch is None:
         why = connection.state + (f": {connection.error}" if connection.error else "")
         raise TwitchToolError(f"the bot is not connected to Twitch right now ({why})")
-    return helix
+    return helix, broadcaster
 
 
 def _failure(exc: hark.ProviderError) -> str:
@@ -166,9 +175,7 @@ async def twitch_status(args: StatusArgs, ctx: hark.ToolContext) -> str:
             f"twitch.tv/{asked} is not a channel this server follows; the bot follows only"
             f" twitch.tv/{login} (leave channel empty for it)"
         )
-    helix = _helix(connection)
-    broadcaster = connection.broadcaster
-    assert broadcaster is not None  # _helix checked it
+    helix, broadcaster = await _helix(connection)
     try:
         live = await helix.stream(broadcaster.id, broadcaster.login)
         info = None if live is not None else await helix.channel(broadcaster.id, broadcaster.login)

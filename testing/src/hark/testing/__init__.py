@@ -10,5 +10,7 @@
   :func:`~hark.testing.loopback.unused_port`.
 - :mod:`hark.testing.harness`: :class:`~hark.testing.harness.BotHarness`, the real bot
   against the loopback Discord server.
+- :mod:`hark.testing.processes`: the ``bot`` command as real processes
+  (:class:`~hark.testing.processes.BotProcess`, ``run_bot``, ``fake_distribution``).
 - :mod:`hark.testing.pytest_plugin`: fixtures, registered automatically with pytest.
 """

@@ -8,6 +8,9 @@ The harness owns a :class:`~hark.testing.discord.FakeDiscord` with one guild
 ("Test Server"), a text channel ``#general``, a voice channel, an admin (Manage
 Server) and an ordinary member. ``restart()`` stops the bot and starts a new one
 on the same database, to check what survives a restart.
+
+A config with ``shard_count`` (and optionally ``shards``) runs a ``ShardedHarkBot``,
+as ``bot run --shard-count`` does, against a server with that many shards.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import discord
 import yarl
 
-from hark.bot import HarkBot, point_discord_at
+from hark.bot import HarkBot, make_bot, point_discord_at
 from hark.chat.streaming import PLACEHOLDER
 from hark.config import Config, Secret
 from hark.plugins import PluginManager
@@ -65,7 +68,9 @@ class BotHarness:
         self._plugins = dict(plugins or {})
         self._entry_points = list(entry_points)
         self._config_overrides = dict(config or {})
-        self.server = server or FakeDiscord()
+        # A sharded config (shard_count) gets a server with that many shards.
+        shard_count = self._config_overrides.get("shard_count") or 1
+        self.server = server or FakeDiscord(shard_count=shard_count)
         self._own_server = server is None
         self.bot: HarkBot | None = None
         self._task: asyncio.Task[None] | None = None
@@ -121,7 +126,8 @@ class BotHarness:
             # start: the client closes it). Needs trustme, a test dependency.
             with contextlib.suppress(ImportError):
                 options["connector"] = self.server.bot_connector()
-        self.bot = bot = HarkBot(runtime, guild_ready_timeout=0.05, **options)
+        # HarkBot, or ShardedHarkBot when the config has shard_count (as `bot run`).
+        self.bot = bot = make_bot(runtime, guild_ready_timeout=0.05, **options)
         self._task = asyncio.create_task(bot.start(config.token.get()), name="hark-bot")
         ready = asyncio.create_task(bot.wait_until_ready())
         done, _ = await asyncio.wait(

@@ -8,6 +8,9 @@
   SQLite database (``.for_plugin("my_plugin")`` gives a plugin's settings).
 - ``hark_closing``: ``hark_closing(obj)`` returns ``obj`` and awaits ``obj.aclose()``
   after the test (providers built in a test, with their HTTP clients).
+- ``postgres_cluster``: one throwaway PostgreSQL server per session
+  (:class:`~hark.testing.postgres.PostgresCluster`); ``postgres_url``: a fresh,
+  empty database on it for one test, as a ``postgresql://`` URL.
 """
 
 from __future__ import annotations
@@ -62,9 +65,9 @@ async def hark_harness_factory(tmp_path) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def hark_settings_store(tmp_path) -> AsyncIterator[Any]:
     """The bot's settings store on a fresh SQLite database in ``tmp_path``."""
-    from hark.store import Database, SettingsStore
+    from hark.store import SettingsStore, SQLiteDatabase
 
-    db = Database(tmp_path / "hark.sqlite3")
+    db = SQLiteDatabase(tmp_path / "hark.sqlite3")
     await db.open()
     store = SettingsStore(db)
     await store.load()
@@ -72,6 +75,27 @@ async def hark_settings_store(tmp_path) -> AsyncIterator[Any]:
         yield store
     finally:
         await db.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Any:
+    """A PostgreSQL server of the session's own (initdb + pg_ctl on a free port)."""
+    from hark.testing.postgres import PostgresCluster
+
+    # Its own folder under /tmp, not pytest's tmp dir: under root that is 0700, and
+    # the server runs as the postgres user.
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_cluster) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    return await postgres_cluster.create_database()
 
 
 @pytest.fixture

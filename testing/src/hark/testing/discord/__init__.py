@@ -25,11 +25,18 @@ DAVE end-to-end encryption is on by default, as on Discord
 (``FakeDiscord(dave=False)`` turns it off): fake members are real DAVE clients
 (``server.voice_member(member)``) and ``server.dave_call(channel)`` is the
 voice gateway's side of the MLS group.
+
+Sharding (:mod:`.gateway`): ``FakeDiscord(shard_count=2, max_concurrency=1)``;
+``server.create_guild("Two", shard=1)`` makes a server whose events go to shard 1
+(``guild_id_on_shard(1, 2)`` mints such an id without a server), DMs go to shard
+0, ``await server.wait_for_shards()`` waits for every shard's session, and
+``server.refused_identifies`` lists the IDENTIFYs refused for ignoring
+``max_concurrency``.
 """
 
 from . import permissions
 from .base import RequestLog
-from .gateway import GatewayEvent, GatewaySession
+from .gateway import GatewayEvent, GatewaySession, IdentifyRecord
 from .interaction_record import CommandNotAvailable, InteractionRecord
 from .messages import TypingRecord
 from .permissions import (
@@ -52,6 +59,7 @@ from .permissions import (
 )
 from .rest import DelayRule, FaultRule
 from .server import FakeDiscord
+from .snowflakes import guild_id_on_shard, shard_of
 from .state import (
     AppCommandRecord,
     AttachmentRecord,
@@ -101,6 +109,7 @@ __all__ = [
     "GatewayEvent",
     "GatewaySession",
     "GuildRecord",
+    "IdentifyRecord",
     "InteractionRecord",
     "KeyPackageRecord",
     "MemberRecord",
@@ -118,5 +127,7 @@ __all__ = [
     "WaitTimeout",
     "WebResource",
     "eventually",
+    "guild_id_on_shard",
     "permissions",
+    "shard_of",
 ]

@@ -5,6 +5,13 @@ IDENTIFY creates and a RESUME re-attaches to a new connection. Every dispatched
 event gets the session's next sequence number and is kept in a bounded buffer,
 so a client that RESUMEs receives what it missed, like on the real gateway.
 
+Sharding works as on Discord: each IDENTIFY names ``[shard_id, num_shards]`` (the
+count must be the bot's, else close 4010; none from a sharded bot: 4011), a
+server's events go only to the session of its shard (``(guild_id >> 22) %
+num_shards``; DMs to shard 0), and an IDENTIFY that comes less than
+``identify_interval`` seconds after the last one of its bucket (``shard_id %
+max_concurrency``) is refused with op 9.
+
 Outgoing frames go through one queue and one writer task per connection: that
 keeps them in sequence order even though events are dispatched from plain
 (synchronous) helper methods as well as from request handlers.
@@ -63,6 +70,7 @@ CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_ALREADY_AUTHENTICATED = 4005
 CLOSE_SESSION_TIMED_OUT = 4009
 CLOSE_INVALID_SHARD = 4010
+CLOSE_SHARDING_REQUIRED = 4011
 CLOSE_INVALID_INTENTS = 4013
 CLOSE_DISALLOWED_INTENTS = 4014
 
@@ -84,6 +92,15 @@ class GatewayBackend(Protocol):
     def on_voice_state_update(self, session: GatewaySession, data: Payload) -> None: ...
 
     def member_chunks(self, session: GatewaySession, data: Payload) -> list[Payload]: ...
+
+
+class IdentifyRecord(NamedTuple):
+    """One IDENTIFY that passed the token, intents and shard checks (``server.identifies``)."""
+
+    shard: tuple[int, int]  # [shard_id, num_shards] as the client sent it
+    bucket: int  # shard_id % max_concurrency: the rate-limit key
+    at: float  # time.monotonic() when it arrived
+    refused: bool  # answered with op 9: too soon after another in its bucket
 
 
 class GatewayEvent(NamedTuple):
@@ -214,10 +231,22 @@ class Gateway:
         *,
         heartbeat_interval_ms: int = 41250,
         buffer_size: int = 2000,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
+        identify_interval: float | None = None,
     ) -> None:
         self.backend = backend
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.buffer_size = buffer_size
+        # Sharding: IDENTIFY must name [shard_id, shard_count] of exactly this count.
+        self.shard_count = shard_count
+        # Discord allows one IDENTIFY per bucket (shard_id % max_concurrency) every
+        # identify_interval seconds (5 on Discord) and answers a faster one with op 9;
+        # None: not enforced.
+        self.max_concurrency = max_concurrency
+        self.identify_interval = identify_interval
+        self.identifies: list[IdentifyRecord] = []
+        self._bucket_last: dict[int, float] = {}
         self.url = ""  # set by the server once it knows its port
         self.sessions: dict[str, GatewaySession] = {}
         self.connections: set[GatewayConnection] = set()
@@ -396,14 +425,13 @@ class Gateway:
         if intents & PRIVILEGED_INTENTS & ~self.backend.allowed_intents():
             conn.close_after_flush(CLOSE_DISALLOWED_INTENTS, "Disallowed intent(s).")
             return
-        shard = data.get("shard") or [0, 1]
-        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-            conn.close_after_flush(CLOSE_INVALID_SHARD, "Invalid shard.")
+        shard = self._check_shard(conn, data.get("shard"))
+        if shard is None or self._too_soon(conn, shard):
             return
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             intents=intents,
-            shard=(int(shard[0]), int(shard[1])),
+            shard=shard,
             buffer_size=self.buffer_size,
             presence=data.get("presence"),
             log=self.events,
@@ -415,6 +443,51 @@ class Gateway:
         if session.intents & GUILDS:
             for guild in self.backend.initial_guild_creates(session):
                 session.push("GUILD_CREATE", guild)
+
+    def _check_shard(self, conn: GatewayConnection, shard: Any) -> tuple[int, int] | None:
+        """The IDENTIFY's ``[shard_id, num_shards]``, or None once the socket is being
+        closed: 4011 when a sharded bot sent none, 4010 for a malformed pair or one
+        whose count is not the bot's shard count."""
+        if shard is None:
+            if self.shard_count > 1:
+                conn.close_after_flush(CLOSE_SHARDING_REQUIRED, "Sharding required.")
+                return None
+            return (0, 1)
+        valid = (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+            and shard[1] == self.shard_count
+            and 0 <= shard[0] < shard[1]
+        )
+        if not valid:
+            conn.close_after_flush(CLOSE_INVALID_SHARD, "Invalid shard.")
+            return None
+        return (shard[0], shard[1])
+
+    def _too_soon(self, conn: GatewayConnection, shard: tuple[int, int]) -> bool:
+        """Refuse (op 9, not resumable) an IDENTIFY that comes within the bucket's
+        window of the last accepted one, as Discord does; record every IDENTIFY."""
+        bucket = shard[0] % max(1, self.max_concurrency)
+        now = time.monotonic()
+        last = self._bucket_last.get(bucket)
+        refused = (
+            self.identify_interval is not None
+            and last is not None
+            and now - last < self.identify_interval
+        )
+        self.identifies.append(IdentifyRecord(shard, bucket, now, refused))
+        if refused:
+            log.info(
+                "refused IDENTIFY of shard %s: %.2fs after the last one in bucket %s",
+                list(shard),
+                now - (last or now),
+                bucket,
+            )
+            conn.send_op(INVALID_SESSION, False)
+            return True
+        self._bucket_last[bucket] = now
+        return False
 
     def _resume(self, conn: GatewayConnection, data: Payload) -> None:
         if not self.backend.check_token(data.get("token")):

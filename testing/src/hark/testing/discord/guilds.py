@@ -62,15 +62,21 @@ class GuildHelpers(ServerCore):
         bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
         everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
         locale: str = "en-US",
+        shard: int | None = None,
     ) -> GuildRecord:
         """A guild owned by ``owner`` (default ``server.owner``) with the bot in it.
 
         The bot gets a managed role with ``bot_permissions``, as an invite would.
+        ``shard``: give it an id whose events go to that shard of the server's
+        ``shard_count`` (``(guild_id >> 22) % shard_count``).
         """
         owner_user = self.owner if owner is None else self._user(owner)
-        guild = GuildRecord(
-            id=self.ids.next(), name=name, owner_id=owner_user.id, preferred_locale=locale
+        guild_id = (
+            self.ids.next()
+            if shard is None
+            else self.ids.next_on_shard(shard, self.gateway.shard_count)
         )
+        guild = GuildRecord(id=guild_id, name=name, owner_id=owner_user.id, preferred_locale=locale)
         guild.roles[guild.id] = RoleRecord(
             id=guild.id, guild_id=guild.id, name="@everyone", permissions=everyone_permissions
         )

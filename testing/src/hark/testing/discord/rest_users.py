@@ -25,15 +25,17 @@ async def get_gateway(request: web.Request) -> web.StreamResponse:
 
 async def get_gateway_bot(request: web.Request) -> web.StreamResponse:
     server = server_of(request)
+    # Each session started (an accepted IDENTIFY) uses one of the day's 1000.
+    started = len(server.identifies) - len(server.refused_identifies)
     return json_response(
         {
             "url": server.gateway_url,
-            "shards": 1,
+            "shards": server.shard_count,
             "session_start_limit": {
                 "total": 1000,
-                "remaining": 999,
+                "remaining": max(0, 1000 - started),
                 "reset_after": 14400000,
-                "max_concurrency": 1,
+                "max_concurrency": server.max_concurrency,
             },
         }
     )

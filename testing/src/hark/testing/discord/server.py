@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -24,8 +25,9 @@ from aiohttp import web
 
 from . import gateway as gw
 from . import rest_channels, rest_interactions, rest_threads, rest_users
+from .base import GuildLike
 from .commands import CommandRegistry
-from .gateway import Gateway, GatewayEvent, GatewaySession
+from .gateway import Gateway, GatewayEvent, GatewaySession, IdentifyRecord
 from .guilds import GuildHelpers
 from .interaction_record import InteractionRecord
 from .interactions import InteractionHelpers
@@ -33,7 +35,7 @@ from .payloads import member_payload, self_user_payload, user_payload
 from .permissions import CONNECT, VIEW_CHANNEL, channel_permissions, has
 from .responses import InteractionResponses
 from .rest import DelayRule, FaultRule, build_app
-from .snowflakes import SnowflakeGenerator
+from .snowflakes import SnowflakeGenerator, shard_of
 from .state import FakeState, UserRecord
 from .threads import ThreadHelpers
 from .voice import VoiceStateRecord, VoiceStates
@@ -75,7 +77,18 @@ class FakeDiscord(
         dave: bool = True,
         dave_transition_timeout: float = 2.0,
         unfurl_delay: float | None = 0.05,
+        shard_count: int = 1,
+        max_concurrency: int | None = None,
+        identify_interval: float = 5.0,
     ) -> None:
+        """``shard_count``: the bot's shards (what `/gateway/bot` recommends and every
+        IDENTIFY must name). ``max_concurrency``: identify buckets (Discord's
+        ``session_start_limit.max_concurrency``, reported as 1 when None). One IDENTIFY
+        per bucket per ``identify_interval`` seconds is allowed when the server is
+        sharded or ``max_concurrency`` is given; a single-shard server does not limit
+        it, so tests can restart a bot at once."""
+        if shard_count < 1 or (max_concurrency is not None and max_concurrency < 1):
+            raise ValueError("shard_count and max_concurrency must be 1 or more")
         self.state = FakeState()
         # Seconds before published links in a message get their embeds (web.py).
         self.unfurl_delay = unfurl_delay
@@ -110,8 +123,14 @@ class FakeDiscord(
         self.owner = self.create_user(owner_name)
         encoded_id = base64.b64encode(str(self.bot_user.id).encode()).decode().rstrip("=")
         self.bot_token = f"{encoded_id}.FAKE.{secrets.token_urlsafe(27)}"
+        limited = shard_count > 1 or max_concurrency is not None
         self.gateway = Gateway(
-            self, heartbeat_interval_ms=heartbeat_interval_ms, buffer_size=resume_buffer_size
+            self,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            buffer_size=resume_buffer_size,
+            shard_count=shard_count,
+            max_concurrency=max_concurrency or 1,
+            identify_interval=identify_interval if limited else None,
         )
         self.gateway.changed = self._changed
         self.gateway.internal_errors = self.internal_errors
@@ -190,6 +209,29 @@ class FakeDiscord(
         return self.gateway.resume_count
 
     @property
+    def shard_count(self) -> int:
+        return self.gateway.shard_count
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.gateway.max_concurrency
+
+    @property
+    def identifies(self) -> list[IdentifyRecord]:
+        """Every IDENTIFY with a valid token, intents and shard, in arrival order."""
+        return list(self.gateway.identifies)
+
+    @property
+    def refused_identifies(self) -> list[IdentifyRecord]:
+        """IDENTIFYs refused (op 9) for coming too soon in their bucket: a bot that
+        ignores ``max_concurrency`` leaves entries here (assert it stays empty)."""
+        return [i for i in self.gateway.identifies if i.refused]
+
+    def shard_of(self, guild: GuildLike) -> int:
+        """The shard that carries this server's events."""
+        return shard_of(self._guild(guild).id, self.shard_count)
+
+    @property
     def gateway_events(self) -> list[GatewayEvent]:
         """Every dispatched event (session id, seq, name), for debugging."""
         return self.gateway.events
@@ -216,6 +258,26 @@ class FakeDiscord(
             lambda: next((s for s in self.sessions if s.connection is not None), None),
             timeout=timeout,
             describe=lambda: f"a gateway session (identify_count={self.identify_count})",
+        )
+
+    async def wait_for_shards(
+        self, shards: Iterable[int] | None = None, *, timeout: float = 30.0
+    ) -> dict[int, GatewaySession]:
+        """Wait until each of ``shards`` (default: all of them) has an identified
+        session with a socket attached; returns them by shard id."""
+        wanted = set(range(self.shard_count) if shards is None else shards)
+
+        def connected() -> dict[int, GatewaySession] | None:
+            found = {s.shard[0]: s for s in self.connected_sessions if s.shard[0] in wanted}
+            return found if set(found) == wanted else None
+
+        return await self._waiters.wait_for(
+            connected,
+            timeout=timeout,
+            describe=lambda: (
+                f"sessions for shards {sorted(wanted)}; connected: "
+                f"{sorted(s.shard[0] for s in self.connected_sessions)}"
+            ),
         )
 
     async def wait_for_resume(self, count: int = 1, *, timeout: float = 10.0) -> None:
@@ -340,7 +402,8 @@ class FakeDiscord(
         """The bot's op 4: join/move/leave voice. Invalid requests are ignored, like Discord."""
         self.bot_voice_requests.append(data)
         guild = self.state.guilds.get(int(data.get("guild_id") or 0))
-        if guild is None:
+        # Sent on another shard's connection: that session does not carry this server.
+        if guild is None or not session.handles_guild(guild.id):
             return
         channel_id = data.get("channel_id")
         if channel_id is not None:
@@ -367,7 +430,7 @@ class FakeDiscord(
 
     def member_chunks(self, session: GatewaySession, data: dict[str, Any]) -> list[dict[str, Any]]:
         guild = self.state.guilds.get(int(data.get("guild_id") or 0))
-        if guild is None:
+        if guild is None or not session.handles_guild(guild.id):
             return []
         user_ids = [int(u) for u in data.get("user_ids") or []]
         if user_ids:
