@@ -233,9 +233,12 @@ class PostgresLeaderLock:
         if not self._holding:
             return
         self._holding = False
-        conn, self._conn = self._conn, None
         # Ending the session frees its locks: no unlock to send over a connection
         # that may be the very thing that failed.
+        await self._close_connection()
+
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:
                 await asyncio.wait_for(conn.close(), timeout=2.0)
@@ -260,12 +263,7 @@ class PostgresLeaderLock:
 
     async def close(self) -> None:
         await self.release()
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            try:
-                await asyncio.wait_for(conn.close(), timeout=2.0)
-            except Exception:
-                conn.terminate()
+        await self._close_connection()
 
 
 def lock_file_path(database: str | Path, name: str) -> Path:

@@ -105,26 +105,29 @@ class SQLiteTransaction(Transaction):
         super().__init__()
         self._conn = conn
 
+    # Each aiosqlite call is a round trip to its thread. A write's cursor holds no open
+    # statement once it ran, so it is left to be freed rather than closed (one trip
+    # instead of two), and reads fetch with their execute (execute_fetchall).
+
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         try:
-            async with self._conn.execute(sql, tuple(params)) as cur:
-                return cur.rowcount
+            cursor = await self._conn.execute(sql, tuple(params))
         except (sqlite3.Error, ValueError) as exc:
             _raise(exc)
+        return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
-            async with self._conn.executemany(sql, [tuple(r) for r in rows]):
-                pass
+            await self._conn.executemany(sql, [tuple(r) for r in rows])
         except (sqlite3.Error, ValueError) as exc:
             _raise(exc)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            async with self._conn.execute(sql, tuple(params)) as cur:
-                return [tuple(row) for row in await cur.fetchall()]
+            rows = await self._conn.execute_fetchall(sql, tuple(params))
         except (sqlite3.Error, ValueError) as exc:
             _raise(exc)
+        return [tuple(row) for row in rows]
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         try:
