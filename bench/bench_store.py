@@ -16,8 +16,8 @@ Per backend and round:
    then flushed (the write-behind batches them, as under load): wall time per message;
 2. quiet: ``--quiet-messages`` exchanges one at a time, each flushed before the
    next (every message its own commit, as in a quiet server): wall time per message;
-3. read: ``recent(channel, --depth)`` from the database once per message (a
-   channel's first read in a process; later ones come from memory): wall time per read;
+3. read: ``recent(channel, --depth)`` once per message, the read every reply does:
+   wall time per read;
 4. CPU per operation (each write of (1)-(2) and each read of (3)): this process,
    plus for PostgreSQL the server's processes (``/proc``: the postmaster and its
    backends), so both totals are the whole cost; the server's share on its own.
@@ -116,11 +116,7 @@ async def measure(db: Any, cluster: PostgresCluster | None, args: argparse.Names
 
         started = time.perf_counter()
         for i in range(args.messages):
-            channel = channels[i % len(channels)]
-            # The database read (a channel's first read in a process); the reads
-            # after it are served from memory and cost neither backend anything.
-            history._forget(channel)
-            entries = await history.recent(channel, args.depth)
+            entries = await history.recent(channels[i % len(channels)], args.depth)
             assert len(entries) == args.depth, len(entries)
         read = (time.perf_counter() - started) / args.messages
 

@@ -6,12 +6,7 @@ writes an exchange once the reply was delivered. A failed turn is never recorded
 
 Writes are behind the reply: :meth:`HistoryStore.append` queues the exchange and
 returns; one writer task commits queued exchanges in batches. Reads include what
-is still queued, so the next turn sees it at once. Reads are served from memory
-when this process knows the channel's newest entries (its last read, plus what it
-wrote since): a reply then costs no database read and never waits for the previous
-turn's write. Another process writing the same channel (a bot of several processes
-on PostgreSQL) sends a notice with its write, and this process reads that channel
-from the database again. A channel's oldest rows beyond
+is still queued, so the next turn sees it at once. A channel's oldest rows beyond
 ``KEEP_PER_CHANNEL`` are trimmed every ``TRIM_EVERY`` rows written to it. A
 database locked by another process, or unreachable (a PostgreSQL server restarting,
 the network down), only delays the write (retried with backoff, for as long as it
@@ -32,7 +27,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from hark.providers import ContextPart, ContextProvider, ContextRequest, PromptMessage
 from hark.store import Database
@@ -49,8 +43,8 @@ MAX_RETRY_DELAY = 2.0
 # (and on its first write in a run): up to KEEP_PER_CHANNEL + TRIM_EVERY rows in between.
 TRIM_EVERY = 50
 # Channels whose last read is kept (with what was written since, up to FALLBACK_DEPTH
-# entries each): reads served from memory, and replies while the database can't be read.
-FALLBACK_CHANNELS = 1024
+# entries each), for replies while the database can't be read.
+FALLBACK_CHANNELS = 256
 FALLBACK_DEPTH = 64
 
 
@@ -92,15 +86,9 @@ class HistoryStore:
         # One of clear() and a batch write at a time, so a cleared channel's queued
         # rows are not written after its DELETE.
         self._writing = asyncio.Lock()
-        # channel id -> what its last read returned (oldest first) and what this process
-        # wrote to it since: its newest entries, for reads from memory and fallbacks.
+        # channel id -> what its last read returned (oldest first), for fallbacks.
         self._last: dict[int, tuple[Entry, ...]] = {}
-        # Channels whose whole history is in _last (the read found fewer rows than asked).
-        self._complete: set[int] = set()
         self._reads_failing = False
-        # Other processes' writes to a channel send a notice (see _write). Subscribed
-        # before the database opens (as the runtime builds it), so no reload-all comes.
-        db.subscribe(self._on_notice)
 
     # -- reads -----------------------------------------------------------
 
@@ -116,12 +104,6 @@ class HistoryStore:
         """The channel's last ``limit`` entries, queued ones included. When the
         database can't be read, what this process last read of the channel and
         what is queued since (a reply without its latest context beats none)."""
-        if limit <= 0:
-            return []
-        known = self._last.get(channel_id)
-        if known is not None and (len(known) >= limit or channel_id in self._complete):
-            self._last[channel_id] = self._last.pop(channel_id)  # most recently used
-            return self._in_memory(channel_id, limit)
         try:
             async with self._consistent(), self.db.reading() as reader:
                 rows = await reader.fetchall(
@@ -132,42 +114,23 @@ class HistoryStore:
                 # The writer drops an exchange from the queue in the same step as its
                 # commit (see _visible), so nothing is seen twice or missed.
                 queued = [e for x in self._pending if x.channel_id == channel_id for e in x.entries]
-                entries = ([Entry(*row) for row in reversed(rows)] + queued)[-limit:]
-                # Before any await, so no commit extends _last between read and record.
-                self._remember(channel_id, entries, complete=len(rows) < limit)
         except DatabaseError as exc:
             return self._fallback(channel_id, limit, exc)
+        entries = [Entry(*row) for row in reversed(rows)] + queued
+        entries = entries[-limit:] if limit > 0 else []
+        self._remember(channel_id, entries)
         if self._reads_failing:
             self._reads_failing = False
             log.info("history reads from the database work again")
         return entries
 
-    def _remember(self, channel_id: int, entries: list[Entry], *, complete: bool) -> None:
+    def _remember(self, channel_id: int, entries: list[Entry]) -> None:
         self._last.pop(channel_id, None)
         self._last[channel_id] = tuple(entries[-FALLBACK_DEPTH:])
-        if complete and len(entries) <= FALLBACK_DEPTH:
-            self._complete.add(channel_id)
-        else:
-            self._complete.discard(channel_id)
         if len(self._last) > FALLBACK_CHANNELS:
-            self._forget(next(iter(self._last)))
+            del self._last[next(iter(self._last))]
 
-    def _forget(self, channel_id: int) -> None:
-        self._last.pop(channel_id, None)
-        self._complete.discard(channel_id)
-
-    def _on_notice(self, payload: dict[str, Any]) -> None:
-        """Another process wrote history (or may have: ``*``): read those channels
-        from the database again."""
-        if payload.get("t") == "*":
-            self._last.clear()
-            self._complete.clear()
-        elif payload.get("t") == "history":
-            for channel_id in payload.get("c") or ():
-                self._forget(int(channel_id))
-
-    def _in_memory(self, channel_id: int, limit: int) -> list[Entry]:
-        """What this process knows of the channel's newest entries, queued ones included."""
+    def _fallback(self, channel_id: int, limit: int, exc: DatabaseError) -> list[Entry]:
         known = list(self._last.get(channel_id, ()))
         # Queued entries are the same objects the last read returned, if it saw them.
         seen = {id(e) for e in known}
@@ -178,10 +141,7 @@ class HistoryStore:
             for e in x.entries
             if id(e) not in seen
         ]
-        return (known + queued)[-limit:] if limit > 0 else []
-
-    def _fallback(self, channel_id: int, limit: int, exc: DatabaseError) -> list[Entry]:
-        entries = self._in_memory(channel_id, limit)
+        entries = (known + queued)[-limit:] if limit > 0 else []
         if not self._reads_failing:
             self._reads_failing = True
             log.warning("history read from memory until the database answers again: %s", exc)
@@ -216,8 +176,7 @@ class HistoryStore:
             deleted = await tx.execute("DELETE FROM history WHERE channel_id = ?", (channel_id,))
             queued = sum(len(x.entries) for x in self._pending if x.channel_id == channel_id)
             self._pending = [x for x in self._pending if x.channel_id != channel_id]
-            # Known to be empty now: the next read needs no database.
-            self._remember(channel_id, [], complete=True)
+            self._last.pop(channel_id, None)
         return queued + deleted
 
     async def flush(self, timeout: float | None = None) -> bool:
@@ -370,8 +329,6 @@ class HistoryStore:
                         (channel_id, channel_id, KEEP_PER_CHANNEL),
                     )
                     trimmed.append(channel_id)
-                # Other processes reading these channels from memory read them again.
-                tx.notify({"t": "history", "c": sorted(written)})
                 if self._visible is not None:
                     # Readers wait from here until the batch has left the queue.
                     await self._visible.acquire()
@@ -386,10 +343,7 @@ class HistoryStore:
                     # A read while it was queued may have remembered it already.
                     seen = {id(e) for e in known}
                     fresh = tuple(e for e in x.entries if id(e) not in seen)
-                    grown = (*known, *fresh)
-                    if len(grown) > FALLBACK_DEPTH:
-                        self._complete.discard(x.channel_id)  # the oldest drop out
-                    self._last[x.channel_id] = grown[-FALLBACK_DEPTH:]
+                    self._last[x.channel_id] = (*known, *fresh)[-FALLBACK_DEPTH:]
         finally:
             if held and self._visible is not None:
                 self._visible.release()
