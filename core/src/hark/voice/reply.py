@@ -272,7 +272,10 @@ class Player:
             def after(error: Exception | None) -> None:  # discord.py's player thread
                 if error is not None:
                     log.warning("guild %s: playback failed: %s", self.guild_id, error)
-                self.loop.call_soon_threadsafe(done.set)
+                # The player thread can outlive the loop (the bot closed while the
+                # last reply played): then nothing waits for this event any more.
+                with contextlib.suppress(RuntimeError):
+                    self.loop.call_soon_threadsafe(done.set)
 
             self.vc.play(reply.source, after=after)
 

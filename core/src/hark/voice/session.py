@@ -232,7 +232,9 @@ class VoiceSession:
         generation = self._generation
 
         def after(error: Exception | None) -> None:  # voice-recv's stopper thread
-            self.loop.call_soon_threadsafe(self._listening_ended, generation, error)
+            # The thread can outlive the loop (the bot closed): nobody is listening then.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._listening_ended, generation, error)
 
         self.vc.listen(_Sink(self), after=after)
 
