@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -349,6 +351,7 @@ async def one_round(kind: str, args: argparse.Namespace) -> dict[str, float]:
                 await round_trips(server, channel, member, 10, f"{TRIGGER} warm-up")
                 await asyncio.sleep(0.5)  # start-up work (status, recovery) is over
                 before = await bot.mark()
+                since = len(server.requests)
                 sequential = await round_trips(
                     server, channel, member, args.messages, f"{TRIGGER} hello"
                 )
@@ -359,6 +362,10 @@ async def one_round(kind: str, args: argparse.Namespace) -> dict[str, float]:
                 await burst(server, targets, member, paced_n, args.rate)
                 await asyncio.sleep(0.3)  # writes behind the reply are part of the cost
                 after = await bot.mark()
+                calls = collections.Counter(
+                    f"{r.method} {re.sub(r'[0-9]{5,}', '{id}', r.path)}"
+                    for r in server.requests[since:]
+                )
             finally:
                 final = await bot.stop()
     messages = args.messages + total + paced_n
@@ -369,6 +376,9 @@ async def one_round(kind: str, args: argparse.Namespace) -> dict[str, float]:
         "rate": total / elapsed,
         "lag_p99_ms": after["lag_p99"] * 1000,
         "rss_mib": final["rss_peak_kib"] / 1024,
+        "rest_calls": sum(calls.values()) / messages,
+        # Per route, per message: what Discord was asked beyond the one reply POST.
+        **{f"rest {route}": n / messages for route, n in sorted(calls.items())},
     }
 
 
@@ -379,6 +389,7 @@ ROWS = [
     ("p99_ms", "p99 round trip (ms)", "lower"),
     ("lag_p99_ms", "event-loop lag p99 at --rate (ms)", "lower"),
     ("rss_mib", "peak RSS (MiB)", "lower"),
+    ("rest_calls", "REST calls per message", "lower"),
 ]
 
 

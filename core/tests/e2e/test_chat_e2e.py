@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from hark.chat.streaming import TYPING_DELAY, TYPING_REPOST_GAP
 from hark.providers.errors import ProviderStatusError
 from hark.testing.discord.permissions import MANAGE_MESSAGES, SEND_MESSAGES
 from hark.testing.fakes import EchoGenerator, FakeGenerator, fake_plugin
@@ -89,6 +90,41 @@ async def test_typing_indicator_refused_costs_nothing_but_the_indicator(tmp_path
         h.server.fail_next("POST", f"/channels/{h.channel.id}/typing", status=403)
         reply = await h.ask("robot, slow one")
         assert await h.final(reply) == "robot, slow one"
+    finally:
+        await h.close()
+
+
+async def test_turns_waiting_in_one_channel_share_one_typing_indicator(tmp_path):
+    """Three slow turns in one channel: one typing request while they all wait, not
+    three; once a reply is posted (it hides the indicator) while others still wait,
+    the indicator is shown again; after the last reply, no more."""
+    gates = {name: asyncio.Event() for name in ("one", "two", "three")}
+
+    async def answer(messages):
+        word = messages[-1].content.split()[-1]
+        await gates[word].wait()
+        return f"answer {word}"
+
+    h = await start(tmp_path, FakeGenerator(answer))
+    try:
+        for word in gates:
+            await h.say(f"robot, {word}")
+        await asyncio.sleep(TYPING_DELAY + 0.4)
+        assert len(h.server.typing_events) == 1
+        waiter = asyncio.create_task(h.next_reply())
+        gates["one"].set()
+        assert await h.final(await waiter) == "answer one"
+        # Shown again once the repost gap (from the first request) has passed.
+        await asyncio.sleep(TYPING_REPOST_GAP)
+        assert len(h.server.typing_events) == 2
+        for word in ("two", "three"):
+            waiter = asyncio.create_task(h.next_reply())
+            gates[word].set()
+            assert await h.final(await waiter) == f"answer {word}"
+        shown = len(h.server.typing_events)
+        await asyncio.sleep(TYPING_REPOST_GAP + 0.5)
+        assert len(h.server.typing_events) == shown  # nobody waits: no more requests
+        assert {e.channel_id for e in h.server.typing_events} == {h.channel.id}
     finally:
         await h.close()
 

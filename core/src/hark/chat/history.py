@@ -46,6 +46,10 @@ TRIM_EVERY = 50
 # entries each), for replies while the database can't be read.
 FALLBACK_CHANNELS = 256
 FALLBACK_DEPTH = 64
+# Rows a batch may have to be written as one multi-row INSERT (7 parameters each, well
+# under SQLite's and PostgreSQL's parameter limits); bigger batches and batches that
+# trim use a transaction.
+ONE_STATEMENT_ROWS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,68 +297,88 @@ class HistoryStore:
         what was written."""
         held = False
         try:
-            # Short patience: the loop above does the long, unbounded waiting.
-            async with self._writing, self.db.transaction(patience=1.0) as tx:
-                # Taken in the transaction: what clear() removed is not written.
+            async with self._writing:
+                # Taken under _writing: what clear() removed is not written.
                 batch = list(self._pending)
-                await tx.executemany(
-                    "INSERT INTO history (channel_id, guild_id, role, author_id, author_name, "
-                    "content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            x.channel_id,
-                            x.guild_id,
-                            e.role,
-                            e.author_id,
-                            e.author_name,
-                            e.content,
-                            x.created_at,
-                        )
-                        for x in batch
-                        for e in x.entries
-                    ],
-                )
+                rows = [
+                    (
+                        x.channel_id,
+                        x.guild_id,
+                        e.role,
+                        e.author_id,
+                        e.author_name,
+                        e.content,
+                        x.created_at,
+                    )
+                    for x in batch
+                    for e in x.entries
+                ]
                 written: dict[int, int] = {}
                 for x in batch:
                     written[x.channel_id] = written.get(x.channel_id, 0) + len(x.entries)
-                trimmed = []
-                for channel_id, rows in written.items():
-                    since = self._since_trim.get(channel_id)
-                    if since is not None and since + rows < TRIM_EVERY:
-                        continue
-                    await tx.execute(
-                        "DELETE FROM history WHERE channel_id = ? AND id <= "
-                        "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
-                        "LIMIT 1 OFFSET ?)",
-                        (channel_id, channel_id, KEEP_PER_CHANNEL),
-                    )
-                    trimmed.append(channel_id)
-                if self._visible is not None:
-                    # Readers wait from here until the batch has left the queue.
-                    await self._visible.acquire()
-                    held = True
-            # Committed, and no await since: readers never see a row both in the table
-            # and in the queue.
-            done = {id(x) for x in batch}
-            self._pending = [x for x in self._pending if id(x) not in done]
-            for x in batch:  # what a fallback read knows is in the table now
-                known = self._last.get(x.channel_id)
-                if known is not None:
-                    # A read while it was queued may have remembered it already.
-                    seen = {id(e) for e in known}
-                    fresh = tuple(e for e in x.entries if id(e) not in seen)
-                    self._last[x.channel_id] = (*known, *fresh)[-FALLBACK_DEPTH:]
+                trimmed = [
+                    channel_id
+                    for channel_id, count in written.items()
+                    if (since := self._since_trim.get(channel_id)) is None
+                    or since + count >= TRIM_EVERY
+                ]
+                # Short patience: the loop above does the long, unbounded waiting.
+                if not trimmed and len(rows) <= ONE_STATEMENT_ROWS:
+                    # The usual batch: one multi-row INSERT, its own transaction (one
+                    # trip to SQLite's thread). Readers of a database whose reads don't
+                    # keep writers out wait from before it until the batch left the queue.
+                    if self._visible is not None:
+                        await self._visible.acquire()
+                        held = True
+                    await self.db.execute(_insert_sql(len(rows)), _flat(rows), patience=1.0)
+                else:
+                    async with self.db.transaction(patience=1.0) as tx:
+                        await tx.executemany(_insert_sql(1), rows)
+                        for channel_id in trimmed:
+                            await tx.execute(
+                                "DELETE FROM history WHERE channel_id = ? AND id <= "
+                                "(SELECT id FROM history WHERE channel_id = ? ORDER BY id DESC "
+                                "LIMIT 1 OFFSET ?)",
+                                (channel_id, channel_id, KEEP_PER_CHANNEL),
+                            )
+                        if self._visible is not None:
+                            # Readers wait from here until the batch has left the queue.
+                            await self._visible.acquire()
+                            held = True
+                # Committed, and no await since: readers never see a row both in the
+                # table and in the queue.
+                done = {id(x) for x in batch}
+                self._pending = [x for x in self._pending if id(x) not in done]
+                for x in batch:  # what a fallback read knows is in the table now
+                    known = self._last.get(x.channel_id)
+                    if known is not None:
+                        # A read while it was queued may have remembered it already.
+                        seen = {id(e) for e in known}
+                        fresh = tuple(e for e in x.entries if id(e) not in seen)
+                        self._last[x.channel_id] = (*known, *fresh)[-FALLBACK_DEPTH:]
         finally:
             if held and self._visible is not None:
                 self._visible.release()
         # Committed: count towards the next trim (a failed batch counts nothing).
-        for channel_id, rows in written.items():
-            self._since_trim[channel_id] = self._since_trim.get(channel_id, 0) + rows
+        for channel_id, count in written.items():
+            self._since_trim[channel_id] = self._since_trim.get(channel_id, 0) + count
         for channel_id in trimmed:
             self._since_trim[channel_id] = 0
         if len(self._since_trim) > 10_000:
             self._since_trim.clear()  # the next write of each trims again
         return batch
+
+
+_COLUMNS = "channel_id, guild_id, role, author_id, author_name, content, created_at"
+_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+
+
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO history ({_COLUMNS}) VALUES " + ", ".join([_ROW] * rows)
+
+
+def _flat(rows: list[tuple[object, ...]]) -> list[object]:
+    return [value for row in rows for value in row]
 
 
 def _encode(exchange: _Exchange) -> dict[str, object]:

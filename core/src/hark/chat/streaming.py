@@ -37,37 +37,99 @@ ASIDE = "-# "
 TYPING_DELAY = 0.3
 #: Discord shows "typing" for about 10 s; discord.py renews it every 5 s, and so do we.
 TYPING_RENEW = 5.0
+#: A reply posted in a channel hides the bot's indicator there; while other turns in
+#: that channel still wait it is shown again, but not sooner than this after the last
+#: request (a busy channel costs a request every couple of seconds, not one per reply).
+TYPING_REPOST_GAP = 2.0
+# After a turn ends its reply may still be on its way: the repost waits this long.
+REPOST_AFTER = 0.5
 #: Seconds from a reply's first text to its first post, at the least: a reply whose
 #: model was slow to start (first text past the edit interval) but then answers in one
 #: piece is posted once, with no "still writing" post and edit.
 FIRST_POST_GRACE = 0.15
 
 
+class _ChannelTyping:
+    """The one indicator of a channel, shared by every turn waiting there."""
+
+    __slots__ = ("channel", "key", "owner", "poked", "task", "waiting")
+
+    def __init__(self, channel: Any, owner: object, key: tuple[int, Any]) -> None:
+        self.channel = channel
+        self.owner = owner
+        self.key = key
+        self.waiting = 0
+        self.poked = asyncio.Event()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self.channel.typing()  # one request (discord.py's Typing.__await__)
+                sent = loop.time()
+                self.poked.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TYPING_RENEW):
+                        await self.poked.wait()
+                        # A reply hid the indicator (or is about to be posted): show
+                        # it again after that, and not within the gap.
+                        again = max(sent + TYPING_REPOST_GAP, loop.time() + REPOST_AFTER)
+                        await asyncio.sleep(again - loop.time())
+        except discord.HTTPException as exc:
+            where = getattr(self.channel, "id", "?")
+            log.debug("no typing indicator in channel %s: %s", where, exc)
+
+
+# (id of the client's connection state, channel id) -> the channel's indicator.
+_typing: dict[tuple[int, Any], _ChannelTyping] = {}
+
+
+def _join_typing(channel: Any) -> _ChannelTyping:
+    # Keyed per client: two bots in one process each show their own indicator.
+    owner = getattr(channel, "_state", None) or channel
+    key = (id(owner), getattr(channel, "id", id(channel)))
+    shared = _typing.get(key)
+    if (
+        shared is None
+        or shared.owner is not owner
+        or shared.task.done()
+        or shared.task.get_loop() is not asyncio.get_running_loop()
+    ):
+        shared = _typing[key] = _ChannelTyping(channel, owner, key)
+    shared.waiting += 1
+    return shared
+
+
 class TypingIndicator:
     """Shows the bot typing in ``channel`` once a turn has taken ``delay`` seconds.
 
     ``start()`` arms a timer (no task, no request); if the turn is still waiting
-    for its first token when it fires, the indicator is posted and renewed until
-    ``stop()``. ``first_token()`` disarms the timer (an indicator already shown goes
-    on until ``stop()``, as the turn streams). A channel that refuses the indicator
-    (no permission) costs the indicator only, never the turn.
+    for its first token when it fires, the turn joins its channel's indicator,
+    which is posted and renewed until the last turn waiting there calls ``stop()``.
+    Several turns in one channel share one indicator (one request, not one each);
+    when one of them ends while others wait, its reply has hidden the indicator, so
+    it is shown again (at most every :data:`TYPING_REPOST_GAP` seconds).
+    ``first_token()`` disarms the timer (an indicator already shown goes on until
+    ``stop()``, as the turn streams). A channel that refuses the indicator (no
+    permission) costs the indicator only, never the turn.
     """
 
-    __slots__ = ("_task", "_timer", "channel", "delay")
+    __slots__ = ("_shared", "_timer", "channel", "delay")
 
     def __init__(self, channel: Any, *, delay: float = TYPING_DELAY) -> None:
         self.channel = channel
         self.delay = delay
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._shared: _ChannelTyping | None = None
 
     @property
     def shown(self) -> bool:
         """True once the indicator was asked for (the delay passed)."""
-        return self._task is not None
+        return self._shared is not None
 
     def start(self) -> TypingIndicator:
-        if self._timer is None and self._task is None:
+        if self._timer is None and self._shared is None:
             if self.delay <= 0:
                 self._fire()
             else:
@@ -76,17 +138,8 @@ class TypingIndicator:
 
     def _fire(self) -> None:
         self._timer = None
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                await self.channel.typing()  # one request (discord.py's Typing.__await__)
-                await asyncio.sleep(TYPING_RENEW)
-        except discord.HTTPException as exc:
-            where = getattr(self.channel, "id", "?")
-            log.debug("no typing indicator in channel %s: %s", where, exc)
+        if self._shared is None:
+            self._shared = _join_typing(self.channel)
 
     def first_token(self) -> None:
         """The answer started: no indicator is needed any more if none is shown yet."""
@@ -96,8 +149,16 @@ class TypingIndicator:
 
     def stop(self) -> None:
         self.first_token()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        shared.waiting -= 1
+        if shared.waiting > 0:
+            shared.poked.set()
+            return
+        shared.task.cancel()
+        if _typing.get(shared.key) is shared:
+            del _typing[shared.key]
 
     async def __aenter__(self) -> TypingIndicator:
         return self.start()

@@ -256,9 +256,11 @@ class Provider:
             produced = False
             cut_short = False
             stream = make()
+            # Read once a stream: a plugin's timeout may come from its settings.
+            per_item = self.timeout
             try:
                 while True:
-                    limit = self.timeout
+                    limit = per_item
                     if not produced:
                         if self.first_item_timeout is not None:
                             limit = self.first_item_timeout

@@ -155,9 +155,12 @@ class Database(abc.ABC):
 
     # -- shared ------------------------------------------------------------------
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """One write statement in its own transaction; returns the rows it changed."""
-        async with self.transaction() as tx:
+    async def execute(
+        self, sql: str, params: Iterable[Any] = (), *, patience: float | None = None
+    ) -> int:
+        """One write statement in its own transaction; returns the rows it changed.
+        ``patience`` is :meth:`transaction`'s."""
+        async with self.transaction(patience=patience) as tx:
             return await tx.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

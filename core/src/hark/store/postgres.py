@@ -496,26 +496,30 @@ class PostgresDatabase(Database):
 
     # -- one-statement helpers: retried where that is safe --------------------------
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+    async def execute(
+        self, sql: str, params: Iterable[Any] = (), *, patience: float | None = None
+    ) -> int:
         args = tuple(params)
-        return await self._retrying(lambda tx: tx.execute(sql, args))
+        return await self._retrying(lambda tx: tx.execute(sql, args), patience)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         args = [tuple(r) for r in rows]
         await self._retrying(lambda tx: tx.executemany(sql, args))
 
-    async def _retrying(self, statement: Any) -> Any:
+    async def _retrying(self, statement: Any, patience: float | None = None) -> Any:
         """Run ``statement(tx)`` in a transaction; again after a deadlock or a
-        serialization failure (rolled back whole), within the write patience."""
+        serialization failure (rolled back whole), within ``patience`` (default the
+        write patience)."""
+        limit = self.write_patience if patience is None else patience
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                async with self.transaction() as tx:
+                async with self.transaction(patience=patience) as tx:
                     return await statement(tx)
             except _Conflict:
                 attempt += 1
-                if time.monotonic() - started >= self.write_patience:
+                if time.monotonic() - started >= limit:
                     raise
                 await asyncio.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
 

@@ -223,7 +223,7 @@ class SQLiteDatabase(Database):
 
         The body may run more than once only up to BEGIN, never past a statement.
         """
-        async with self._locked_begin(patience):
+        async with self._locked(patience, "BEGIN IMMEDIATE"):
             tx = SQLiteTransaction(self.conn)
             try:
                 yield tx
@@ -240,8 +240,22 @@ class SQLiteDatabase(Database):
                     _raise(exc)
                 raise
 
+    async def execute(
+        self, sql: str, params: Iterable[Any] = (), *, patience: float | None = None
+    ) -> int:
+        """One write statement: in SQLite a statement outside BEGIN is its own
+        transaction (autocommit), so it takes one trip to aiosqlite's thread, not three
+        (BEGIN, the statement, COMMIT). Busy is retried as :meth:`transaction` does."""
+        async with self._locked(patience, sql, tuple(params)) as rowcount:
+            return rowcount
+
     @contextlib.asynccontextmanager
-    async def _locked_begin(self, patience: float | None) -> AsyncIterator[None]:
+    async def _locked(
+        self, patience: float | None, sql: str, params: tuple[Any, ...] = ()
+    ) -> AsyncIterator[int]:
+        """Run ``sql`` (BEGIN IMMEDIATE, or one autocommit statement) under this
+        process's lock, retrying while another process holds the write lock; yields
+        its row count with the lock still held."""
         waited_since = time.monotonic()
         limit = self.write_patience if patience is None else patience
         attempt = 0
@@ -251,7 +265,7 @@ class SQLiteDatabase(Database):
                 if self.conn.in_transaction:
                     # Left open by a task cancelled while its BEGIN was already running.
                     await self.conn.execute("ROLLBACK")
-                await self.conn.execute("BEGIN IMMEDIATE")
+                cursor = await self.conn.execute(sql, params)
             except sqlite3.OperationalError as exc:
                 self._lock.release()
                 if not is_busy(exc):
@@ -273,7 +287,7 @@ class SQLiteDatabase(Database):
                 raise
             break
         try:
-            yield
+            yield cursor.rowcount
         finally:
             self._lock.release()
 
