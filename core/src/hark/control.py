@@ -115,6 +115,8 @@ class PluginControl:
             picked = self.find(capability, name, pool)
             if picked is not None:
                 return picked
+        if len(pool) == 1:  # the usual case: no need to ask it whether it is usable
+            return pool[0]
         return min(pool, key=_rank) if pool else None
 
     async def choose(self, capability: Capability, provider_name: str, guild_id: int) -> Provider:
