@@ -186,3 +186,25 @@ async def test_old_rows_are_trimmed_every_few_writes(database: Database, monkeyp
         assert rows[0][0] <= 10 + 4
     assert [e.content for e in await store.recent(9, 2)] == ["q19", "a19"]
     await store.close()
+
+
+async def test_a_usual_batch_is_one_statement_on_sqlite(tmp_path: Path) -> None:
+    """Once a channel was trimmed this run, a small batch is one multi-row INSERT in
+    autocommit: no BEGIN and COMMIT trips to aiosqlite's thread around it."""
+    from hark.store.sqlite import SQLiteDatabase
+
+    db = SQLiteDatabase(tmp_path / "hark.sqlite3")
+    await db.open()
+    try:
+        history = HistoryStore(db)
+        await history.append(5, 1, exchange(0))  # the channel's first write trims
+        assert await history.flush(timeout=10)
+        statements: list[str] = []
+        await db.conn.set_trace_callback(statements.append)
+        await history.append(5, 1, exchange(1))
+        assert await history.flush(timeout=10)
+        await db.conn.set_trace_callback(None)
+        assert len(statements) == 1 and statements[0].startswith("INSERT INTO history")
+        assert [c for _, _, c in await table_rows(db)] == ["q0", "a0", "q1", "a1"]
+    finally:
+        await db.close()

@@ -292,6 +292,13 @@ class HistoryStore:
                 log.info("history write succeeded after %d retries", attempt)
             attempt = 0
 
+    async def _hold_readers(self) -> bool:
+        """Keep readers out (where reads don't exclude writes); True if now held."""
+        if self._visible is None:
+            return False
+        await self._visible.acquire()
+        return True
+
     async def _write(self) -> list[_Exchange]:
         """Write what is queued in one transaction and drop it from the queue; returns
         what was written."""
@@ -327,9 +334,7 @@ class HistoryStore:
                     # The usual batch: one multi-row INSERT, its own transaction (one
                     # trip to SQLite's thread). Readers of a database whose reads don't
                     # keep writers out wait from before it until the batch left the queue.
-                    if self._visible is not None:
-                        await self._visible.acquire()
-                        held = True
+                    held = await self._hold_readers()
                     await self.db.execute(_insert_sql(len(rows)), _flat(rows), patience=1.0)
                 else:
                     async with self.db.transaction(patience=1.0) as tx:
@@ -341,10 +346,8 @@ class HistoryStore:
                                 "LIMIT 1 OFFSET ?)",
                                 (channel_id, channel_id, KEEP_PER_CHANNEL),
                             )
-                        if self._visible is not None:
-                            # Readers wait from here until the batch has left the queue.
-                            await self._visible.acquire()
-                            held = True
+                        # Readers wait from here until the batch has left the queue.
+                        held = await self._hold_readers()
                 # Committed, and no await since: readers never see a row both in the
                 # table and in the queue.
                 done = {id(x) for x in batch}
@@ -357,8 +360,8 @@ class HistoryStore:
                         fresh = tuple(e for e in x.entries if id(e) not in seen)
                         self._last[x.channel_id] = (*known, *fresh)[-FALLBACK_DEPTH:]
         finally:
-            if held and self._visible is not None:
-                self._visible.release()
+            if held:
+                self._visible.release()  # type: ignore[union-attr]
         # Committed: count towards the next trim (a failed batch counts nothing).
         for channel_id, count in written.items():
             self._since_trim[channel_id] = self._since_trim.get(channel_id, 0) + count
